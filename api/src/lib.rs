@@ -1,0 +1,186 @@
+//! The REST API: actix-web routes, authentication, errors and the OpenAPI document.
+//!
+//! Architecture invariant: this is the only crate that knows HTTP and the JSON shapes of
+//! the public contract. It never talks to the scheduler or workers, only to Postgres.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod job_fields;
+pub mod models;
+pub mod openapi;
+mod pagination;
+pub mod routes;
+pub mod state;
+
+use actix_web::{web, App, HttpServer};
+use error::problem_response;
+use jobcenter_core::config::Config;
+use jobcenter_sql::Pool;
+use state::AppState;
+use std::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("bootstrap admin: {0}")]
+    Bootstrap(String),
+    #[error("{0}")]
+    Server(#[from] std::io::Error),
+}
+
+/// Creates the bootstrap admin if no user exists yet.
+async fn bootstrap_admin(config: &Config, pool: &Pool) -> Result<(), StartError> {
+    let Some(admin) = &config.bootstrap_admin else {
+        return Ok(());
+    };
+    let hash = auth::hash_password(admin.password.expose())
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    let created = jobcenter_sql::users::insert_bootstrap_admin(&client, &admin.username, &hash)
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    if created {
+        tracing::info!(username = %admin.username, "created the bootstrap admin");
+    }
+    Ok(())
+}
+
+fn jwt_secret(config: &Config) -> Vec<u8> {
+    match &config.jwt_secret {
+        Some(secret) => secret.expose().as_bytes().to_vec(),
+        None => {
+            tracing::warn!(
+                "JOBCENTER_JWT_SECRET is not set: using a random secret; tokens end with this \
+                 process and are not accepted by other API nodes"
+            );
+            use rand::RngCore;
+            let mut secret = vec![0u8; 64];
+            rand::thread_rng().fill_bytes(&mut secret);
+            secret
+        }
+    }
+}
+
+/// Registers every route and the shared error handlers.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(routes::health::healthz)
+        .service(routes::health::readyz)
+        .service(routes::auth::login)
+        .service(routes::auth::me)
+        .service(routes::projects::create_project)
+        .service(routes::projects::list_projects)
+        .service(routes::projects::get_project)
+        .service(routes::projects::update_project)
+        .service(routes::projects::delete_project)
+        .service(routes::jobs::create_job)
+        .service(routes::jobs::list_jobs)
+        .service(routes::jobs::get_job)
+        .service(routes::jobs::update_job)
+        .service(routes::jobs::disable_job)
+        .service(routes::jobs::enable_job)
+        .service(routes::jobs::delete_job)
+        .service(routes::jobs::restore_job)
+        .service(routes::runs::trigger_run)
+        .service(routes::runs::list_job_runs)
+        .service(routes::runs::get_run)
+        .service(routes::runs::get_run_logs);
+}
+
+/// Serves the API until the process is stopped. Prints the bound address on stdout
+/// (`jobcenter api listening on http://ADDR`) so that port 0 can be used.
+pub async fn serve(config: &Config, pool: Pool) -> Result<(), StartError> {
+    bootstrap_admin(config, &pool).await?;
+    let state = web::Data::new(AppState {
+        pool,
+        jwt: auth::JwtKeys::new(&jwt_secret(config)),
+        jwt_ttl: config.jwt_ttl,
+        dummy_password_hash: auth::hash_password(&uuid::Uuid::new_v4().to_string())
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?,
+    });
+    let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(extract::MAX_JSON_BODY_BYTES))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                let detail = err.to_string();
+                actix_web::error::InternalError::from_response(
+                    err,
+                    problem_response(
+                        actix_web::http::StatusCode::BAD_REQUEST,
+                        detail,
+                        Some("query".into()),
+                    ),
+                )
+                .into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|err, _| {
+                let detail = err.to_string();
+                actix_web::error::InternalError::from_response(
+                    err,
+                    problem_response(actix_web::http::StatusCode::NOT_FOUND, detail, None),
+                )
+                .into()
+            }))
+            .wrap(actix_web::middleware::from_fn(request_span))
+            .configure(configure)
+            .route(
+                "/openapi.json",
+                web::get().to(|| async {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(openapi::openapi_json())
+                }),
+            )
+            .service(
+                SwaggerUi::new("/docs/{_:.*}")
+                    .url("/docs/openapi.json", openapi::ApiDoc::openapi()),
+            )
+            .default_service(web::to(|| async {
+                problem_response(
+                    actix_web::http::StatusCode::NOT_FOUND,
+                    "no such route".into(),
+                    None,
+                )
+            }))
+    })
+    .listen(listener)?
+    .run();
+    println!("jobcenter api listening on http://{addr}");
+    tracing::info!(%addr, "api listening");
+    server.await?;
+    Ok(())
+}
+
+/// A root span per request with method, path and status; the line at debug level.
+async fn request_span(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "http",
+        method = %req.method(),
+        path = %req.path(),
+        status = tracing::field::Empty
+    );
+    let started = std::time::Instant::now();
+    let response = next.call(req).instrument(span.clone()).await?;
+    span.record("status", response.status().as_u16());
+    tracing::debug!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    Ok(response)
+}

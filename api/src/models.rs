@@ -1,0 +1,362 @@
+//! The JSON shapes of the API (request and response bodies) and their conversions.
+//!
+//! Architecture invariant: only this crate knows the wire format. `Target` and
+//! `ScheduleSpec` mirror core's types field for field so the OpenAPI document can
+//! describe them; the conversions below are the only bridge.
+
+use chrono::{DateTime, Utc};
+use jobcenter_core::schedule::ScheduleSpec;
+use jobcenter_core::target::Target;
+use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime of the token in seconds.
+    pub expires_in: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    pub id: Uuid,
+    pub username: String,
+    /// `admin` or `developer`.
+    pub role: String,
+}
+
+/// What a job runs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetBody {
+    /// Runs `command[0]` with the rest as arguments, without a shell unless you name one.
+    Command { command: Vec<String> },
+}
+
+impl From<TargetBody> for Target {
+    fn from(body: TargetBody) -> Self {
+        match body {
+            TargetBody::Command { command } => Target::Command { command },
+        }
+    }
+}
+
+impl From<Target> for TargetBody {
+    fn from(target: Target) -> Self {
+        match target {
+            Target::Command { command } => TargetBody::Command { command },
+        }
+    }
+}
+
+/// When a job runs by itself.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleBody {
+    /// Only when triggered.
+    Manual,
+    /// Every `every_seconds` seconds.
+    Interval { every_seconds: u64 },
+    /// A 5-field cron expression, or 6 fields with seconds first, in an IANA time zone.
+    Cron {
+        expression: String,
+        #[serde(default = "utc")]
+        timezone: String,
+    },
+}
+
+fn utc() -> String {
+    "UTC".to_string()
+}
+
+impl From<ScheduleBody> for ScheduleSpec {
+    fn from(body: ScheduleBody) -> Self {
+        match body {
+            ScheduleBody::Manual => ScheduleSpec::Manual,
+            ScheduleBody::Interval { every_seconds } => ScheduleSpec::Interval { every_seconds },
+            ScheduleBody::Cron {
+                expression,
+                timezone,
+            } => ScheduleSpec::Cron {
+                expression,
+                timezone,
+            },
+        }
+    }
+}
+
+impl From<ScheduleSpec> for ScheduleBody {
+    fn from(spec: ScheduleSpec) -> Self {
+        match spec {
+            ScheduleSpec::Manual => ScheduleBody::Manual,
+            ScheduleSpec::Interval { every_seconds } => ScheduleBody::Interval { every_seconds },
+            ScheduleSpec::Cron {
+                expression,
+                timezone,
+            } => ScheduleBody::Cron {
+                expression,
+                timezone,
+            },
+        }
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn nullable<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Exported to every run of the project's jobs as environment variables.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// Admins only: the owner (default: the caller).
+    pub owner_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub config: Option<BTreeMap<String, String>>,
+    /// Admins only: transfer the project.
+    pub owner_id: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectResponse {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub config: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Project> for ProjectResponse {
+    fn from(p: Project) -> Self {
+        ProjectResponse {
+            id: p.id,
+            owner_id: p.owner_id,
+            name: p.name,
+            description: p.description,
+            config: p.config,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// `allow` (overlap), `queue` (one at a time) or `skip` (drop a tick while one runs).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyBody {
+    Allow,
+    Queue,
+    Skip,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    pub name: String,
+    pub target: TargetBody,
+    /// Default: manual.
+    pub schedule: Option<ScheduleBody>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Default: allow.
+    pub concurrency: Option<ConcurrencyBody>,
+    /// Default: 3600.
+    pub timeout_seconds: Option<i32>,
+    /// Default: 1.
+    pub max_attempts: Option<i32>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Default: `default`.
+    pub worker_group: Option<String>,
+    /// Default: true.
+    pub enabled: Option<bool>,
+}
+
+/// A partial update: absent fields keep their value; `starts_at`/`ends_at` accept null.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateJob {
+    pub name: Option<String>,
+    pub target: Option<TargetBody>,
+    pub schedule: Option<ScheduleBody>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub starts_at: Option<Option<DateTime<Utc>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub ends_at: Option<Option<DateTime<Utc>>>,
+    pub concurrency: Option<ConcurrencyBody>,
+    pub timeout_seconds: Option<i32>,
+    pub max_attempts: Option<i32>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub worker_group: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobResponse {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub name: String,
+    pub target: TargetBody,
+    pub schedule: ScheduleBody,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub concurrency: ConcurrencyBody,
+    pub timeout_seconds: i32,
+    pub max_attempts: i32,
+    pub env: BTreeMap<String, String>,
+    pub worker_group: String,
+    pub enabled: bool,
+    /// The next instant the schedule fires, if any.
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// Set while the job is deleted (restorable until retention purges it).
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Job> for JobResponse {
+    fn from(job: Job) -> Self {
+        use jobcenter_sql::states::Concurrency;
+        let f = job.fields;
+        JobResponse {
+            id: job.id,
+            project_id: job.project_id,
+            name: f.name,
+            target: f.target.into(),
+            schedule: f.schedule.into(),
+            starts_at: f.starts_at,
+            ends_at: f.ends_at,
+            concurrency: match f.concurrency {
+                Concurrency::Allow => ConcurrencyBody::Allow,
+                Concurrency::Queue => ConcurrencyBody::Queue,
+                Concurrency::Skip => ConcurrencyBody::Skip,
+            },
+            timeout_seconds: f.timeout_seconds,
+            max_attempts: f.max_attempts,
+            env: f.env,
+            worker_group: f.worker_group,
+            enabled: f.enabled,
+            next_fire_at: f.next_fire_at,
+            deleted_at: job.deleted_at,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+        }
+    }
+}
+
+impl From<ConcurrencyBody> for jobcenter_sql::states::Concurrency {
+    fn from(body: ConcurrencyBody) -> Self {
+        match body {
+            ConcurrencyBody::Allow => Self::Allow,
+            ConcurrencyBody::Queue => Self::Queue,
+            ConcurrencyBody::Skip => Self::Skip,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRun {
+    /// Any JSON; the run reads it on stdin and from `$JOBCENTER_INPUT_FILE`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunResponse {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub project_id: Uuid,
+    /// `queued`, `running`, `succeeded`, `failed`, `timed_out`, `cancelled` or `skipped`.
+    pub state: String,
+    /// `manual`, `schedule`, `webhook` or `retry`.
+    pub trigger: String,
+    pub attempt: i32,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// What the run wrote to `$JOBCENTER_RESULT_FILE` (capped).
+    pub result: Option<String>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub queued_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker that ran it.
+    pub worker: Option<Uuid>,
+    pub worker_group: String,
+}
+
+impl From<Run> for RunResponse {
+    fn from(r: Run) -> Self {
+        RunResponse {
+            id: r.id,
+            job_id: r.job_id,
+            project_id: r.project_id,
+            state: r.state.as_str().to_string(),
+            trigger: r.trigger.as_str().to_string(),
+            attempt: r.attempt,
+            input: r.input,
+            result: r.result,
+            exit_code: r.exit_code,
+            error: r.error,
+            scheduled_for: r.scheduled_for,
+            queued_at: r.queued_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            worker: r.worker_id,
+            worker_group: r.worker_group,
+        }
+    }
+}
+
+/// Query of a collection: newest first, `limit` items (1..=200, default 50), continuing
+/// after the `next` cursor of the previous page.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One page of a collection; `next` is the cursor of the following page, if any.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T: ToSchema> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}

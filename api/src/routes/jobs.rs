@@ -1,0 +1,267 @@
+//! Jobs: create, read, change, disable/enable, delete/restore.
+//!
+//! Every change is one transaction that locks the job row, writes the job, its queue
+//! side effects (queued runs cancelled on disable/delete) and the audit record.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::JsonBody;
+use crate::job_fields;
+use crate::models::{CreateJob, JobResponse, Page, PageQuery, UpdateJob};
+use crate::pagination::page;
+use crate::routes::db;
+use crate::state::AppState;
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use chrono::Utc;
+use deadpool_postgres::Transaction;
+use jobcenter_sql::jobs::{self, Including, Job};
+use serde_json::json;
+use uuid::Uuid;
+
+async fn audit(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    action: &str,
+    job_id: Uuid,
+) -> Result<(), ApiError> {
+    let subject = format!("job:{job_id}");
+    jobcenter_sql::audit::record(tx, Some(caller.user_id), action, &subject, &json!({})).await?;
+    Ok(())
+}
+
+async fn locked_job(
+    tx: &Transaction<'_>,
+    caller: &Caller,
+    id: Uuid,
+    including: Including,
+) -> Result<Job, ApiError> {
+    jobs::lock(tx, id, caller.owner_scope(), including)
+        .await?
+        .ok_or(ApiError::NotFound("job"))
+}
+
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "project id")),
+    request_body = CreateJob,
+    responses(
+        (status = 201, body = JobResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/projects/{id}/jobs")]
+pub async fn create_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    project_id: web::Path<Uuid>,
+    JsonBody(body): JsonBody<CreateJob>,
+) -> Result<HttpResponse, ApiError> {
+    let fields = job_fields::from_create(body, Utc::now())?;
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    jobcenter_sql::projects::get(&tx, *project_id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    let job = jobs::insert(&tx, *project_id, &fields).await?;
+    audit(&tx, &caller, "job.create", job.id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(JobResponse::from(job)))
+}
+
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "project id"), PageQuery),
+    responses(
+        (status = 200, body = Page<JobResponse>),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/projects/{id}/jobs")]
+pub async fn list_jobs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    project_id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let request = query.parse()?;
+    let client = db(&state).await?;
+    jobcenter_sql::projects::get(&client, *project_id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    let rows = jobs::list_by_project(&client, *project_id, request.before, request.limit).await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        &request,
+        |j| (j.created_at, j.id),
+        JobResponse::from,
+    )))
+}
+
+/// A job, deleted or not (a deleted one shows `deleted_at`).
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/jobs/{id}")]
+pub async fn get_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = jobs::get(
+        &db(&state).await?,
+        *id,
+        caller.owner_scope(),
+        Including::Deleted,
+    )
+    .await?
+    .ok_or(ApiError::NotFound("job"))?;
+    Ok(HttpResponse::Ok().json(JobResponse::from(job)))
+}
+
+/// Changes a job; its run history stays. Disabling through a patch cancels its queued runs.
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateJob,
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/api/v1/jobs/{id}")]
+pub async fn update_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    JsonBody(body): JsonBody<UpdateJob>,
+) -> Result<HttpResponse, ApiError> {
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    let current = locked_job(&tx, &caller, *id, Including::Live).await?;
+    let fields = job_fields::apply_patch(&current.fields, body, Utc::now())?;
+    if current.fields.enabled && !fields.enabled {
+        jobcenter_sql::runs::cancel_queued_for_job(&tx, *id, "job disabled").await?;
+    }
+    let job = jobs::update(&tx, *id, &fields).await?;
+    audit(&tx, &caller, "job.update", *id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(JobResponse::from(job)))
+}
+
+/// Stops the schedule and takes the job's queued runs out of the queue (`cancelled`).
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/jobs/{id}/disable")]
+pub async fn disable_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, *id, false).await
+}
+
+/// Resumes the schedule from now (ticks missed while disabled are not fired).
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/jobs/{id}/enable")]
+pub async fn enable_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, *id, true).await
+}
+
+async fn set_enabled(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let mut client = db(state).await?;
+    let tx = client.transaction().await?;
+    let current = locked_job(&tx, caller, id, Including::Live).await?;
+    let mut fields = current.fields;
+    fields.enabled = enabled;
+    fields.next_fire_at = job_fields::plan_next_fire(&fields, Utc::now())?;
+    if !enabled {
+        jobcenter_sql::runs::cancel_queued_for_job(&tx, id, "job disabled").await?;
+    }
+    let job = jobs::update(&tx, id, &fields).await?;
+    audit(
+        &tx,
+        caller,
+        if enabled { "job.enable" } else { "job.disable" },
+        id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(JobResponse::from(job)))
+}
+
+/// Deletes a job: its schedule stops and queued runs are cancelled; the job, its runs and
+/// logs stay readable and the job restorable until retention purges them.
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 204),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/api/v1/jobs/{id}")]
+pub async fn delete_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    locked_job(&tx, &caller, *id, Including::Live).await?;
+    jobcenter_sql::runs::cancel_queued_for_job(&tx, *id, "job deleted").await?;
+    jobs::soft_delete(&tx, *id).await?;
+    audit(&tx, &caller, "job.delete", *id).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Undeletes a job; an enabled job's schedule resumes from now.
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = JobResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/jobs/{id}/restore")]
+pub async fn restore_job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    let job = locked_job(&tx, &caller, *id, Including::Deleted).await?;
+    if job.deleted_at.is_none() {
+        return Err(ApiError::Conflict("the job is not deleted".into()));
+    }
+    let next_fire_at = job_fields::plan_next_fire(&job.fields, Utc::now())?;
+    jobs::restore(&tx, *id, next_fire_at).await?;
+    audit(&tx, &caller, "job.restore", *id).await?;
+    let job = locked_job(&tx, &caller, *id, Including::Live).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(JobResponse::from(job)))
+}

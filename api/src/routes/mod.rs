@@ -1,0 +1,16 @@
+//! HTTP handlers, one module per resource.
+
+pub mod auth;
+pub mod health;
+pub mod jobs;
+pub mod projects;
+pub mod runs;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use deadpool_postgres::Object;
+
+/// A pooled connection; an unreachable database answers 503.
+pub async fn db(state: &AppState) -> Result<Object, ApiError> {
+    Ok(state.pool.get().await?)
+}

@@ -1,0 +1,229 @@
+//! Projects: a developer's own namespace of jobs, config and artifacts.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::JsonBody;
+use crate::models::{CreateProject, Page, PageQuery, ProjectResponse, UpdateProject};
+use crate::pagination::page;
+use crate::routes::db;
+use crate::state::AppState;
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use jobcenter_sql::projects::{self, NewProject, ProjectPatch};
+use jobcenter_sql::states::Role;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+const MAX_CONFIG_ENTRIES: usize = 256;
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 128 {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 128 characters, not blank",
+        ));
+    }
+    Ok(())
+}
+
+fn config_value(config: &BTreeMap<String, String>) -> Result<Value, ApiError> {
+    if config.len() > MAX_CONFIG_ENTRIES {
+        return Err(ApiError::invalid(
+            "config",
+            format!("at most {MAX_CONFIG_ENTRIES} entries"),
+        ));
+    }
+    jobcenter_core::target::validate_env(config)
+        .map_err(|e| ApiError::invalid("config", e.reason))?;
+    Ok(json!(config))
+}
+
+/// Only admins may choose or change an owner.
+async fn check_owner_change(
+    state: &AppState,
+    caller: &Caller,
+    owner_id: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let Some(owner_id) = owner_id else {
+        return Ok(());
+    };
+    if caller.role != Role::Admin && owner_id != caller.user_id {
+        return Err(ApiError::Forbidden("only admins set a project's owner"));
+    }
+    match jobcenter_sql::users::by_id(&db(state).await?, owner_id).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid("owner_id", "no such user")),
+    }
+}
+
+#[utoipa::path(
+    tag = "projects", security(("bearer" = [])), request_body = CreateProject,
+    responses(
+        (status = 201, body = ProjectResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/projects")]
+pub async fn create_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<CreateProject>,
+) -> Result<HttpResponse, ApiError> {
+    validate_name(&body.name)?;
+    let config = config_value(&body.config)?;
+    check_owner_change(&state, &caller, body.owner_id).await?;
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    let project = projects::insert(
+        &tx,
+        &NewProject {
+            owner_id: body.owner_id.unwrap_or(caller.user_id),
+            name: &body.name,
+            description: &body.description,
+            config: &config,
+        },
+    )
+    .await?;
+    let subject = format!("project:{}", project.id);
+    jobcenter_sql::audit::record(
+        &tx,
+        Some(caller.user_id),
+        "project.create",
+        &subject,
+        &json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Created().json(ProjectResponse::from(project)))
+}
+
+#[utoipa::path(
+    tag = "projects", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Page<ProjectResponse>))
+)]
+#[get("/api/v1/projects")]
+pub async fn list_projects(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let request = query.parse()?;
+    let rows = projects::list(
+        &db(&state).await?,
+        caller.owner_scope(),
+        request.before,
+        request.limit,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        &request,
+        |p| (p.created_at, p.id),
+        ProjectResponse::from,
+    )))
+}
+
+#[utoipa::path(
+    tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = ProjectResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/projects/{id}")]
+pub async fn get_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let project = projects::get(&db(&state).await?, *id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    Ok(HttpResponse::Ok().json(ProjectResponse::from(project)))
+}
+
+#[utoipa::path(
+    tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateProject,
+    responses(
+        (status = 200, body = ProjectResponse),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/api/v1/projects/{id}")]
+pub async fn update_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    JsonBody(body): JsonBody<UpdateProject>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(name) = &body.name {
+        validate_name(name)?;
+    }
+    let config = body.config.as_ref().map(config_value).transpose()?;
+    check_owner_change(&state, &caller, body.owner_id).await?;
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    let patch = ProjectPatch {
+        name: body.name.as_deref(),
+        description: body.description.as_deref(),
+        config: config.as_ref(),
+        owner_id: body.owner_id,
+    };
+    let project = projects::update(&tx, *id, caller.owner_scope(), &patch)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    let subject = format!("project:{}", project.id);
+    jobcenter_sql::audit::record(
+        &tx,
+        Some(caller.user_id),
+        "project.update",
+        &subject,
+        &json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(ProjectResponse::from(project)))
+}
+
+/// Deletes an empty project; one that still has jobs (even deleted ones, which stay
+/// restorable) answers 409.
+#[utoipa::path(
+    tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 204),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/api/v1/projects/{id}")]
+pub async fn delete_project(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    projects::get(&tx, *id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    let jobs = projects::job_count(&tx, *id).await?;
+    if jobs > 0 {
+        return Err(ApiError::Conflict(format!(
+            "the project still has {jobs} job(s)"
+        )));
+    }
+    projects::delete(&tx, *id, caller.owner_scope()).await?;
+    let subject = format!("project:{id}");
+    jobcenter_sql::audit::record(
+        &tx,
+        Some(caller.user_id),
+        "project.delete",
+        &subject,
+        &json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,14 @@
+//! What every handler shares: the database pool and the token keys.
+
+use crate::auth::JwtKeys;
+use jobcenter_sql::Pool;
+use std::time::Duration;
+
+pub struct AppState {
+    pub pool: Pool,
+    pub jwt: JwtKeys,
+    pub jwt_ttl: Duration,
+    /// A valid argon2id hash of a random password, verified against when a login names an
+    /// unknown user, so that a failed login takes the same time whether the user exists.
+    pub dummy_password_hash: String,
+}

@@ -1,0 +1,285 @@
+//! The one typed configuration of jobcenter, read from `JOBCENTER_*` variables.
+//!
+//! `Config::from_env` is the only reader of the process environment. A missing or
+//! malformed variable is an error whose message names the variable and what is wrong.
+//! Every variable here is listed, with its default, in the README.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret string whose `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// `JOBCENTER_BOOTSTRAP_ADMIN=name:password`.
+#[derive(Debug, Clone)]
+pub struct BootstrapAdmin {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A variable that is present but unusable, or required but absent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {reason}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret,
+    pub db_pool_size: usize,
+    pub listen: SocketAddr,
+    /// None: a random per-process secret (tokens die with the process; one API node only).
+    pub jwt_secret: Option<Secret>,
+    pub jwt_ttl: Duration,
+    pub artifacts: String,
+    pub bootstrap_admin: Option<BootstrapAdmin>,
+    pub worker_group: String,
+    pub worker_capacity: usize,
+    pub worker_poll: Duration,
+    pub worker_heartbeat: Duration,
+    pub worker_workdir: PathBuf,
+    pub result_max_bytes: usize,
+    pub state_max_bytes: usize,
+    pub log_max_bytes: usize,
+    pub scheduler_tick: Duration,
+    pub misfire_threshold: Duration,
+    pub deleted_job_retention: Duration,
+    pub log_json: bool,
+}
+
+/// Reads variables from a map, so tests need not touch the process environment.
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    fn raw(&self, name: &'static str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &'static str, default: &str) -> String {
+        self.raw(name).unwrap_or(default).to_string()
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|_| ConfigError {
+                variable: name,
+                reason: format!("{raw:?} is not {expected}"),
+            }),
+        }
+    }
+
+    fn bounded(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let expected = format!("an integer in {}..={}", range.start(), range.end());
+        let value = self.parsed(name, default, &expected)?;
+        if !range.contains(&value) {
+            return Err(ConfigError {
+                variable: name,
+                reason: format!("{value} is not {expected}"),
+            });
+        }
+        Ok(value)
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads the given variables; everything absent takes its documented default.
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let v = Vars(vars);
+        let listen = v.parsed(
+            "JOBCENTER_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "a socket address like 127.0.0.1:8080",
+        )?;
+        let jwt_secret = v.raw("JOBCENTER_JWT_SECRET").map(Secret::new);
+        if let Some(secret) = &jwt_secret {
+            if secret.expose().len() < 32 {
+                return Err(ConfigError {
+                    variable: "JOBCENTER_JWT_SECRET",
+                    reason: "must be at least 32 bytes long".into(),
+                });
+            }
+        }
+        let bootstrap_admin = match v.raw("JOBCENTER_BOOTSTRAP_ADMIN") {
+            None => None,
+            Some(raw) => Some(parse_bootstrap_admin(raw)?),
+        };
+        let artifacts = v.string("JOBCENTER_ARTIFACTS", "file://data/artifacts");
+        if !artifacts.starts_with("file://") && !artifacts.starts_with("s3://") {
+            return Err(ConfigError {
+                variable: "JOBCENTER_ARTIFACTS",
+                reason: format!("{artifacts:?} must start with file:// or s3://"),
+            });
+        }
+        let worker_group = v.string("JOBCENTER_WORKER_GROUP", "default");
+        if worker_group.len() > 64 {
+            return Err(ConfigError {
+                variable: "JOBCENTER_WORKER_GROUP",
+                reason: "must be at most 64 characters".into(),
+            });
+        }
+        Ok(Config {
+            database_url: Secret::new(v.string(
+                "JOBCENTER_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/jobcenter",
+            )),
+            db_pool_size: v.bounded("JOBCENTER_DB_POOL_SIZE", 16, 1..=1024)? as usize,
+            listen,
+            jwt_secret,
+            jwt_ttl: secs(v.bounded("JOBCENTER_JWT_TTL_SECONDS", 3600, 60..=86_400)?),
+            artifacts,
+            bootstrap_admin,
+            worker_group,
+            worker_capacity: v.bounded("JOBCENTER_WORKER_CAPACITY", 8, 1..=1024)? as usize,
+            worker_poll: ms(v.bounded("JOBCENTER_WORKER_POLL_MS", 1000, 10..=60_000)?),
+            worker_heartbeat: secs(v.bounded("JOBCENTER_HEARTBEAT_SECONDS", 5, 1..=300)?),
+            worker_workdir: PathBuf::from(
+                v.string(
+                    "JOBCENTER_WORKER_WORKDIR",
+                    &std::env::temp_dir()
+                        .join("jobcenter-runs")
+                        .to_string_lossy(),
+                ),
+            ),
+            result_max_bytes: v.bounded("JOBCENTER_RESULT_MAX_BYTES", 65_536, 0..=16 << 20)?
+                as usize,
+            state_max_bytes: v.bounded("JOBCENTER_STATE_MAX_BYTES", 1 << 20, 0..=64 << 20)?
+                as usize,
+            log_max_bytes: v.bounded("JOBCENTER_LOG_MAX_BYTES", 10 << 20, 1024..=1 << 30)? as usize,
+            scheduler_tick: ms(v.bounded("JOBCENTER_SCHEDULER_TICK_MS", 200, 10..=60_000)?),
+            misfire_threshold: secs(v.bounded("JOBCENTER_MISFIRE_SECONDS", 60, 1..=86_400)?),
+            deleted_job_retention: secs(
+                3600 * v.bounded("JOBCENTER_DELETED_JOB_RETENTION_HOURS", 168, 1..=87_600)?,
+            ),
+            log_json: match v.string("JOBCENTER_LOG_FORMAT", "text").as_str() {
+                "text" => false,
+                "json" => true,
+                other => {
+                    return Err(ConfigError {
+                        variable: "JOBCENTER_LOG_FORMAT",
+                        reason: format!("{other:?} is not \"text\" or \"json\""),
+                    })
+                }
+            },
+        })
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn parse_bootstrap_admin(raw: &str) -> Result<BootstrapAdmin, ConfigError> {
+    let invalid = |reason: &str| ConfigError {
+        variable: "JOBCENTER_BOOTSTRAP_ADMIN",
+        reason: reason.to_string(),
+    };
+    let (username, password) = raw
+        .split_once(':')
+        .ok_or_else(|| invalid("must be name:password"))?;
+    if username.is_empty() || password.is_empty() {
+        return Err(invalid("must be name:password with both parts non-empty"));
+    }
+    if password.len() < 8 {
+        return Err(invalid("password must be at least 8 characters"));
+    }
+    Ok(BootstrapAdmin {
+        username: username.to_string(),
+        password: Secret::new(password),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.worker_group, "default");
+        assert!(config.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn malformed_variables_are_named() {
+        let err = Config::from_vars(vars(&[("JOBCENTER_WORKER_CAPACITY", "many")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_WORKER_CAPACITY");
+        assert!(
+            err.to_string().contains("\"many\" is not an integer"),
+            "{err}"
+        );
+        let err = Config::from_vars(vars(&[("JOBCENTER_LISTEN", "nowhere")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_LISTEN");
+        let err = Config::from_vars(vars(&[("JOBCENTER_WORKER_CAPACITY", "0")])).unwrap_err();
+        assert!(err.reason.contains("1..=1024"), "{err}");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        let err = Config::from_vars(vars(&[("JOBCENTER_JWT_SECRET", "short")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_JWT_SECRET");
+    }
+
+    #[test]
+    fn bootstrap_admin_is_parsed_and_secret_redacted() {
+        let config =
+            Config::from_vars(vars(&[("JOBCENTER_BOOTSTRAP_ADMIN", "root:correct-horse")]))
+                .unwrap();
+        let admin = config.bootstrap_admin.unwrap();
+        assert_eq!(admin.username, "root");
+        assert_eq!(format!("{:?}", admin.password), "[redacted]");
+        let err = Config::from_vars(vars(&[("JOBCENTER_BOOTSTRAP_ADMIN", "root")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_BOOTSTRAP_ADMIN");
+    }
+}

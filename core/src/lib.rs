@@ -1,0 +1,11 @@
+//! Shared building blocks of jobcenter that are neither SQL nor HTTP: configuration,
+//! schedule math, job targets and the contract between a worker and the process it runs.
+//!
+//! Architecture invariant: this crate depends on no other crate of ours and knows
+//! nothing of HTTP or SQL.
+
+pub mod config;
+pub mod firing;
+pub mod run_contract;
+pub mod schedule;
+pub mod target;

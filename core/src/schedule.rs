@@ -1,0 +1,1221 @@
+//! Schedule math: validating a job's `schedule` and computing its fire instants.
+//!
+//! A schedule is `{"kind":"manual"}` (never fires by itself),
+//! `{"kind":"interval","every_seconds":N}` (`1 <= N <= 31_536_000`; the next fire is
+//! always the previous one plus `N` seconds) or
+//! `{"kind":"cron","expression":"...","timezone":"Europe/Berlin"}` (time zone defaults
+//! to `"UTC"`, any IANA name is accepted).
+//!
+//! # Cron expressions
+//! Classic 5-field cron (`minute hour day-of-month month day-of-week`), or 6 fields with
+//! a leading `second` field. 5-field expressions fire at second 0. Each field is a
+//! comma-separated list of `*`, `N`, `N-M`, each optionally followed by `/STEP`
+//! (`N/STEP` means `N-max/STEP`). Months accept `jan`..`dec`, days of week `sun`..`sat`
+//! (case-insensitive); days of week are numbered as in classic cron: `0` and `7` are
+//! Sunday, `1` is Monday. `?` is accepted as `*` in the two day fields. When both
+//! day-of-month and day-of-week are restricted (neither starts with `*` or `?`), a day
+//! matches if *either* matches (Vixie cron); otherwise both must match. Macros (`@daily`),
+//! Quartz extensions (`L`, `W`, `#`) and a year field are refused, and so is an
+//! expression that can never fire (`0 0 30 2 *`).
+//!
+//! # Daylight saving time (product behaviour)
+//! Cron expressions are evaluated on the local wall-clock time of the job's zone. A
+//! matching wall-clock time fires at the first instant the zone's clock reaches it:
+//! - a time that does not exist (skipped by a spring-forward gap) fires once, at the
+//!   first valid instant after the gap (for a 02:30 Europe/Berlin job, 03:00 CEST on the
+//!   day clocks go forward). Several matching times inside the same gap (`*/15` during a
+//!   skipped hour) collapse into that single fire, also when the time the clock jumps to
+//!   matches as well;
+//! - a time that occurs twice (fall-back) fires once, at its first occurrence; the
+//!   repeated stretch fires nothing;
+//! - so a daily `30 2 * * *` job fires exactly once every local calendar day.
+//!
+//! The `cron` crate is not used: its time-zone handling drops times in a gap, fires twice
+//! in a repeat and can answer an instant *before* the one asked for inside a repeated
+//! hour; it also numbers days of week Quartz-style (1 = Sunday, `0` refused), ANDs both
+//! day fields and stops in 2100. Here fields are parsed into bit sets, the next matching
+//! naive local time is found by skipping whole days, hours and minutes (never by walking
+//! minute by minute: a Feb 29 expression answers in microseconds), and each local time
+//! is mapped to UTC with `chrono-tz` as described above.
+
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone,
+    Timelike, Utc,
+};
+use chrono_tz::{GapInfo, Tz};
+use serde::{Deserialize, Serialize};
+
+/// The longest interval accepted: one (non-leap) year.
+pub const MAX_INTERVAL_SECONDS: u64 = 31_536_000;
+/// The longest cron expression accepted, in bytes.
+pub const MAX_EXPRESSION_LEN: usize = 256;
+
+/// The `schedule` field of a job, as stored (jsonb) and as sent over the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    Manual,
+    Interval {
+        every_seconds: u64,
+    },
+    Cron {
+        expression: String,
+        #[serde(default = "utc")]
+        timezone: String,
+    },
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// Why a schedule is invalid; `field` is the JSON path in the job body, e.g.
+/// "schedule.expression", "schedule.timezone", "schedule.every_seconds".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidSchedule {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidSchedule {
+    fn expression(reason: impl Into<String>) -> Self {
+        InvalidSchedule {
+            field: "schedule.expression",
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A validated, ready-to-evaluate schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    Manual,
+    Interval { every: Duration },
+    Cron(CronSchedule),
+}
+
+impl ScheduleSpec {
+    /// Validates the spec and prepares it for evaluation.
+    pub fn compile(&self) -> Result<Schedule, InvalidSchedule> {
+        match self {
+            ScheduleSpec::Manual => Ok(Schedule::Manual),
+            ScheduleSpec::Interval { every_seconds } => {
+                if (1..=MAX_INTERVAL_SECONDS).contains(every_seconds) {
+                    Ok(Schedule::Interval {
+                        every: Duration::seconds(*every_seconds as i64),
+                    })
+                } else {
+                    Err(InvalidSchedule {
+                        field: "schedule.every_seconds",
+                        reason: format!(
+                            "must be between 1 and {MAX_INTERVAL_SECONDS} (one year), got {every_seconds}"
+                        ),
+                    })
+                }
+            }
+            ScheduleSpec::Cron {
+                expression,
+                timezone,
+            } => CronSchedule::new(expression, timezone).map(Schedule::Cron),
+        }
+    }
+}
+
+impl Schedule {
+    /// The first fire instant strictly after `after` (None for manual, or if none exists).
+    /// Interval: after + every.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Manual => None,
+            Schedule::Interval { every } => after.checked_add_signed(*every),
+            Schedule::Cron(cron) => cron.next_after(after),
+        }
+    }
+}
+
+/// A parsed cron expression bound to its time zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule {
+    expression: String,
+    tz: Tz,
+    fields: Fields,
+}
+
+/// Each field as a bit set: bit `n` set means value `n` matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
+    seconds: u64,
+    minutes: u64,
+    hours: u64,
+    days_of_month: u64,
+    months: u64,
+    /// Bit 0 is Sunday (a `7` in the expression is folded into it).
+    days_of_week: u64,
+    /// Both day fields restricted: a day matches if either matches.
+    either_day: bool,
+}
+
+/// How far ahead to look for a matching day. Any satisfiable day spec matches within
+/// one 400-year Gregorian cycle (each date falls on every weekday in it).
+const SEARCH_YEARS: i32 = 401;
+
+impl CronSchedule {
+    /// Parses `expression` (5 or 6 fields) for the IANA zone `timezone`.
+    pub fn new(expression: &str, timezone: &str) -> Result<Self, InvalidSchedule> {
+        let fields = parse_expression(expression).map_err(InvalidSchedule::expression)?;
+        let tz: Tz = timezone.parse().map_err(|_| InvalidSchedule {
+            field: "schedule.timezone",
+            reason: format!("unknown time zone {:?}", clip(timezone)),
+        })?;
+        Ok(CronSchedule {
+            expression: expression.to_owned(),
+            tz,
+            fields,
+        })
+    }
+
+    /// The expression as given.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// The zone the expression is evaluated in.
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// The first fire instant strictly after `after`, following the DST rules of the
+    /// module documentation.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // A local time `n` fires at e(n), the first instant the wall clock reads >= n.
+        // e is non-decreasing in n, and every n <= the clock's reading at `after` has
+        // e(n) <= after, so scan matching local times upwards from that reading.
+        let mut cursor = self.reading_at(after)?;
+        // Each round strictly raises `cursor`; more than two rounds only happen in
+        // pathological zones. The bound just guarantees termination.
+        for _ in 0..1_000 {
+            let local = self.fields.next_match(cursor)?;
+            let fire = self.first_instant_reaching(local)?;
+            if fire > after {
+                return Some(fire);
+            }
+            // `after` lies in the repeated stretch of a fall-back: the clock already
+            // showed `local` (and more) before. Skip every time it has shown so far.
+            cursor = local.max(self.highest_reading_between(fire, after));
+        }
+        None
+    }
+
+    /// The zone's wall-clock reading at `t` (None past the range of `NaiveDateTime`).
+    fn reading_at(&self, t: DateTime<Utc>) -> Option<NaiveDateTime> {
+        let offset = self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        t.naive_utc().checked_add_offset(offset)
+    }
+
+    /// The first instant at which the zone's wall clock reads `local` or later.
+    fn first_instant_reaching(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        match self.tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+            LocalResult::Ambiguous(a, b) => Some(a.max(b).with_timezone(&Utc)),
+            LocalResult::None => match GapInfo::new(&local, &self.tz).and_then(|gap| gap.end) {
+                Some(end) => Some(end.with_timezone(&Utc)),
+                None => self.end_of_gap_by_search(local),
+            },
+        }
+    }
+
+    /// Fallback for `first_instant_reaching` in a gap chrono-tz cannot describe: the
+    /// earliest existing local second after `local`, found by galloping then bisecting.
+    fn end_of_gap_by_search(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        let earliest = |k: i64| -> Option<DateTime<Utc>> {
+            let t = local.checked_add_signed(Duration::seconds(k))?;
+            self.tz
+                .from_local_datetime(&t)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let (mut missing, mut exists) = (0_i64, 1_i64);
+        let mut found = loop {
+            if let Some(t) = earliest(exists) {
+                break t;
+            }
+            missing = exists;
+            exists *= 2;
+            if exists > 8 * 86_400 {
+                return None;
+            }
+        };
+        while exists - missing > 1 {
+            let mid = missing + (exists - missing) / 2;
+            match earliest(mid) {
+                Some(t) => (exists, found) = (mid, t),
+                None => missing = mid,
+            }
+        }
+        Some(found)
+    }
+
+    /// The highest wall-clock reading shown at some instant of `[from, to]`, where the
+    /// clock reads more at `from` than at `to` (a fall-back lies in between). Any
+    /// reading actually shown at or before `to` is a safe answer; this finds the last
+    /// second before the offset changes.
+    fn highest_reading_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> NaiveDateTime {
+        let offset = |t: i64| -> Option<i32> {
+            let t = DateTime::from_timestamp(t, 0)?;
+            Some(
+                self.tz
+                    .offset_from_utc_datetime(&t.naive_utc())
+                    .fix()
+                    .local_minus_utc(),
+            )
+        };
+        let reading = |t: i64| DateTime::from_timestamp(t, 0).and_then(|t| self.reading_at(t));
+        let Some(fallback) = self.reading_at(from) else {
+            return NaiveDateTime::MIN;
+        };
+        let (mut lo, mut hi) = (from.timestamp(), to.timestamp());
+        let Some(before) = offset(lo) else {
+            return fallback;
+        };
+        if offset(hi) == Some(before) {
+            return reading(hi).map_or(fallback, |r| r.max(fallback));
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if offset(mid) == Some(before) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        reading(lo).map_or(fallback, |r| r.max(fallback))
+    }
+}
+
+impl Fields {
+    /// The first local time strictly after `cursor` (whole seconds) that matches.
+    fn next_match(&self, cursor: NaiveDateTime) -> Option<NaiveDateTime> {
+        let start = cursor
+            .with_nanosecond(0)?
+            .checked_add_signed(Duration::seconds(1))?;
+        let mut date = start.date();
+        let mut from = (start.hour(), start.minute(), start.second());
+        loop {
+            let day = self.next_day(date)?;
+            if day != date {
+                from = (0, 0, 0);
+            }
+            if let Some((h, m, s)) = self.next_time(from) {
+                return day.and_hms_opt(h, m, s);
+            }
+            date = day.succ_opt()?;
+            from = (0, 0, 0);
+        }
+    }
+
+    /// The first day on or after `date` whose month and day fields match.
+    fn next_day(&self, mut date: NaiveDate) -> Option<NaiveDate> {
+        let last_year = date.year().saturating_add(SEARCH_YEARS);
+        while date.year() <= last_year {
+            if !has(self.months, date.month()) {
+                date = first_of_next_month(date)?;
+                continue;
+            }
+            if self.day_matches(date) {
+                return Some(date);
+            }
+            date = date.succ_opt()?;
+        }
+        None
+    }
+
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        let dom = has(self.days_of_month, date.day());
+        let dow = has(self.days_of_week, date.weekday().num_days_from_sunday());
+        if self.either_day {
+            dom || dow
+        } else {
+            dom && dow
+        }
+    }
+
+    /// The first matching time of day at or after `(h, m, s)`, if any.
+    fn next_time(&self, (h0, m0, s0): (u32, u32, u32)) -> Option<(u32, u32, u32)> {
+        let mut hour = next_bit(self.hours, h0);
+        while let Some(h) = hour {
+            let mut minute = next_bit(self.minutes, if h == h0 { m0 } else { 0 });
+            while let Some(m) = minute {
+                let s_from = if h == h0 && m == m0 { s0 } else { 0 };
+                if let Some(s) = next_bit(self.seconds, s_from) {
+                    return Some((h, m, s));
+                }
+                minute = next_bit(self.minutes, m + 1);
+            }
+            hour = next_bit(self.hours, h + 1);
+        }
+        None
+    }
+}
+
+fn has(bits: u64, n: u32) -> bool {
+    n < 64 && bits & (1 << n) != 0
+}
+
+/// The lowest set bit at position `from` or above.
+fn next_bit(bits: u64, from: u32) -> Option<u32> {
+    if from >= 64 {
+        return None;
+    }
+    let rest = bits >> from;
+    (rest != 0).then(|| from + rest.trailing_zeros())
+}
+
+fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
+    if date.month() == 12 {
+        NaiveDate::from_ymd_opt(date.year().checked_add(1)?, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+    }
+}
+
+/// A user-supplied string cut short enough to quote in an error.
+fn clip(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        let mut clipped: String = s.chars().take(MAX).collect();
+        clipped.push('…');
+        clipped
+    }
+}
+
+struct FieldKind {
+    name: &'static str,
+    min: u32,
+    max: u32,
+    names: &'static [(&'static str, u32)],
+    /// Accepts `?` as a synonym of `*` (the two day fields).
+    question_mark: bool,
+}
+
+const SECOND: FieldKind = FieldKind {
+    name: "second",
+    min: 0,
+    max: 59,
+    names: &[],
+    question_mark: false,
+};
+const MINUTE: FieldKind = FieldKind {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+    question_mark: false,
+};
+const HOUR: FieldKind = FieldKind {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+    question_mark: false,
+};
+const DAY_OF_MONTH: FieldKind = FieldKind {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+    question_mark: true,
+};
+const MONTH: FieldKind = FieldKind {
+    name: "month",
+    min: 1,
+    max: 12,
+    names: &[
+        ("jan", 1),
+        ("feb", 2),
+        ("mar", 3),
+        ("apr", 4),
+        ("may", 5),
+        ("jun", 6),
+        ("jul", 7),
+        ("aug", 8),
+        ("sep", 9),
+        ("oct", 10),
+        ("nov", 11),
+        ("dec", 12),
+    ],
+    question_mark: false,
+};
+const DAY_OF_WEEK: FieldKind = FieldKind {
+    name: "day-of-week",
+    min: 0,
+    max: 7,
+    names: &[
+        ("sun", 0),
+        ("mon", 1),
+        ("tue", 2),
+        ("wed", 3),
+        ("thu", 4),
+        ("fri", 5),
+        ("sat", 6),
+    ],
+    question_mark: true,
+};
+
+fn parse_expression(expression: &str) -> Result<Fields, String> {
+    if expression.len() > MAX_EXPRESSION_LEN {
+        return Err(format!(
+            "expression is too long ({} bytes, at most {MAX_EXPRESSION_LEN})",
+            expression.len()
+        ));
+    }
+    let parts: Vec<&str> = expression.split_whitespace().collect();
+    let (second, rest) = match parts.len() {
+        5 => ("0", &parts[..]),
+        6 => (parts[0], &parts[1..]),
+        _ if expression.trim_start().starts_with('@') => {
+            return Err(format!(
+                "macros such as {:?} are not supported; use 5 fields (minute hour day-of-month month day-of-week) or 6 (with a leading second)",
+                clip(expression.trim())
+            ))
+        }
+        n => {
+            return Err(format!(
+                "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (second minute hour day-of-month month day-of-week), found {n}"
+            ))
+        }
+    };
+    let [minute, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
+    let days_of_week = parse_field(dow, &DAY_OF_WEEK)?;
+    let fields = Fields {
+        seconds: parse_field(second, &SECOND)?,
+        minutes: parse_field(minute, &MINUTE)?,
+        hours: parse_field(hour, &HOUR)?,
+        days_of_month: parse_field(dom, &DAY_OF_MONTH)?,
+        months: parse_field(month, &MONTH)?,
+        // 7 is Sunday too.
+        days_of_week: (days_of_week | (days_of_week >> 7)) & 0x7f,
+        either_day: restricted(dom) && restricted(dow),
+    };
+    if !fields.either_day && !fields.some_date_can_match() {
+        return Err(format!(
+            "never fires: no month in {month:?} has a day {dom:?}"
+        ));
+    }
+    Ok(fields)
+}
+
+/// A day field counts as restricted unless it starts with `*` or `?` (as in Vixie cron).
+fn restricted(field: &str) -> bool {
+    !(field.starts_with('*') || field.starts_with('?'))
+}
+
+impl Fields {
+    /// Whether some month of the month field has a day of the day-of-month field (when
+    /// the day-of-week field is a wildcard or ANDed, it can always be satisfied by some
+    /// year of the 400-year cycle).
+    fn some_date_can_match(&self) -> bool {
+        const LONGEST: [u32; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        (1..=12).any(|m| {
+            has(self.months, m) && (1..=LONGEST[m as usize]).any(|d| has(self.days_of_month, d))
+        })
+    }
+}
+
+fn parse_field(text: &str, kind: &FieldKind) -> Result<u64, String> {
+    let err = |what: String| format!("{} field {:?}: {what}", kind.name, clip(text));
+    let mut bits = 0_u64;
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err(err("empty list item".into()));
+        }
+        let (base, step) = match item.split_once('/') {
+            Some((base, step)) => {
+                let step = number(step).filter(|s| *s >= 1).ok_or_else(|| {
+                    err(format!(
+                        "step {:?} is not a whole number of at least 1",
+                        clip(step)
+                    ))
+                })?;
+                (base, Some(step))
+            }
+            None => (item, None),
+        };
+        let (lo, hi) = if base == "*" || (kind.question_mark && base == "?") {
+            (kind.min, kind.max)
+        } else if let Some((a, b)) = base.split_once('-') {
+            let (lo, hi) = (value(a, kind).map_err(&err)?, value(b, kind).map_err(&err)?);
+            if lo > hi {
+                return Err(err(format!("range {a}-{b} is backwards")));
+            }
+            (lo, hi)
+        } else {
+            let v = value(base, kind).map_err(&err)?;
+            (v, if step.is_some() { kind.max } else { v })
+        };
+        let step = step.unwrap_or(1) as usize;
+        for v in (lo..=hi).step_by(step) {
+            bits |= 1 << v;
+        }
+    }
+    Ok(bits)
+}
+
+/// A plain decimal number (no sign, ASCII digits only).
+fn number(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn value(s: &str, kind: &FieldKind) -> Result<u32, String> {
+    if let Some(v) = number(s) {
+        return if (kind.min..=kind.max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} is out of range {}-{}", kind.min, kind.max))
+        };
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+        return Err(format!(
+            "{} is out of range {}-{}",
+            clip(s),
+            kind.min,
+            kind.max
+        ));
+    }
+    let lower = s.to_ascii_lowercase();
+    if let Some((_, v)) = kind.names.iter().find(|(name, _)| *name == lower) {
+        return Ok(*v);
+    }
+    Err(match (s.is_empty(), kind.names.is_empty()) {
+        (true, _) => "missing value".to_owned(),
+        (false, true) => format!("{:?} is not a number", clip(s)),
+        (false, false) => format!(
+            "{:?} is not a number or a name ({})",
+            clip(s),
+            kind.names
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn cron(expression: &str, timezone: &str) -> Schedule {
+        ScheduleSpec::Cron {
+            expression: expression.into(),
+            timezone: timezone.into(),
+        }
+        .compile()
+        .unwrap_or_else(|e| panic!("{expression:?}: {e}"))
+    }
+
+    fn cron_err(expression: &str) -> InvalidSchedule {
+        ScheduleSpec::Cron {
+            expression: expression.into(),
+            timezone: "UTC".into(),
+        }
+        .compile()
+        .expect_err(expression)
+    }
+
+    fn fires(schedule: &Schedule, after: &str, n: usize) -> Vec<String> {
+        let mut t = at(after);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            match schedule.next_after(t) {
+                Some(next) => {
+                    assert!(next > t);
+                    out.push(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                    t = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn spec_json_round_trips() {
+        let cases = [
+            (r#"{"kind":"manual"}"#, ScheduleSpec::Manual),
+            (
+                r#"{"kind":"interval","every_seconds":60}"#,
+                ScheduleSpec::Interval { every_seconds: 60 },
+            ),
+            (
+                r#"{"kind":"cron","expression":"*/5 * * * *","timezone":"Europe/Berlin"}"#,
+                ScheduleSpec::Cron {
+                    expression: "*/5 * * * *".into(),
+                    timezone: "Europe/Berlin".into(),
+                },
+            ),
+        ];
+        for (json, spec) in cases {
+            assert_eq!(serde_json::from_str::<ScheduleSpec>(json).unwrap(), spec);
+            assert_eq!(serde_json::to_string(&spec).unwrap(), json);
+        }
+        let defaulted: ScheduleSpec =
+            serde_json::from_str(r#"{"kind":"cron","expression":"* * * * *"}"#).unwrap();
+        assert_eq!(
+            defaulted,
+            ScheduleSpec::Cron {
+                expression: "* * * * *".into(),
+                timezone: "UTC".into()
+            }
+        );
+        for bad in [
+            r#"{"kind":"interval","every_seconds":60,"extra":1}"#,
+            r#"{"kind":"hourly"}"#,
+            r#"{"kind":"interval","every_seconds":-1}"#,
+            r#"{"expression":"* * * * *"}"#,
+        ] {
+            assert!(serde_json::from_str::<ScheduleSpec>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn interval_bounds_and_math() {
+        for bad in [0, MAX_INTERVAL_SECONDS + 1, u64::MAX] {
+            let err = ScheduleSpec::Interval { every_seconds: bad }
+                .compile()
+                .unwrap_err();
+            assert_eq!(err.field, "schedule.every_seconds");
+            assert!(
+                err.reason.contains("between 1 and 31536000"),
+                "{}",
+                err.reason
+            );
+            assert!(err.to_string().starts_with("schedule.every_seconds: "));
+        }
+        for good in [1, 60, MAX_INTERVAL_SECONDS] {
+            let s = ScheduleSpec::Interval {
+                every_seconds: good,
+            }
+            .compile()
+            .unwrap();
+            assert_eq!(
+                s,
+                Schedule::Interval {
+                    every: Duration::seconds(good as i64)
+                }
+            );
+            let t = at("2030-03-31T01:59:59.250Z");
+            assert_eq!(s.next_after(t), Some(t + Duration::seconds(good as i64)));
+        }
+        let s = ScheduleSpec::Interval { every_seconds: 90 }
+            .compile()
+            .unwrap();
+        assert_eq!(
+            fires(&s, "2030-01-01T00:00:00Z", 3),
+            [
+                "2030-01-01T00:01:30Z",
+                "2030-01-01T00:03:00Z",
+                "2030-01-01T00:04:30Z"
+            ]
+        );
+        assert_eq!(s.next_after(DateTime::<Utc>::MAX_UTC), None);
+        assert_eq!(Schedule::Manual.next_after(Utc::now()), None);
+    }
+
+    #[test]
+    fn expression_errors_name_the_field_and_reason() {
+        let cases: &[(&str, &str)] = &[
+            ("", "expected 5 fields"),
+            ("* * * *", "found 4"),
+            ("* * * * * * *", "found 7"),
+            ("@daily", "macros such as \"@daily\" are not supported"),
+            ("60 * * * *", "minute field \"60\": 60 is out of range 0-59"),
+            ("* 24 * * *", "hour field \"24\": 24 is out of range 0-23"),
+            (
+                "* * 0 * *",
+                "day-of-month field \"0\": 0 is out of range 1-31",
+            ),
+            ("* * * 13 *", "month field \"13\": 13 is out of range 1-12"),
+            (
+                "* * * * 8",
+                "day-of-week field \"8\": 8 is out of range 0-7",
+            ),
+            (
+                "61 * * * * *",
+                "second field \"61\": 61 is out of range 0-59",
+            ),
+            (
+                "*/0 * * * *",
+                "step \"0\" is not a whole number of at least 1",
+            ),
+            ("1/x * * * *", "step \"x\""),
+            ("5-1 * * * *", "range 5-1 is backwards"),
+            ("1,,2 * * * *", "empty list item"),
+            ("-5 * * * *", "missing value"),
+            ("a * * * *", "minute field \"a\": \"a\" is not a number"),
+            (
+                "* * * * funday",
+                "\"funday\" is not a number or a name (sun, mon",
+            ),
+            (
+                "* * * smarch *",
+                "\"smarch\" is not a number or a name (jan, feb",
+            ),
+            ("* * ? * L", "\"L\" is not a number or a name"),
+            ("* * 15W * *", "\"15W\" is not a number"),
+            ("* ? * * *", "hour field \"?\""),
+            ("+5 * * * *", "\"+5\" is not a number"),
+            ("99999999999 * * * *", "99999999999 is out of range 0-59"),
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4,6,9,11 *", "never fires"),
+        ];
+        for (expression, reason) in cases {
+            let err = cron_err(expression);
+            assert_eq!(err.field, "schedule.expression", "{expression:?}");
+            assert!(
+                err.reason.contains(reason),
+                "{expression:?}: {:?} does not contain {reason:?}",
+                err.reason
+            );
+        }
+        let long = "1,".repeat(200) + "1 * * * *";
+        assert!(cron_err(&long).reason.contains("too long"));
+        // Satisfiable through the day of week (OR) or a leap year: accepted.
+        cron("0 0 30 2 1", "UTC");
+        cron("0 0 29 2 *", "UTC");
+    }
+
+    #[test]
+    fn timezone_errors() {
+        for (tz, reason) in [
+            ("Mars/Base", r#"unknown time zone "Mars/Base""#),
+            ("", r#"unknown time zone """#),
+            ("europe/berlin", r#"unknown time zone "europe/berlin""#),
+        ] {
+            let err = ScheduleSpec::Cron {
+                expression: "* * * * *".into(),
+                timezone: tz.into(),
+            }
+            .compile()
+            .unwrap_err();
+            assert_eq!(err.field, "schedule.timezone");
+            assert_eq!(err.reason, reason);
+        }
+        let err = CronSchedule::new("* * * * *", &"x".repeat(1000)).unwrap_err();
+        assert!(err.reason.len() < 100, "{}", err.reason);
+        for tz in [
+            "UTC",
+            "Etc/UTC",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+        ] {
+            assert_eq!(cron("* * * * *", tz), cron("* * * * *", tz));
+        }
+    }
+
+    #[test]
+    fn field_syntax() {
+        let utc = |e: &str, after: &str, n: usize| fires(&cron(e, "UTC"), after, n);
+        // 2030-01-01 is a Tuesday.
+        assert_eq!(
+            utc("0 9 * * 1-5", "2030-01-03T12:00:00Z", 3),
+            [
+                "2030-01-04T09:00:00Z",
+                "2030-01-07T09:00:00Z",
+                "2030-01-08T09:00:00Z"
+            ]
+        );
+        assert_eq!(
+            utc("0 9 * * mon-FRI", "2030-01-03T12:00:00Z", 3),
+            utc("0 9 * * 1-5", "2030-01-03T12:00:00Z", 3)
+        );
+        // 0 and 7 are both Sunday.
+        assert_eq!(
+            utc("0 0 * * 0", "2030-01-01T00:00:00Z", 1),
+            ["2030-01-06T00:00:00Z"]
+        );
+        assert_eq!(
+            utc("0 0 * * 7", "2030-01-01T00:00:00Z", 1),
+            ["2030-01-06T00:00:00Z"]
+        );
+        assert_eq!(
+            utc("0 0 * * 5-7", "2030-01-01T00:00:00Z", 3),
+            [
+                "2030-01-04T00:00:00Z",
+                "2030-01-05T00:00:00Z",
+                "2030-01-06T00:00:00Z"
+            ]
+        );
+        // Both day fields restricted: either matches (the 13th, or any Friday).
+        assert_eq!(
+            utc("0 0 13 * 5", "2030-01-01T00:00:00Z", 3),
+            [
+                "2030-01-04T00:00:00Z",
+                "2030-01-11T00:00:00Z",
+                "2030-01-13T00:00:00Z"
+            ]
+        );
+        // A `*`-led day field means AND: the 13th on a Sunday or Friday (`*/5` = 0,5).
+        assert_eq!(
+            utc("0 0 13 * */5", "2030-01-01T00:00:00Z", 3),
+            [
+                "2030-01-13T00:00:00Z",
+                "2030-09-13T00:00:00Z",
+                "2030-10-13T00:00:00Z"
+            ]
+        );
+        assert_eq!(
+            utc("0 0 13 * */1", "2030-01-01T00:00:00Z", 2),
+            ["2030-01-13T00:00:00Z", "2030-02-13T00:00:00Z"]
+        );
+        assert_eq!(
+            utc("0 0 13 * 5", "2030-01-01T00:00:00Z", 1),
+            ["2030-01-04T00:00:00Z"]
+        );
+        assert_eq!(
+            utc("0 0 ? * 5", "2030-01-01T00:00:00Z", 1),
+            ["2030-01-04T00:00:00Z"]
+        );
+        // Steps, lists, N/STEP, names, seconds.
+        assert_eq!(
+            utc("5/20 1,3 * * *", "2030-01-01T00:00:00Z", 6),
+            [
+                "2030-01-01T01:05:00Z",
+                "2030-01-01T01:25:00Z",
+                "2030-01-01T01:45:00Z",
+                "2030-01-01T03:05:00Z",
+                "2030-01-01T03:25:00Z",
+                "2030-01-01T03:45:00Z"
+            ]
+        );
+        assert_eq!(
+            utc("*/20 * * * * *", "2030-01-01T00:00:05Z", 3),
+            [
+                "2030-01-01T00:00:20Z",
+                "2030-01-01T00:00:40Z",
+                "2030-01-01T00:01:00Z"
+            ]
+        );
+        assert_eq!(
+            utc("0 0 1 jan,Jul *", "2030-03-01T00:00:00Z", 2),
+            ["2030-07-01T00:00:00Z", "2031-01-01T00:00:00Z"]
+        );
+        assert_eq!(
+            utc("  0\t12  *  *  * ", "2030-03-01T00:00:00Z", 1),
+            ["2030-03-01T12:00:00Z"]
+        );
+        // Leap days: 2100 is not a leap year.
+        assert_eq!(
+            utc("0 0 29 2 *", "2089-01-01T00:00:00Z", 4),
+            [
+                "2092-02-29T00:00:00Z",
+                "2096-02-29T00:00:00Z",
+                "2104-02-29T00:00:00Z",
+                "2108-02-29T00:00:00Z"
+            ]
+        );
+        // Feb 29 ANDed with a `*`-led day of week: rare, still found (Sundays: 2060, 2088).
+        assert_eq!(
+            utc("0 0 29 2 */1", "2030-01-01T00:00:00Z", 1),
+            ["2032-02-29T00:00:00Z"]
+        );
+        assert_eq!(
+            utc("0 0 29 2 */7", "2033-01-01T00:00:00Z", 2),
+            ["2060-02-29T00:00:00Z", "2088-02-29T00:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn strictly_after_and_sub_second_instants() {
+        let s = cron("*/15 * * * *", "UTC");
+        let t = at("2030-01-01T00:15:00Z");
+        assert_eq!(s.next_after(t), Some(at("2030-01-01T00:30:00Z")));
+        assert_eq!(s.next_after(t - Duration::microseconds(1)), Some(t));
+        assert_eq!(
+            s.next_after(t + Duration::milliseconds(999)),
+            Some(at("2030-01-01T00:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn dst_examples() {
+        let berlin = cron("30 2 * * *", "Europe/Berlin");
+        // Spring forward 2021-03-28 02:00 CET -> 03:00 CEST: 02:30 fires at 03:00 CEST.
+        assert_eq!(
+            fires(&berlin, "2021-03-26T12:00:00Z", 3),
+            [
+                "2021-03-27T01:30:00Z",
+                "2021-03-28T01:00:00Z",
+                "2021-03-29T00:30:00Z"
+            ]
+        );
+        // Fall back 2021-10-31 03:00 CEST -> 02:00 CET: 02:30 fires once, in CEST.
+        assert_eq!(
+            fires(&berlin, "2021-10-29T12:00:00Z", 3),
+            [
+                "2021-10-30T00:30:00Z",
+                "2021-10-31T00:30:00Z",
+                "2021-11-01T01:30:00Z"
+            ]
+        );
+        // The whole skipped hour collapses into one fire at 03:00 CEST, which matches too.
+        let quarter = cron("*/15 * * * *", "Europe/Berlin");
+        assert_eq!(
+            fires(&quarter, "2021-03-28T00:40:00Z", 3),
+            [
+                "2021-03-28T00:45:00Z",
+                "2021-03-28T01:00:00Z",
+                "2021-03-28T01:15:00Z"
+            ]
+        );
+        // The repeated hour fires nothing the second time...
+        assert_eq!(
+            fires(&quarter, "2021-10-31T00:40:00Z", 3),
+            [
+                "2021-10-31T00:45:00Z",
+                "2021-10-31T02:00:00Z",
+                "2021-10-31T02:15:00Z"
+            ]
+        );
+        // ...also when asked from inside it (02:10 CET, second occurrence).
+        assert_eq!(
+            fires(&quarter, "2021-10-31T01:10:00Z", 1),
+            ["2021-10-31T02:00:00Z"]
+        );
+        let ny = cron("30 2 * * *", "America/New_York");
+        assert_eq!(
+            fires(&ny, "2021-03-13T12:00:00Z", 2),
+            ["2021-03-14T07:00:00Z", "2021-03-15T06:30:00Z"]
+        );
+        // Lord Howe goes from +10:30 to +11 at 02:00: the gap is 02:00-02:30.
+        let lord_howe = cron("0 2 * * *", "Australia/Lord_Howe");
+        assert_eq!(
+            fires(&lord_howe, "2021-10-02T00:00:00Z", 2),
+            ["2021-10-02T15:30:00Z", "2021-10-03T15:00:00Z"]
+        );
+        let lord_howe = cron("15,30 2 * * *", "Australia/Lord_Howe");
+        assert_eq!(
+            fires(&lord_howe, "2021-10-02T00:00:00Z", 3),
+            [
+                "2021-10-02T15:30:00Z",
+                "2021-10-03T15:15:00Z",
+                "2021-10-03T15:30:00Z"
+            ]
+        );
+        // Santiago springs forward at midnight: 00:00 fires at 01:00 -03.
+        let santiago = cron("0 0 * * *", "America/Santiago");
+        assert_eq!(
+            fires(&santiago, "2021-09-04T12:00:00Z", 2),
+            ["2021-09-05T04:00:00Z", "2021-09-06T03:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn yearly_expressions_answer_fast() {
+        let s = cron("0 0 29 2 *", "Europe/Berlin");
+        let start = std::time::Instant::now();
+        let mut t = at("2020-03-01T00:00:00Z");
+        for _ in 0..200 {
+            t = s.next_after(t).unwrap();
+            let local = t.with_timezone(&chrono_tz::Europe::Berlin);
+            assert_eq!((local.month(), local.day(), local.hour()), (2, 29, 0));
+        }
+        assert!(t.year() > 2800);
+        // Minute-walking would need ~2 M steps per call; this is a generous bound.
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    /// Differential check of the naive-time matcher against the `cron` crate on UTC
+    /// (where its time-zone handling is irrelevant) for expressions whose meaning is the
+    /// same in both (no day-of-week numbers, at most one restricted day field).
+    #[test]
+    fn naive_matching_agrees_with_the_cron_crate() {
+        use std::str::FromStr;
+        for expression in [
+            "*/7 3-5,20 * * *",
+            "0 0 1 */2 *",
+            "15 10 31 * *",
+            "0 12 * * mon-fri",
+            "0 12 * * sat,sun",
+            "1-59/13 */5 1,15 jan-jun ?",
+            "*/20 * 2 * * *",
+            "5-50/15 59 23 31 12 *",
+            "0 0 29 2 *",
+        ] {
+            let ours = cron(expression, "UTC");
+            let six = if expression.split_whitespace().count() == 5 {
+                format!("0 {expression}")
+            } else {
+                expression.to_owned()
+            };
+            let theirs = cron::Schedule::from_str(&six).unwrap();
+            let mut t = at("2023-12-30T00:00:00Z");
+            for (i, expected) in theirs.after(&t).take(300).enumerate() {
+                let got = ours.next_after(t);
+                assert_eq!(got, Some(expected), "{expression:?} fire #{i}");
+                t = expected;
+            }
+        }
+    }
+
+    /// Never panics, whatever the input.
+    #[test]
+    fn fuzz_parser_and_evaluation() {
+        const ALPHABET: &[&str] = &[
+            "*",
+            "?",
+            "/",
+            "-",
+            ",",
+            " ",
+            "\t",
+            "0",
+            "1",
+            "2",
+            "5",
+            "7",
+            "9",
+            "12",
+            "23",
+            "24",
+            "29",
+            "31",
+            "59",
+            "60",
+            "99999999999999999999",
+            "L",
+            "W",
+            "#",
+            "@",
+            "jan",
+            "SUN",
+            "fri",
+            "x",
+            "é",
+            "٣",
+            "\u{0}",
+            "\u{2003}",
+            "--",
+            "//",
+            "+",
+            ".",
+            "*/0",
+            "0-",
+        ];
+        let instants = [
+            DateTime::<Utc>::MIN_UTC,
+            DateTime::<Utc>::MAX_UTC,
+            at("2021-03-28T00:59:59.999Z"),
+            at("2021-10-31T01:10:00Z"),
+            at("1900-01-01T00:00:00Z"),
+        ];
+        let zones = [
+            "UTC",
+            "Europe/Berlin",
+            "Australia/Lord_Howe",
+            "Pacific/Apia",
+            "America/Santiago",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut valid = 0;
+        for i in 0..20_000 {
+            let tokens = 1 + next(14);
+            let expression: String = (0..tokens)
+                .map(|_| ALPHABET[next(ALPHABET.len())])
+                .collect();
+            // Half the time, build something field-shaped from plausible items.
+            let expression = if i % 2 == 0 {
+                expression
+            } else {
+                const NUMBERS: &[&str] = &[
+                    "1", "2", "3", "5", "6", "0", "7", "12", "23", "29", "30", "31", "59",
+                ];
+                let parts: Vec<String> = (0..5 + next(2))
+                    .map(|_| {
+                        let items: Vec<String> = (0..1 + next(3))
+                            .map(|_| {
+                                // Mostly small numbers, valid in every field.
+                                let pool = if next(3) == 0 { NUMBERS.len() } else { 5 };
+                                let n = NUMBERS[next(pool)];
+                                let m = NUMBERS[next(NUMBERS.len())];
+                                match next(16) {
+                                    0 | 1 => "*".to_owned(),
+                                    2 => format!("*/{m}"),
+                                    3 => format!("{n}-{m}"),
+                                    4 => format!("{n}/{m}"),
+                                    5 => ALPHABET[next(ALPHABET.len())].to_owned(),
+                                    6..=8 => "*".to_owned(),
+                                    _ => n.to_owned(),
+                                }
+                            })
+                            .collect();
+                        items.join(",")
+                    })
+                    .collect();
+                parts.join(" ")
+            };
+            let zone = zones[next(zones.len())];
+            let timezone = if next(10) == 0 {
+                expression.clone()
+            } else {
+                zone.to_owned()
+            };
+            if let Ok(s) = (ScheduleSpec::Cron {
+                expression,
+                timezone,
+            })
+            .compile()
+            {
+                valid += 1;
+                for t in instants {
+                    if let Some(next) = s.next_after(t) {
+                        assert!(next > t);
+                    }
+                }
+            }
+        }
+        assert!(
+            valid > 1_000,
+            "fuzzer produced only {valid} valid expressions"
+        );
+        for spec in [
+            ScheduleSpec::Interval { every_seconds: 1 },
+            ScheduleSpec::Cron {
+                expression: "* * * * * *".into(),
+                timezone: "Pacific/Kiritimati".into(),
+            },
+            ScheduleSpec::Cron {
+                expression: "59 59 23 31 12 *".into(),
+                timezone: "Etc/GMT-14".into(),
+            },
+            ScheduleSpec::Cron {
+                expression: "0 0 1 1 *".into(),
+                timezone: "Etc/GMT+12".into(),
+            },
+        ] {
+            let s = spec.compile().unwrap();
+            for t in instants {
+                let _ = s.next_after(t);
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Leadership by a Postgres session advisory lock, held on a dedicated connection.
+//!
+//! Exactly one scheduler holds the lock. The lock lives as long as the connection, so a
+//! leader that dies (or whose connection drops) frees it, and a standby, which retries
+//! every [`RETRY`], takes over. The leader checks its connection before every firing;
+//! TCP keepalives bound how long a silently cut connection can go unnoticed. The
+//! uniqueness of a tick's run in the database, not this lock, is what makes a tick
+//! impossible to fire twice.
+
+use std::time::Duration;
+
+/// Arbitrary constant: the advisory lock key of scheduling leadership ("jobclead").
+const LEADER_LOCK_KEY: i64 = 0x6a6f_6263_6c65_6164;
+/// How often a standby tries to become leader.
+const RETRY: Duration = Duration::from_millis(500);
+/// How long the leader waits for its connection to answer before stepping down.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Proof of leadership: the connection holding the lock.
+pub struct Lease {
+    client: tokio_postgres::Client,
+}
+
+impl Lease {
+    /// True while the lock connection answers and still holds the lock.
+    pub async fn still_held(&self) -> bool {
+        let check = self.client.query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND pid = pg_backend_pid() AND objid = ($1::bigint & 4294967295)::oid",
+            &[&LEADER_LOCK_KEY],
+        );
+        match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+            Ok(Ok(row)) => row.get::<_, i64>(0) == 1,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "leadership connection failed");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("leadership connection did not answer in time");
+                false
+            }
+        }
+    }
+}
+
+/// Waits until this process holds the leadership lock.
+pub async fn acquire(url: &str) -> Lease {
+    loop {
+        match jobcenter_sql::connect_direct(url).await {
+            Ok(client) => {
+                if let Some(lease) = try_lock_until_lost(client).await {
+                    return lease;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect for leadership; retrying"),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Tries the lock every [`RETRY`] on one connection; None when the connection fails.
+async fn try_lock_until_lost(client: tokio_postgres::Client) -> Option<Lease> {
+    loop {
+        match client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK_KEY])
+            .await
+        {
+            Ok(row) if row.get::<_, bool>(0) => return Some(Lease { client }),
+            Ok(_) => tokio::time::sleep(RETRY).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership connection failed; reconnecting");
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: the services the tests need, then `cargo test --workspace --all-targets`.
+# Extra arguments are passed to cargo test (e.g. scripts/test.sh -- --nocapture).
+#
+# JOBCENTER_TEST_DATABASE_URL: a database URL the tests connect to (as a superuser: they
+# create their own databases). Defaults to the local PostgreSQL, which is then set up by
+# scripts/ensure-postgres.sh; when you set it, the local PostgreSQL is left alone.
+set -euo pipefail
+
+JC_SCRIPT="test"
+# shellcheck source=scripts/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+cd -- "$JC_ROOT"
+
+if [[ -z "${JOBCENTER_TEST_DATABASE_URL:-}" ]]; then
+    "$JC_ROOT/scripts/ensure-postgres.sh"
+    export JOBCENTER_TEST_DATABASE_URL="postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres"
+fi
+
+# --- S3-compatible server: NOT SET UP YET -------------------------------------------------
+# TODO: start (or check) a local S3-compatible server here for the end-to-end tests
+# (tests/), and export its endpoint, bucket and credentials. Until then nothing here
+# provides S3: tests needing it must get their settings from the environment.
+# -------------------------------------------------------------------------------------------
+
+exec cargo test --workspace --all-targets "$@"

@@ -1,0 +1,27 @@
+//! The `job_state` table: what a job's last successful run left in its state file.
+
+use crate::{Error, GenericClient};
+use uuid::Uuid;
+
+pub async fn get(c: &impl GenericClient, job_id: Uuid) -> Result<Option<Vec<u8>>, Error> {
+    let stmt = c
+        .prepare_cached("SELECT data FROM job_state WHERE job_id = $1")
+        .await?;
+    Ok(c.query_opt(&stmt, &[&job_id]).await?.map(|r| r.get(0)))
+}
+
+pub async fn put(
+    c: &impl GenericClient,
+    job_id: Uuid,
+    run_id: Uuid,
+    data: &[u8],
+) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO job_state (job_id, data, run_id) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id) DO UPDATE SET data = $2, run_id = $3, updated_at = now()",
+        )
+        .await?;
+    c.execute(&stmt, &[&job_id, &data, &run_id]).await?;
+    Ok(())
+}

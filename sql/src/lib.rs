@@ -1,0 +1,26 @@
+//! Every SQL statement of jobcenter, the migrations, the row types and state enums.
+//!
+//! One module per table. Statements are `const` strings run with `prepare_cached`.
+//! Every state change of a run is a compare-and-set on its current state; zero rows
+//! back means someone else changed it first, and that is an answer, not a panic.
+//!
+//! Architecture invariant: only this crate contains SQL; it knows nothing of HTTP.
+
+pub mod audit;
+pub mod db;
+pub mod job_state;
+pub mod jobs;
+pub mod projects;
+pub mod run_logs;
+pub mod runs;
+pub mod states;
+pub mod users;
+pub mod workers;
+
+pub use db::{connect_direct, migrate, migrations_applied, new_pool, Error, Pool};
+pub use deadpool_postgres::GenericClient;
+
+/// Channel a run's insertion notifies (payload: worker group) so idle workers wake up.
+pub const RUNS_CHANNEL: &str = "jobcenter_runs";
+pub use deadpool_postgres::PoolError;
+pub use tokio_postgres::Error as DbError;

@@ -1,0 +1,42 @@
+//! The `run_logs` table: a run's stdout/stderr, shipped in numbered chunks while it runs.
+
+use crate::{Error, GenericClient};
+use uuid::Uuid;
+
+/// One chunk of output.
+pub struct Chunk<'a> {
+    pub stream: &'a str,
+    pub data: &'a str,
+}
+
+/// Appends chunks numbered from `first_seq` in one statement.
+pub async fn append(
+    c: &impl GenericClient,
+    run_id: Uuid,
+    first_seq: i32,
+    chunks: &[Chunk<'_>],
+) -> Result<(), Error> {
+    let streams: Vec<&str> = chunks.iter().map(|c| c.stream).collect();
+    let data: Vec<&str> = chunks.iter().map(|c| c.data).collect();
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO run_logs (run_id, seq, stream, data)
+             SELECT $1, $2 + ordinality::integer - 1, stream, data
+             FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(stream, data)",
+        )
+        .await?;
+    c.execute(&stmt, &[&run_id, &first_seq, &streams, &data])
+        .await?;
+    Ok(())
+}
+
+/// The run's output in order, at most `max_chunks` chunks.
+pub async fn read(c: &impl GenericClient, run_id: Uuid, max_chunks: i64) -> Result<String, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT coalesce(string_agg(data, '' ORDER BY seq), '') FROM
+               (SELECT seq, data FROM run_logs WHERE run_id = $1 ORDER BY seq LIMIT $2) t",
+        )
+        .await?;
+    Ok(c.query_one(&stmt, &[&run_id, &max_chunks]).await?.get(0))
+}

@@ -1,0 +1,126 @@
+//! The `jobcenter` binary: the command line, nothing else. Each subcommand starts one
+//! component (or all three) with the configuration read from `JOBCENTER_*` variables.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use jobcenter_core::config::Config;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "jobcenter",
+    version,
+    about = "A self-hosted function scheduler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The API, a scheduler and a worker in one process (development, small installs).
+    All,
+    /// The REST API.
+    Api,
+    /// A scheduler (one leads, the others stand by).
+    Scheduler,
+    /// A worker.
+    Worker,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        print!("{}", jobcenter_api::openapi::openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("jobcenter: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_json);
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobcenter: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let url = config.database_url.expose().to_string();
+    let applied = jobcenter_sql::migrate(&url)
+        .await
+        .context("applying database migrations (JOBCENTER_DATABASE_URL)")?;
+    if applied > 0 {
+        tracing::info!(applied, "applied database migrations");
+    }
+    if let Command::Migrate = command {
+        println!("database is up to date ({applied} migration(s) applied now)");
+        return Ok(());
+    }
+    let pool =
+        jobcenter_sql::new_pool(&url, config.db_pool_size).context("JOBCENTER_DATABASE_URL")?;
+    let api = || async {
+        jobcenter_api::serve(&config, pool.clone())
+            .await
+            .context("api")
+    };
+    let scheduler = || async {
+        jobcenter_scheduler::run(&config, pool.clone()).await;
+        Ok(())
+    };
+    let worker = || async {
+        jobcenter_worker::run(&config, pool.clone())
+            .await
+            .context("worker")
+    };
+    let components = async {
+        match command {
+            Command::All => tokio::try_join!(api(), scheduler(), worker()).map(|_| ()),
+            Command::Api => api().await,
+            Command::Scheduler => scheduler().await,
+            Command::Worker => worker().await,
+            Command::Migrate | Command::Openapi => unreachable!("handled above"),
+        }
+    };
+    tokio::select! {
+        result = components => result,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
