@@ -217,7 +217,7 @@ impl CronSchedule {
     fn first_instant_reaching(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         match self.tz.from_local_datetime(&local) {
             LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-            LocalResult::Ambiguous(a, b) => Some(a.max(b).with_timezone(&Utc)),
+            LocalResult::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
             LocalResult::None => match GapInfo::new(&local, &self.tz).and_then(|gap| gap.end) {
                 Some(end) => Some(end.with_timezone(&Utc)),
                 None => self.end_of_gap_by_search(local),

@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `jobcenter` processes against a real Postgres, driven
+//! over HTTP as a user or a CI system would. Each test has its own database.
 
+mod bad_input;
+mod harness;
+mod job_lifecycle;
+mod leadership;
+mod migrations;
+mod runs;
+mod schedules;

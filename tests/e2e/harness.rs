@@ -1,0 +1,419 @@
+//! The test harness: a fresh database per test (cloned from a migrated template), the
+//! real `jobcenter` binary started as separate processes, and an HTTP client.
+//!
+//! Waits are bounded polls on an observable condition, never fixed sleeps.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+fn admin_url() -> String {
+    std::env::var("JOBCENTER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn url_for(database: &str) -> String {
+    let admin = admin_url();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{database}")
+}
+
+/// Runs an async block on a private runtime in its own thread (usable from Drop and
+/// from inside a test's runtime).
+fn blocking<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    })
+    .join()
+    .expect("helper thread panicked")
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("JOBCENTER_TEST_DATABASE_URL must reach a Postgres server (make test starts one)");
+    tokio::spawn(connection);
+    client
+}
+
+/// The migrated template, named after a hash of the migrations so that a schema change
+/// gets a new template. Created once, under an advisory lock against parallel processes.
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let mut hash: u64 = 0xcbf29ce484222325;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql/migrations");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            for byte in std::fs::read(file).unwrap() {
+                hash = (hash ^ byte as u64).wrapping_mul(0x100000001b3);
+            }
+        }
+        let name = format!("jc_tpl_{hash:016x}");
+        let template = name.clone();
+        blocking(async move {
+            let client = admin_client().await;
+            client
+                .execute("SELECT pg_advisory_lock(4242)", &[])
+                .await
+                .unwrap();
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+                .await
+                .unwrap()
+                .is_some();
+            if !exists {
+                let building = format!("{template}_building");
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .await
+                    .unwrap();
+                client
+                    .batch_execute(&format!("CREATE DATABASE {building}"))
+                    .await
+                    .unwrap();
+                let status = Command::new(env!("CARGO_BIN_EXE_jobcenter"))
+                    .arg("migrate")
+                    .env("JOBCENTER_DATABASE_URL", url_for(&building))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "jobcenter migrate failed on the template");
+                client
+                    .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+                    .await
+                    .unwrap();
+            }
+            client
+                .execute("SELECT pg_advisory_unlock(4242)", &[])
+                .await
+                .unwrap();
+        });
+        name
+    })
+}
+
+/// A fresh, migrated database for one test, dropped afterwards.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let template = template();
+        let name = format!("jc_t_{}", uuid::Uuid::new_v4().simple());
+        let create = format!("CREATE DATABASE {name} TEMPLATE {template}");
+        blocking(async move { admin_client().await.batch_execute(&create).await.unwrap() });
+        TestDb {
+            url: url_for(&name),
+            name,
+        }
+    }
+
+    /// An empty database (no migrations), for tests of migration itself.
+    pub fn empty() -> TestDb {
+        let name = format!("jc_t_{}", uuid::Uuid::new_v4().simple());
+        let create = format!("CREATE DATABASE {name}");
+        blocking(async move { admin_client().await.batch_execute(&create).await.unwrap() });
+        TestDb {
+            url: url_for(&name),
+            name,
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Runs a query returning one bigint (e.g. a count).
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        blocking(async move {
+            let _ = admin_client().await.batch_execute(&drop).await;
+        });
+    }
+}
+
+/// One running `jobcenter` process, killed when dropped.
+pub struct Component {
+    child: Child,
+    pub base_url: Option<String>,
+    pub workdir: tempfile::TempDir,
+}
+
+impl Component {
+    /// Starts `jobcenter <subcommand>` against `db`; for api/all waits until it listens.
+    pub fn start(subcommand: &str, db: &TestDb, extra_env: &[(&str, &str)]) -> Component {
+        let workdir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(workdir.path().join("stderr.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_jobcenter"));
+        command
+            .arg(subcommand)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("JOBCENTER_DATABASE_URL", &db.url)
+            .env("JOBCENTER_LISTEN", "127.0.0.1:0")
+            .env("JOBCENTER_JWT_SECRET", JWT_SECRET)
+            .env(
+                "JOBCENTER_BOOTSTRAP_ADMIN",
+                format!("{ADMIN_USER}:{ADMIN_PASSWORD}"),
+            )
+            .env("JOBCENTER_WORKER_WORKDIR", workdir.path().join("runs"))
+            .env("JOBCENTER_SCHEDULER_TICK_MS", "50")
+            .env(
+                "JOBCENTER_ARTIFACTS",
+                format!("file://{}", workdir.path().join("artifacts").display()),
+            )
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        let mut child = command.spawn().expect("the jobcenter binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("jobcenter api listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let mut component = Component {
+            child,
+            base_url: None,
+            workdir,
+        };
+        if subcommand == "api" || subcommand == "all" {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(url) => component.base_url = Some(url),
+                Err(_) => panic!(
+                    "{subcommand} did not start listening:\n{}",
+                    component.stderr()
+                ),
+            }
+        }
+        component
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.workdir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 25 ms until it returns Some, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// An HTTP client of the API, logged in as someone.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// A response: status, content type and body (JSON when it parses, else a string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn text(&self) -> &str {
+        self.body.as_str().unwrap_or_default()
+    }
+
+    /// Asserts a problem+json answer with `status`, and returns its `field`.
+    pub fn assert_problem(&self, status: u16) -> Option<String> {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        assert_eq!(self.body["status"], status, "{self:?}");
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{self:?}"
+        );
+        self.body["field"].as_str().map(str::to_owned)
+    }
+}
+
+impl Api {
+    pub fn new(component: &Component) -> Api {
+        Api {
+            base: component
+                .base_url
+                .clone()
+                .expect("component serves the API"),
+            http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    pub async fn login_admin(component: &Component) -> Api {
+        let mut api = Api::new(component);
+        let reply = api
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        api.token = Some(reply.body["access_token"].as_str().unwrap().to_string());
+        api
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Reply {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &'static str) -> Reply {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(request).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// Creates a project and returns its id.
+    pub async fn create_project(&self, name: &str) -> String {
+        let reply = self.post("/api/v1/projects", json!({"name": name})).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a job from `body` in `project` and returns the job.
+    pub async fn create_job(&self, project: &str, body: Value) -> Value {
+        let reply = self
+            .post(&format!("/api/v1/projects/{project}/jobs"), body)
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body
+    }
+
+    /// Triggers a run and returns its id.
+    pub async fn trigger(&self, job: &str, input: Value) -> String {
+        let reply = self
+            .post(&format!("/api/v1/jobs/{job}/runs"), json!({"input": input}))
+            .await;
+        assert_eq!(reply.status, 202, "{reply:?}");
+        reply.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the run reaches a final state and returns it.
+    pub async fn wait_finished(&self, run: &str) -> Value {
+        eventually(Duration::from_secs(20), "the run to finish", || async {
+            let reply = self.get(&format!("/api/v1/runs/{run}")).await;
+            let state = reply.body["state"].as_str().unwrap_or("").to_string();
+            (state != "queued" && state != "running").then_some(reply.body)
+        })
+        .await
+    }
+
+    /// Every run of a job (up to 200), newest first.
+    pub async fn runs_of(&self, job: &str) -> Vec<Value> {
+        let reply = self
+            .get(&format!("/api/v1/jobs/{job}/runs?limit=200"))
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["items"].as_array().unwrap().clone()
+    }
+}

@@ -1,0 +1,176 @@
+//! A triggered run: its result, logs, exit code, environment and state between runs.
+
+use crate::harness::{Api, Component, TestDb};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_triggered_run_succeeds_with_its_result_logs_and_run_id() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let script = r#"
+        read -r input
+        echo "input=$input"
+        echo "run=$JOBCENTER_RUN_ID trigger=$JOBCENTER_TRIGGER attempt=$JOBCENTER_ATTEMPT"
+        echo "home-leak=${CARGO:-none}"
+        printf 'echoed %s' "$(cat "$JOBCENTER_INPUT_FILE")" > "$JOBCENTER_RESULT_FILE"
+    "#;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "echo", "target": {"kind": "command", "command": ["sh", "-c", script]}}),
+        )
+        .await;
+    let run_id = api
+        .trigger(job["id"].as_str().unwrap(), json!({"greeting": "hello"}))
+        .await;
+    let run = api.wait_finished(&run_id).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["exit_code"], 0);
+    assert_eq!(run["result"], r#"echoed {"greeting":"hello"}"#);
+    assert_eq!(run["trigger"], "manual");
+    assert!(
+        run["worker"].is_string()
+            && run["started_at"].is_string()
+            && run["finished_at"].is_string()
+    );
+
+    let logs = api.get(&format!("/api/v1/runs/{run_id}/logs")).await;
+    assert_eq!(logs.status, 200);
+    assert!(logs.content_type.starts_with("text/plain"), "{logs:?}");
+    let text = logs.text();
+    assert!(text.contains(r#"input={"greeting":"hello"}"#), "{text}");
+    assert!(
+        text.contains(&format!("run={run_id} trigger=manual attempt=1")),
+        "{text}"
+    );
+    // A clean environment: nothing of the worker's own (cargo sets CARGO for tests).
+    assert!(text.contains("home-leak=none"), "{text}");
+
+    let listed = api.runs_of(job["id"].as_str().unwrap()).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], run_id.as_str());
+}
+
+#[tokio::test]
+async fn a_failing_command_ends_failed_with_its_exit_code_and_stderr() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "fails", "target": {"kind": "command", "command": ["sh", "-c", "echo broken pipe dream >&2; exit 3"]}}),
+        )
+        .await;
+    let run_id = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    let run = api.wait_finished(&run_id).await;
+    assert_eq!(run["state"], "failed", "{run}");
+    assert_eq!(run["exit_code"], 3);
+    assert!(run["error"].as_str().unwrap().contains("code 3"), "{run}");
+    let logs = api.get(&format!("/api/v1/runs/{run_id}/logs")).await;
+    assert!(logs.text().contains("broken pipe dream"), "{logs:?}");
+
+    let missing = api
+        .create_job(
+            &project,
+            json!({"name": "nope", "target": {"kind": "command", "command": ["/no/such/program"]}}),
+        )
+        .await;
+    let run_id = api
+        .trigger(missing["id"].as_str().unwrap(), json!(null))
+        .await;
+    let run = api.wait_finished(&run_id).await;
+    assert_eq!(run["state"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().unwrap().contains("cannot start"),
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn state_written_by_one_run_is_seen_by_the_next() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let script = r#"n=$(cat "$JOBCENTER_STATE_FILE"); n=$(( ${n:-0} + 1 )); echo $n > "$JOBCENTER_STATE_FILE"; echo $n > "$JOBCENTER_RESULT_FILE""#;
+    let job = api
+        .create_job(&project, json!({"name": "counter", "target": {"kind": "command", "command": ["sh", "-c", script]}}))
+        .await;
+    let job_id = job["id"].as_str().unwrap();
+    for expected in ["1", "2", "3"] {
+        let run = api
+            .wait_finished(&api.trigger(job_id, json!(null)).await)
+            .await;
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(run["result"].as_str().unwrap().trim(), expected, "{run}");
+    }
+    // A failed run's state is not kept.
+    let failing = r#"echo 100 > "$JOBCENTER_STATE_FILE"; exit 1"#;
+    api.patch(
+        &format!("/api/v1/jobs/{job_id}"),
+        json!({"target": {"kind": "command", "command": ["sh", "-c", failing]}}),
+    )
+    .await;
+    assert_eq!(
+        api.wait_finished(&api.trigger(job_id, json!(null)).await)
+            .await["state"],
+        "failed"
+    );
+    api.patch(
+        &format!("/api/v1/jobs/{job_id}"),
+        json!({"target": {"kind": "command", "command": ["sh", "-c", script]}}),
+    )
+    .await;
+    let run = api
+        .wait_finished(&api.trigger(job_id, json!(null)).await)
+        .await;
+    assert_eq!(run["result"].as_str().unwrap().trim(), "4", "{run}");
+}
+
+#[tokio::test]
+async fn logs_are_readable_while_the_run_goes_on_and_timeouts_kill_the_group() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    // Starts a background child in its group, prints, then hangs past the timeout.
+    let script = "sleep 300 & echo started-$$; echo $! > child.pid; sleep 300";
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "hangs", "timeout_seconds": 2, "target": {"kind": "command", "command": ["sh", "-c", script]}}),
+        )
+        .await;
+    let run_id = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    crate::harness::eventually(
+        std::time::Duration::from_secs(10),
+        "logs during the run",
+        || async {
+            let run = api.get(&format!("/api/v1/runs/{run_id}")).await;
+            let logs = api.get(&format!("/api/v1/runs/{run_id}/logs")).await;
+            (run.body["state"] == "running" && logs.text().contains("started-")).then_some(())
+        },
+    )
+    .await;
+    let run = api.wait_finished(&run_id).await;
+    assert_eq!(run["state"], "timed_out", "{run}");
+    // Neither the shell nor its background child survives.
+    let leftovers = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 300"])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&leftovers.stdout).to_string();
+    let ours: Vec<&str> = pids
+        .lines()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/environ"))
+                .map(|env| env.contains(&run_id))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(ours.is_empty(), "processes of the run survived: {ours:?}");
+}

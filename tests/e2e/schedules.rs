@@ -1,0 +1,144 @@
+//! Schedules fire on time, once per tick, and only inside their window.
+
+use crate::harness::{eventually, Api, Component, TestDb};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn scheduled_instants(runs: &[Value]) -> Vec<DateTime<Utc>> {
+    let mut instants: Vec<DateTime<Utc>> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["trigger"], "schedule", "{r}");
+            r["scheduled_for"].as_str().unwrap().parse().unwrap()
+        })
+        .collect();
+    instants.sort();
+    instants
+}
+
+/// Lets the job fire for about `seconds`, disables it, and returns its scheduled instants.
+async fn fire_for(api: &Api, job: &str, seconds: usize) -> Vec<DateTime<Utc>> {
+    eventually(
+        Duration::from_secs(seconds as u64 + 10),
+        "the ticks",
+        || async { (api.runs_of(job).await.len() >= seconds).then_some(()) },
+    )
+    .await;
+    let reply = api
+        .post(&format!("/api/v1/jobs/{job}/disable"), json!({}))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    scheduled_instants(&api.runs_of(job).await)
+}
+
+fn assert_one_per_second(instants: &[DateTime<Utc>]) {
+    for pair in instants.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            ChronoDuration::seconds(1),
+            "a tick missing or doubled: {instants:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_six_field_cron_fires_once_every_second() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "tick", "target": {"kind": "command", "command": ["true"]},
+                   "schedule": {"kind": "cron", "expression": "* * * * * *", "timezone": "Europe/Berlin"}}),
+        )
+        .await;
+    let instants = fire_for(&api, job["id"].as_str().unwrap(), 5).await;
+    assert!(instants.len() >= 5, "{instants:?}");
+    assert_one_per_second(&instants);
+    assert!(
+        instants.iter().all(|t| t.timestamp_subsec_nanos() == 0),
+        "{instants:?}"
+    );
+    // Scheduled runs execute too.
+    let runs = api.runs_of(job["id"].as_str().unwrap()).await;
+    let finished = api.wait_finished(runs[0]["id"].as_str().unwrap()).await;
+    assert!(
+        ["succeeded", "cancelled"].contains(&finished["state"].as_str().unwrap()),
+        "{finished}"
+    );
+}
+
+#[tokio::test]
+async fn an_interval_job_fires_once_every_period() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "every", "target": {"kind": "command", "command": ["true"]},
+                   "schedule": {"kind": "interval", "every_seconds": 1}}),
+        )
+        .await;
+    let instants = fire_for(&api, job["id"].as_str().unwrap(), 5).await;
+    assert!(instants.len() >= 5, "{instants:?}");
+    assert_one_per_second(&instants);
+}
+
+#[tokio::test]
+async fn nothing_fires_outside_the_window() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let now = Utc::now();
+    let ended = api
+        .create_job(
+            &project,
+            json!({"name": "ended", "target": {"kind": "command", "command": ["true"]},
+                   "schedule": {"kind": "cron", "expression": "* * * * * *"},
+                   "ends_at": (now - ChronoDuration::hours(1)).to_rfc3339()}),
+        )
+        .await;
+    assert!(ended["next_fire_at"].is_null(), "{ended}");
+    let starts_at = now + ChronoDuration::seconds(3);
+    let later = api
+        .create_job(
+            &project,
+            json!({"name": "later", "target": {"kind": "command", "command": ["true"]},
+                   "schedule": {"kind": "interval", "every_seconds": 1},
+                   "starts_at": starts_at.to_rfc3339(),
+                   "ends_at": (starts_at + ChronoDuration::seconds(2)).to_rfc3339()}),
+        )
+        .await;
+    let later_id = later["id"].as_str().unwrap();
+    // The window [starts_at, starts_at + 2 s] holds exactly three ticks.
+    eventually(Duration::from_secs(15), "the window's ticks", || async {
+        let job = api.get(&format!("/api/v1/jobs/{later_id}")).await;
+        job.body["next_fire_at"].is_null().then_some(())
+    })
+    .await;
+    let instants = scheduled_instants(&api.runs_of(later_id).await);
+    assert_eq!(instants.len(), 3, "{instants:?}");
+    assert!(
+        instants[0] >= starts_at.with_nanosecond_floor(),
+        "{instants:?} vs {starts_at}"
+    );
+    assert_one_per_second(&instants);
+    assert!(api.runs_of(ended["id"].as_str().unwrap()).await.is_empty());
+}
+
+trait Floor {
+    fn with_nanosecond_floor(self) -> Self;
+}
+
+impl Floor for DateTime<Utc> {
+    /// Postgres keeps microseconds; compare at that precision.
+    fn with_nanosecond_floor(self) -> Self {
+        DateTime::from_timestamp_micros(self.timestamp_micros()).unwrap()
+    }
+}
