@@ -133,7 +133,7 @@ pub async fn migrations_applied(client: &impl crate::GenericClient) -> Result<bo
     let latest = embedded::migrations::runner()
         .get_migrations()
         .iter()
-        .map(|m| m.version() as i32)
+        .map(|m| m.version())
         .max()
         .unwrap_or(0);
     let row = client
