@@ -11,6 +11,7 @@ pub mod models;
 pub mod openapi;
 mod pagination;
 pub mod routes;
+mod run_events;
 pub mod state;
 
 use actix_web::{web, App, HttpServer};
@@ -93,7 +94,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::runs::trigger_run)
         .service(routes::runs::list_job_runs)
         .service(routes::runs::get_run)
-        .service(routes::runs::get_run_logs);
+        .service(routes::runs::list_runs)
+        .service(routes::logs::get_run_logs)
+        .service(routes::schedules::next_fires)
+        .service(routes::schedules::preview_schedule);
 }
 
 /// Serves the API until the process is stopped. Prints the bound address on stdout
@@ -106,6 +110,7 @@ pub async fn serve(config: &Config, pool: Pool) -> Result<(), StartError> {
         jwt_ttl: config.jwt_ttl,
         dummy_password_hash: auth::hash_password(&uuid::Uuid::new_v4().to_string())
             .map_err(|e| StartError::Bootstrap(e.to_string()))?,
+        events: run_events::RunEvents::spawn(config.database_url.expose().to_string()),
     });
     let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{auth, health, jobs, projects, runs};
+use crate::routes::{auth, health, jobs, logs, projects, runs, schedules};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -13,7 +13,8 @@ use utoipa::{Modify, OpenApi};
         projects::update_project, projects::delete_project,
         jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::update_job,
         jobs::disable_job, jobs::enable_job, jobs::delete_job, jobs::restore_job,
-        runs::trigger_run, runs::list_job_runs, runs::get_run, runs::get_run_logs,
+        runs::trigger_run, runs::list_job_runs, runs::get_run, runs::list_runs, logs::get_run_logs,
+        schedules::next_fires, schedules::preview_schedule,
         health::healthz, health::readyz,
     ),
     modifiers(&SecuritySchemes),

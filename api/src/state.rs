@@ -1,6 +1,7 @@
 //! What every handler shares: the database pool and the token keys.
 
 use crate::auth::JwtKeys;
+use crate::run_events::RunEvents;
 use jobcenter_sql::Pool;
 use std::time::Duration;
 
@@ -11,4 +12,6 @@ pub struct AppState {
     /// A valid argon2id hash of a random password, verified against when a login names an
     /// unknown user, so that a failed login takes the same time whether the user exists.
     pub dummy_password_hash: String,
+    /// Run finished / new logs notifications, for waiting requests.
+    pub events: RunEvents,
 }

@@ -41,6 +41,25 @@ pub fn first_fire(
     window.cap(tick)
 }
 
+/// The next `count` fire instants of a schedule from `now`, inside its window.
+pub fn upcoming(
+    schedule: &Schedule,
+    window: Window,
+    now: DateTime<Utc>,
+    count: usize,
+) -> Vec<DateTime<Utc>> {
+    let mut fires = Vec::with_capacity(count);
+    let mut next = first_fire(schedule, window, now);
+    while let Some(tick) = next {
+        if fires.len() == count {
+            break;
+        }
+        fires.push(tick);
+        next = window.cap(schedule.next_after(tick));
+    }
+    fires
+}
+
 /// What the leader does with a job whose tick `due` has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickPlan {
@@ -139,6 +158,26 @@ mod tests {
             first_fire(&interval, Window::default(), now),
             Some(at("2030-01-01T00:00:40Z"))
         );
+    }
+
+    #[test]
+    fn upcoming_lists_fires_within_the_window() {
+        let now = at("2030-01-01T00:00:30Z");
+        let window = Window {
+            starts_at: None,
+            ends_at: Some(at("2030-01-01T00:03:00Z")),
+        };
+        let fires = upcoming(&every_minute(), window, now, 10);
+        let expected: Vec<_> = ["00:01:00", "00:02:00", "00:03:00"]
+            .iter()
+            .map(|t| at(&format!("2030-01-01T{t}Z")))
+            .collect();
+        assert_eq!(fires, expected);
+        assert_eq!(
+            upcoming(&every_minute(), Window::default(), now, 2).len(),
+            2
+        );
+        assert!(upcoming(&Schedule::Manual, Window::default(), now, 5).is_empty());
     }
 
     #[test]

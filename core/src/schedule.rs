@@ -15,8 +15,8 @@
 //! Sunday, `1` is Monday. `?` is accepted as `*` in the two day fields. When both
 //! day-of-month and day-of-week are restricted (neither starts with `*` or `?`), a day
 //! matches if *either* matches (Vixie cron); otherwise both must match. Macros (`@daily`),
-//! Quartz extensions (`L`, `W`, `#`) and a year field are refused, and so is an
-//! expression that can never fire (`0 0 30 2 *`).
+//! Quartz extensions (`L`, `W`, `#`), croner's `+` day-of-week prefix and a year field are
+//! refused, and so is an expression that can never fire (`0 0 30 2 *`).
 //!
 //! # Daylight saving time (product behaviour)
 //! Cron expressions are evaluated on the local wall-clock time of the job's zone. A
@@ -30,26 +30,39 @@
 //!   repeated stretch fires nothing;
 //! - so a daily `30 2 * * *` job fires exactly once every local calendar day.
 //!
-//! The `cron` crate is not used: its time-zone handling drops times in a gap, fires twice
-//! in a repeat and can answer an instant *before* the one asked for inside a repeated
-//! hour; it also numbers days of week Quartz-style (1 = Sunday, `0` refused), ANDs both
-//! day fields and stops in 2100. Here fields are parsed into bit sets, the next matching
-//! naive local time is found by skipping whole days, hours and minutes (never by walking
-//! minute by minute: a Feb 29 expression answers in microseconds), and each local time
-//! is mapped to UTC with `chrono-tz` as described above.
+//! # Implementation: `croner` plus a thin layer
+//! Parsing and matching are done by the [`croner`] crate (POSIX day-of-week numbering,
+//! optional seconds, Vixie day-of-month/day-of-week OR rule, bit-set fields). The `cron`
+//! crate is not used: its time-zone handling drops times in a gap, fires twice in a
+//! repeat and can answer an instant *before* the one asked for inside a repeated hour; it
+//! also numbers days of week Quartz-style (1 = Sunday, `0` refused), ANDs both day fields
+//! and stops in 2100.
+//!
+//! croner's own time-zone search is not used either: for "interval" patterns (any `*`,
+//! step or list in the time fields) it skips matches inside a gap and fires twice in a
+//! repeated hour, unlike the product rule above. So croner only answers "next matching
+//! *naive* local time after X", and this module adds:
+//! - a lexical check of each field before croner sees it (croner would silently accept
+//!   `L`/`W`/`#`/`+`, `@daily`, a year field, empty list items, `/5`, and month or weekday
+//!   names in any field), and attribution of croner's errors to the field that caused them;
+//! - the choice of AND/OR for the day fields: croner only treats an exact `*` as
+//!   unrestricted, Vixie cron any field starting with `*` or `?` (`*/2`);
+//! - the "never fires" check (croner would search until its year limit);
+//! - a 400-year shift of the search start (the Gregorian calendar repeats exactly every
+//!   146 097 days), because croner refuses to search past the year 5000;
+//! - the mapping of each matching local time to UTC with `chrono-tz` as described above.
 
-use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone,
-    Timelike, Utc,
-};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::{GapInfo, Tz};
+use croner::errors::CronError;
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
 use serde::{Deserialize, Serialize};
 
 /// The longest interval accepted: one (non-leap) year.
 pub const MAX_INTERVAL_SECONDS: u64 = 31_536_000;
 /// The longest cron expression accepted, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 256;
-
 /// The `schedule` field of a job, as stored (jsonb) and as sent over the API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -139,31 +152,20 @@ impl Schedule {
 pub struct CronSchedule {
     expression: String,
     tz: Tz,
-    fields: Fields,
+    cron: Cron,
 }
 
-/// Each field as a bit set: bit `n` set means value `n` matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Fields {
-    seconds: u64,
-    minutes: u64,
-    hours: u64,
-    days_of_month: u64,
-    months: u64,
-    /// Bit 0 is Sunday (a `7` in the expression is folded into it).
-    days_of_week: u64,
-    /// Both day fields restricted: a day matches if either matches.
-    either_day: bool,
-}
-
-/// How far ahead to look for a matching day. Any satisfiable day spec matches within
-/// one 400-year Gregorian cycle (each date falls on every weekday in it).
-const SEARCH_YEARS: i32 = 401;
+/// Days in a 400-year Gregorian cycle: dates repeat with the same weekdays after it.
+const CYCLE_DAYS: i64 = 146_097;
+/// croner searches years 1 to 4999 only. Naive searches start in the 400 years from
+/// this one (shifted by whole cycles); any satisfiable expression matches within one
+/// cycle, so every search ends well inside croner's range.
+const SEARCH_WINDOW_START: i32 = 2000;
 
 impl CronSchedule {
     /// Parses `expression` (5 or 6 fields) for the IANA zone `timezone`.
     pub fn new(expression: &str, timezone: &str) -> Result<Self, InvalidSchedule> {
-        let fields = parse_expression(expression).map_err(InvalidSchedule::expression)?;
+        let cron = parse_expression(expression).map_err(InvalidSchedule::expression)?;
         let tz: Tz = timezone.parse().map_err(|_| InvalidSchedule {
             field: "schedule.timezone",
             reason: format!("unknown time zone {:?}", clip(timezone)),
@@ -171,7 +173,7 @@ impl CronSchedule {
         Ok(CronSchedule {
             expression: expression.to_owned(),
             tz,
-            fields,
+            cron,
         })
     }
 
@@ -195,7 +197,7 @@ impl CronSchedule {
         // Each round strictly raises `cursor`; more than two rounds only happen in
         // pathological zones. The bound just guarantees termination.
         for _ in 0..1_000 {
-            let local = self.fields.next_match(cursor)?;
+            let local = self.next_local_match(cursor)?;
             let fire = self.first_instant_reaching(local)?;
             if fire > after {
                 return Some(fire);
@@ -293,89 +295,14 @@ impl CronSchedule {
     }
 }
 
-impl Fields {
-    /// The first local time strictly after `cursor` (whole seconds) that matches.
-    fn next_match(&self, cursor: NaiveDateTime) -> Option<NaiveDateTime> {
-        let start = cursor
-            .with_nanosecond(0)?
-            .checked_add_signed(Duration::seconds(1))?;
-        let mut date = start.date();
-        let mut from = (start.hour(), start.minute(), start.second());
-        loop {
-            let day = self.next_day(date)?;
-            if day != date {
-                from = (0, 0, 0);
-            }
-            if let Some((h, m, s)) = self.next_time(from) {
-                return day.and_hms_opt(h, m, s);
-            }
-            date = day.succ_opt()?;
-            from = (0, 0, 0);
-        }
-    }
-
-    /// The first day on or after `date` whose month and day fields match.
-    fn next_day(&self, mut date: NaiveDate) -> Option<NaiveDate> {
-        let last_year = date.year().saturating_add(SEARCH_YEARS);
-        while date.year() <= last_year {
-            if !has(self.months, date.month()) {
-                date = first_of_next_month(date)?;
-                continue;
-            }
-            if self.day_matches(date) {
-                return Some(date);
-            }
-            date = date.succ_opt()?;
-        }
-        None
-    }
-
-    fn day_matches(&self, date: NaiveDate) -> bool {
-        let dom = has(self.days_of_month, date.day());
-        let dow = has(self.days_of_week, date.weekday().num_days_from_sunday());
-        if self.either_day {
-            dom || dow
-        } else {
-            dom && dow
-        }
-    }
-
-    /// The first matching time of day at or after `(h, m, s)`, if any.
-    fn next_time(&self, (h0, m0, s0): (u32, u32, u32)) -> Option<(u32, u32, u32)> {
-        let mut hour = next_bit(self.hours, h0);
-        while let Some(h) = hour {
-            let mut minute = next_bit(self.minutes, if h == h0 { m0 } else { 0 });
-            while let Some(m) = minute {
-                let s_from = if h == h0 && m == m0 { s0 } else { 0 };
-                if let Some(s) = next_bit(self.seconds, s_from) {
-                    return Some((h, m, s));
-                }
-                minute = next_bit(self.minutes, m + 1);
-            }
-            hour = next_bit(self.hours, h + 1);
-        }
-        None
-    }
-}
-
-fn has(bits: u64, n: u32) -> bool {
-    n < 64 && bits & (1 << n) != 0
-}
-
-/// The lowest set bit at position `from` or above.
-fn next_bit(bits: u64, from: u32) -> Option<u32> {
-    if from >= 64 {
-        return None;
-    }
-    let rest = bits >> from;
-    (rest != 0).then(|| from + rest.trailing_zeros())
-}
-
-fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
-    if date.month() == 12 {
-        NaiveDate::from_ymd_opt(date.year().checked_add(1)?, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
+impl CronSchedule {
+    /// The first matching local time strictly after `cursor` (whole seconds), by croner.
+    fn next_local_match(&self, cursor: NaiveDateTime) -> Option<NaiveDateTime> {
+        let cycles = i64::from((cursor.year() - SEARCH_WINDOW_START).div_euclid(400));
+        let shift = Duration::try_days(cycles.checked_mul(CYCLE_DAYS)?)?;
+        let shifted = cursor.checked_sub_signed(shift)?;
+        let found = self.cron.find_next_occurrence(&shifted, false).ok()?;
+        found.checked_add_signed(shift)
     }
 }
 
@@ -393,78 +320,53 @@ fn clip(s: &str) -> String {
 
 struct FieldKind {
     name: &'static str,
-    min: u32,
-    max: u32,
-    names: &'static [(&'static str, u32)],
+    /// The values croner accepts, for error messages.
+    allowed: &'static str,
+    names: &'static [&'static str],
     /// Accepts `?` as a synonym of `*` (the two day fields).
     question_mark: bool,
 }
 
 const SECOND: FieldKind = FieldKind {
     name: "second",
-    min: 0,
-    max: 59,
+    allowed: "0-59",
     names: &[],
     question_mark: false,
 };
 const MINUTE: FieldKind = FieldKind {
     name: "minute",
-    min: 0,
-    max: 59,
+    allowed: "0-59",
     names: &[],
     question_mark: false,
 };
 const HOUR: FieldKind = FieldKind {
     name: "hour",
-    min: 0,
-    max: 23,
+    allowed: "0-23",
     names: &[],
     question_mark: false,
 };
 const DAY_OF_MONTH: FieldKind = FieldKind {
     name: "day-of-month",
-    min: 1,
-    max: 31,
+    allowed: "1-31",
     names: &[],
     question_mark: true,
 };
 const MONTH: FieldKind = FieldKind {
     name: "month",
-    min: 1,
-    max: 12,
+    allowed: "1-12 or jan-dec",
     names: &[
-        ("jan", 1),
-        ("feb", 2),
-        ("mar", 3),
-        ("apr", 4),
-        ("may", 5),
-        ("jun", 6),
-        ("jul", 7),
-        ("aug", 8),
-        ("sep", 9),
-        ("oct", 10),
-        ("nov", 11),
-        ("dec", 12),
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ],
     question_mark: false,
 };
 const DAY_OF_WEEK: FieldKind = FieldKind {
     name: "day-of-week",
-    min: 0,
-    max: 7,
-    names: &[
-        ("sun", 0),
-        ("mon", 1),
-        ("tue", 2),
-        ("wed", 3),
-        ("thu", 4),
-        ("fri", 5),
-        ("sat", 6),
-    ],
+    allowed: "0-7 or sun-sat, 0 and 7 are Sunday",
+    names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
     question_mark: true,
 };
 
-fn parse_expression(expression: &str) -> Result<Fields, String> {
+fn parse_expression(expression: &str) -> Result<Cron, String> {
     if expression.len() > MAX_EXPRESSION_LEN {
         return Err(format!(
             "expression is too long ({} bytes, at most {MAX_EXPRESSION_LEN})",
@@ -487,24 +389,123 @@ fn parse_expression(expression: &str) -> Result<Fields, String> {
             ))
         }
     };
-    let [minute, hour, dom, month, dow] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
-    let days_of_week = parse_field(dow, &DAY_OF_WEEK)?;
-    let fields = Fields {
-        seconds: parse_field(second, &SECOND)?,
-        minutes: parse_field(minute, &MINUTE)?,
-        hours: parse_field(hour, &HOUR)?,
-        days_of_month: parse_field(dom, &DAY_OF_MONTH)?,
-        months: parse_field(month, &MONTH)?,
-        // 7 is Sunday too.
-        days_of_week: (days_of_week | (days_of_week >> 7)) & 0x7f,
-        either_day: restricted(dom) && restricted(dow),
-    };
-    if !fields.either_day && !fields.some_date_can_match() {
+    let fields = [
+        (second, &SECOND),
+        (rest[0], &MINUTE),
+        (rest[1], &HOUR),
+        (rest[2], &DAY_OF_MONTH),
+        (rest[3], &MONTH),
+        (rest[4], &DAY_OF_WEEK),
+    ];
+    for (text, kind) in fields {
+        check_tokens(text, kind)?;
+    }
+    let (dom, dow) = (rest[2], rest[4]);
+    let either_day = restricted(dom) && restricted(dow);
+    // Always six fields; `dom_and_dow` makes croner AND the day fields (it ORs them
+    // unless one is exactly `*`); `sloppy_ranges` accepts `N/STEP`.
+    let parser = CronParser::builder()
+        .seconds(Seconds::Required)
+        .year(Year::Disallowed)
+        .dom_and_dow(!either_day)
+        .sloppy_ranges(true)
+        .build();
+    let texts = fields.map(|(text, _)| for_croner(text));
+    let cron = parser.parse(&texts.join(" ")).map_err(|whole| {
+        // Find the field croner objects to by parsing it alone.
+        for (i, (text, kind)) in fields.into_iter().enumerate() {
+            let mut probe = ["0", "*", "*", "*", "*", "*"].map(String::from);
+            probe[i] = for_croner(text);
+            if let Err(e) = parser.parse(&probe.join(" ")) {
+                return format!(
+                    "{} field {:?}: {} (allowed: {})",
+                    kind.name,
+                    clip(text),
+                    croner_reason(&e),
+                    kind.allowed
+                );
+            }
+        }
+        croner_reason(&whole)
+    })?;
+    if !either_day && !some_date_can_match(&cron) {
         return Err(format!(
-            "never fires: no month in {month:?} has a day {dom:?}"
+            "never fires: no month in {month:?} has a day {dom:?}",
+            month = clip(rest[3]),
+            dom = clip(dom)
         ));
     }
-    Ok(fields)
+    Ok(cron)
+}
+
+/// croner's message, as a lower-case phrase without the variant prefix.
+fn croner_reason(e: &CronError) -> String {
+    let text = match e {
+        CronError::ComponentError(m)
+        | CronError::InvalidPattern(m)
+        | CronError::IllegalCharacters(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let text = text.trim_end_matches('.');
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "invalid".to_owned(),
+    }
+}
+
+/// Refuses what croner would accept but we do not: anything but numbers, `*`, `?` (day
+/// fields) and this field's names between the `,`, `-` and `/` separators (so no `L`,
+/// `W`, `#`, `+`, names of another field), and empty list items or values (croner skips
+/// `1,,2` and reads `/5` as `*/5`).
+fn check_tokens(text: &str, kind: &FieldKind) -> Result<(), String> {
+    let err = |what: String| format!("{} field {:?}: {what}", kind.name, clip(text));
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err(err("empty list item".into()));
+        }
+        for token in item.split(['-', '/']) {
+            let ok = token == "*"
+                || (kind.question_mark && token == "?")
+                || (!token.is_empty() && token.bytes().all(|b| b.is_ascii_digit()))
+                || kind
+                    .names
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(token));
+            if ok {
+                continue;
+            }
+            return Err(err(match (token.is_empty(), kind.names.is_empty()) {
+                (true, _) => "missing value".to_owned(),
+                (false, true) => format!("{:?} is not a number", clip(token)),
+                (false, false) => format!(
+                    "{:?} is not a number or a name ({})",
+                    clip(token),
+                    kind.names.join(", ")
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// croner only accepts `*` as a whole field; in a list (`*,5`, valid in Vixie cron) it
+/// is spelled `*/1`, which means the same.
+fn for_croner(field: &str) -> String {
+    if !field.contains(',') {
+        return field.to_owned();
+    }
+    field
+        .split(',')
+        .map(|item| {
+            if item == "*" || item == "?" {
+                "*/1"
+            } else {
+                item
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A day field counts as restricted unless it starts with `*` or `?` (as in Vixie cron).
@@ -512,103 +513,23 @@ fn restricted(field: &str) -> bool {
     !(field.starts_with('*') || field.starts_with('?'))
 }
 
-impl Fields {
-    /// Whether some month of the month field has a day of the day-of-month field (when
-    /// the day-of-week field is a wildcard or ANDed, it can always be satisfied by some
-    /// year of the 400-year cycle).
-    fn some_date_can_match(&self) -> bool {
-        const LONGEST: [u32; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-        (1..=12).any(|m| {
-            has(self.months, m) && (1..=LONGEST[m as usize]).any(|d| has(self.days_of_month, d))
-        })
-    }
-}
-
-fn parse_field(text: &str, kind: &FieldKind) -> Result<u64, String> {
-    let err = |what: String| format!("{} field {:?}: {what}", kind.name, clip(text));
-    let mut bits = 0_u64;
-    for item in text.split(',') {
-        if item.is_empty() {
-            return Err(err("empty list item".into()));
-        }
-        let (base, step) = match item.split_once('/') {
-            Some((base, step)) => {
-                let step = number(step).filter(|s| *s >= 1).ok_or_else(|| {
-                    err(format!(
-                        "step {:?} is not a whole number of at least 1",
-                        clip(step)
-                    ))
-                })?;
-                (base, Some(step))
-            }
-            None => (item, None),
-        };
-        let (lo, hi) = if base == "*" || (kind.question_mark && base == "?") {
-            (kind.min, kind.max)
-        } else if let Some((a, b)) = base.split_once('-') {
-            let (lo, hi) = (value(a, kind).map_err(&err)?, value(b, kind).map_err(&err)?);
-            if lo > hi {
-                return Err(err(format!("range {a}-{b} is backwards")));
-            }
-            (lo, hi)
-        } else {
-            let v = value(base, kind).map_err(&err)?;
-            (v, if step.is_some() { kind.max } else { v })
-        };
-        let step = step.unwrap_or(1) as usize;
-        for v in (lo..=hi).step_by(step) {
-            bits |= 1 << v;
-        }
-    }
-    Ok(bits)
-}
-
-/// A plain decimal number (no sign, ASCII digits only).
-fn number(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn value(s: &str, kind: &FieldKind) -> Result<u32, String> {
-    if let Some(v) = number(s) {
-        return if (kind.min..=kind.max).contains(&v) {
-            Ok(v)
-        } else {
-            Err(format!("{v} is out of range {}-{}", kind.min, kind.max))
-        };
-    }
-    if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
-        return Err(format!(
-            "{} is out of range {}-{}",
-            clip(s),
-            kind.min,
-            kind.max
-        ));
-    }
-    let lower = s.to_ascii_lowercase();
-    if let Some((_, v)) = kind.names.iter().find(|(name, _)| *name == lower) {
-        return Ok(*v);
-    }
-    Err(match (s.is_empty(), kind.names.is_empty()) {
-        (true, _) => "missing value".to_owned(),
-        (false, true) => format!("{:?} is not a number", clip(s)),
-        (false, false) => format!(
-            "{:?} is not a number or a name ({})",
-            clip(s),
-            kind.names
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    })
+/// Whether some month of the month field has a day of the day-of-month field (when the
+/// day-of-week field is a wildcard or ANDed, it can always be satisfied by some year of
+/// the 400-year cycle).
+fn some_date_can_match(cron: &Cron) -> bool {
+    const LONGEST: [u16; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days = cron.pattern.days.values();
+    cron.pattern
+        .months
+        .values()
+        .iter()
+        .any(|&m| days.iter().any(|&d| d <= LONGEST[usize::from(m)]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Timelike;
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -738,27 +659,33 @@ mod tests {
             ("* * * *", "found 4"),
             ("* * * * * * *", "found 7"),
             ("@daily", "macros such as \"@daily\" are not supported"),
-            ("60 * * * *", "minute field \"60\": 60 is out of range 0-59"),
-            ("* 24 * * *", "hour field \"24\": 24 is out of range 0-23"),
+            (
+                "60 * * * *",
+                "minute field \"60\": number out of bounds (allowed: 0-59)",
+            ),
+            (
+                "* 24 * * *",
+                "hour field \"24\": number out of bounds (allowed: 0-23)",
+            ),
             (
                 "* * 0 * *",
-                "day-of-month field \"0\": 0 is out of range 1-31",
+                "day-of-month field \"0\": number out of bounds (allowed: 1-31)",
             ),
-            ("* * * 13 *", "month field \"13\": 13 is out of range 1-12"),
+            (
+                "* * * 13 *",
+                "month field \"13\": number out of bounds (allowed: 1-12",
+            ),
             (
                 "* * * * 8",
-                "day-of-week field \"8\": 8 is out of range 0-7",
+                "day-of-week field \"8\": number out of bounds (allowed: 0-7",
             ),
             (
                 "61 * * * * *",
-                "second field \"61\": 61 is out of range 0-59",
+                "second field \"61\": number out of bounds (allowed: 0-59)",
             ),
-            (
-                "*/0 * * * *",
-                "step \"0\" is not a whole number of at least 1",
-            ),
-            ("1/x * * * *", "step \"x\""),
-            ("5-1 * * * *", "range 5-1 is backwards"),
+            ("*/0 * * * *", "minute field \"*/0\": step cannot be zero"),
+            ("1/x * * * *", "minute field \"1/x\": \"x\" is not a number"),
+            ("5-1 * * * *", "minute field \"5-1\": range out of bounds"),
             ("1,,2 * * * *", "empty list item"),
             ("-5 * * * *", "missing value"),
             ("a * * * *", "minute field \"a\": \"a\" is not a number"),
@@ -774,7 +701,10 @@ mod tests {
             ("* * 15W * *", "\"15W\" is not a number"),
             ("* ? * * *", "hour field \"?\""),
             ("+5 * * * *", "\"+5\" is not a number"),
-            ("99999999999 * * * *", "99999999999 is out of range 0-59"),
+            (
+                "99999999999 * * * *",
+                "minute field \"99999999999\": invalid number (allowed: 0-59)",
+            ),
             ("0 0 30 2 *", "never fires"),
             ("0 0 31 4,6,9,11 *", "never fires"),
         ];
@@ -792,6 +722,121 @@ mod tests {
         // Satisfiable through the day of week (OR) or a leap year: accepted.
         cron("0 0 30 2 1", "UTC");
         cron("0 0 29 2 *", "UTC");
+    }
+
+    /// croner accepts these; the product refuses them, with a one-line reason.
+    #[test]
+    fn croner_extensions_and_misplaced_names_are_refused() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "* * * * +5",
+                "day-of-week field \"+5\": \"+5\" is not a number",
+            ),
+            ("0 0 1 * 1#2", "\"1#2\" is not a number or a name"),
+            ("0 0 * * 5L", "\"5L\" is not a number or a name"),
+            (
+                "0 0 L * *",
+                "day-of-month field \"L\": \"L\" is not a number",
+            ),
+            ("0 0 LW * *", "\"LW\" is not a number"),
+            ("0 0 0 * * * 2030", "found 7"),
+            ("@hourly", "macros such as \"@hourly\" are not supported"),
+            (
+                "jan * * * *",
+                "minute field \"jan\": \"jan\" is not a number",
+            ),
+            (
+                "* * * * jan",
+                "day-of-week field \"jan\": \"jan\" is not a number",
+            ),
+            (
+                "* * * sun *",
+                "month field \"sun\": \"sun\" is not a number",
+            ),
+            ("/5 * * * *", "minute field \"/5\": missing value"),
+            ("5, * * * *", "empty list item"),
+            (
+                "1-2-3 * * * *",
+                "minute field \"1-2-3\": invalid range syntax",
+            ),
+            (
+                "0 0 * * sat-fri",
+                "day-of-week field \"sat-fri\": range out of bounds",
+            ),
+        ];
+        for (expression, reason) in cases {
+            let err = cron_err(expression);
+            assert_eq!(err.field, "schedule.expression", "{expression:?}");
+            assert!(!err.reason.contains('\n'), "{:?}", err.reason);
+            assert!(
+                err.reason.contains(reason),
+                "{expression:?}: {:?} does not contain {reason:?}",
+                err.reason
+            );
+        }
+    }
+
+    #[test]
+    fn star_list_items_and_ranges_ending_on_sunday() {
+        // `*` inside a list (croner only takes it as a whole field).
+        assert_eq!(
+            fires(&cron("*,5 0 1 1 *", "UTC"), "2030-01-01T00:00:30Z", 2),
+            ["2030-01-01T00:01:00Z", "2030-01-01T00:02:00Z"]
+        );
+        assert_eq!(
+            fires(&cron("0 0 ?,5 * 1", "UTC"), "2030-01-01T00:00:00Z", 2),
+            ["2030-01-02T00:00:00Z", "2030-01-03T00:00:00Z"]
+        );
+        // `fri-sun` wraps to Sunday (7); 2030-01-04 is a Friday.
+        assert_eq!(
+            fires(&cron("0 0 * * fri-sun", "UTC"), "2030-01-01T00:00:00Z", 4),
+            [
+                "2030-01-04T00:00:00Z",
+                "2030-01-05T00:00:00Z",
+                "2030-01-06T00:00:00Z",
+                "2030-01-11T00:00:00Z"
+            ]
+        );
+    }
+
+    /// croner stops searching at the year 5000; the 400-year shift hides that.
+    #[test]
+    fn fires_far_beyond_crons_year_limit() {
+        let s = cron("0 0 1 1 *", "Europe/Berlin");
+        assert_eq!(
+            fires(&s, "4998-12-31T23:00:00Z", 2),
+            ["4999-12-31T23:00:00Z", "5000-12-31T23:00:00Z"]
+        );
+        assert_eq!(
+            fires(&cron("0 0 29 2 */7", "UTC"), "9999-01-01T00:00:00Z", 1),
+            ["10016-02-29T00:00:00Z"]
+        );
+        assert_eq!(
+            fires(&cron("30 2 * * *", "UTC"), "-0044-03-15T00:00:00Z", 1),
+            ["-0044-03-15T02:30:00Z"]
+        );
+    }
+
+    /// `cargo test --release -p jobcenter-core -- --ignored --nocapture next_after_speed`
+    #[test]
+    #[ignore]
+    fn next_after_speed() {
+        for (expression, zone, n) in [
+            ("*/15 * * * *", "Europe/Berlin", 200_000),
+            ("0 0 29 2 *", "Europe/Berlin", 1_000),
+            ("0 0 29 2 *", "UTC", 1_000),
+        ] {
+            let s = cron(expression, zone);
+            let mut t = at("2020-01-01T00:00:00Z");
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                t = s.next_after(t).unwrap();
+            }
+            println!(
+                "{expression:>14} {zone:>14}: {:?} per next_after (chained, ended {t})",
+                start.elapsed() / n
+            );
+        }
     }
 
     #[test]

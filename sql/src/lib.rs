@@ -10,6 +10,7 @@ pub mod audit;
 pub mod db;
 pub mod job_state;
 pub mod jobs;
+pub mod listen;
 pub mod projects;
 pub mod run_logs;
 pub mod runs;
@@ -24,3 +25,8 @@ pub use deadpool_postgres::GenericClient;
 pub const RUNS_CHANNEL: &str = "jobcenter_runs";
 pub use deadpool_postgres::PoolError;
 pub use tokio_postgres::Error as DbError;
+
+/// Raised (by a trigger) when a run reaches a final state; payload: the run id.
+pub const RUN_FINISHED_CHANNEL: &str = "jobcenter_run_finished";
+/// Raised (by a trigger) when log chunks of a run are appended; payload: the run id.
+pub const RUN_LOGS_CHANNEL: &str = "jobcenter_run_logs";

@@ -40,3 +40,34 @@ pub async fn read(c: &impl GenericClient, run_id: Uuid, max_chunks: i64) -> Resu
         .await?;
     Ok(c.query_one(&stmt, &[&run_id, &max_chunks]).await?.get(0))
 }
+
+/// A stored chunk, with its sequence number.
+pub struct StoredChunk {
+    pub seq: i32,
+    pub stream: String,
+    pub data: String,
+}
+
+/// Chunks numbered after `after_seq` (use -1 for all), in order, at most `limit`.
+pub async fn read_after(
+    c: &impl GenericClient,
+    run_id: Uuid,
+    after_seq: i32,
+    limit: i64,
+) -> Result<Vec<StoredChunk>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT seq, stream, data FROM run_logs WHERE run_id = $1 AND seq > $2
+             ORDER BY seq LIMIT $3",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&run_id, &after_seq, &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredChunk {
+            seq: r.get(0),
+            stream: r.get(1),
+            data: r.get(2),
+        })
+        .collect())
+}

@@ -260,3 +260,57 @@ pub async fn cancel_queued_for_job(
         .await?;
     Ok(c.execute(&stmt, &[&job_id, &reason]).await?)
 }
+
+/// Filters of the runs collection; `None` means any.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    pub state: Option<RunState>,
+    pub job_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    /// Queued at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Queued before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Runs visible to `owner` matching `filter`, newest first, strictly older than `before`.
+pub async fn list(
+    c: &impl GenericClient,
+    owner: Option<Uuid>,
+    filter: &RunFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Run>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id
+         JOIN projects p ON p.id = j.project_id
+         WHERE ($1::uuid IS NULL OR p.owner_id = $1)
+           AND ($2::text IS NULL OR r.state = $2::text::run_state)
+           AND ($3::uuid IS NULL OR r.job_id = $3)
+           AND ($4::uuid IS NULL OR j.project_id = $4)
+           AND ($5::timestamptz IS NULL OR r.queued_at >= $5)
+           AND ($6::timestamptz IS NULL OR r.queued_at < $6)
+           AND ($7::timestamptz IS NULL OR (r.queued_at, r.id) < ($7, $8))
+         ORDER BY r.queued_at DESC, r.id DESC LIMIT $9"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let (at, cursor_id) = before.unzip();
+    let state = filter.state.map(RunState::as_str);
+    let rows = c
+        .query(
+            &stmt,
+            &[
+                &owner,
+                &state,
+                &filter.job_id,
+                &filter.project_id,
+                &filter.from,
+                &filter.to,
+                &at,
+                &cursor_id,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -6,5 +6,6 @@ mod harness;
 mod job_lifecycle;
 mod leadership;
 mod migrations;
+mod observe;
 mod runs;
 mod schedules;

@@ -3,8 +3,10 @@
 pub mod auth;
 pub mod health;
 pub mod jobs;
+pub mod logs;
 pub mod projects;
 pub mod runs;
+pub mod schedules;
 
 use crate::error::ApiError;
 use crate::state::AppState;

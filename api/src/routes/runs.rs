@@ -6,23 +6,56 @@ use crate::extract::JsonBodyOrDefault;
 use crate::models::{Page, PageQuery, RunResponse, TriggerRun};
 use crate::pagination::page;
 use crate::routes::db;
+use crate::run_events::RunEvent;
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
-use jobcenter_sql::runs::{self, NewRun};
-use jobcenter_sql::states::RunTrigger;
+use jobcenter_sql::runs::{self, NewRun, Run, RunFilter};
+use jobcenter_sql::states::{RunState, RunTrigger};
+use serde::Deserialize;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// Largest run input accepted, serialized (bytes).
 const MAX_INPUT_BYTES: usize = 256 * 1024;
-/// Log chunks returned by one read (each chunk is at most a batch of lines).
-const MAX_LOG_CHUNKS: i64 = 100_000;
+/// Longest synchronous wait.
+const MAX_WAIT_SECONDS: u64 = 300;
 
-/// Queues a run of the job with the given input.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TriggerQuery {
+    /// Seconds to wait for the run to end (0..=300).
+    pub wait: Option<u64>,
+}
+
+/// Filters of `GET /api/v1/runs`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunListQuery {
+    /// `queued`, `running`, `succeeded`, `failed`, `timed_out`, `cancelled` or `skipped`.
+    pub state: Option<String>,
+    pub job_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    /// Runs queued at or after this instant (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Runs queued before this instant (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// Queues a run of the job with the given input. With `wait=SECONDS` (at most 300), waits
+/// for the run to end: 200 with the finished run if it ends in time, else 202 with the run
+/// as it stands. No database connection is held while waiting.
 #[utoipa::path(
-    tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "job id")),
+    tag = "runs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "job id"), TriggerQuery),
     request_body = TriggerRun,
     responses(
+        (status = 200, body = RunResponse, description = "finished within the wait"),
         (status = 202, body = RunResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -34,8 +67,21 @@ pub async fn trigger_run(
     state: web::Data<AppState>,
     caller: Caller,
     job_id: web::Path<Uuid>,
+    query: web::Query<TriggerQuery>,
     JsonBodyOrDefault(body): JsonBodyOrDefault<TriggerRun>,
 ) -> Result<HttpResponse, ApiError> {
+    let wait = match query.wait {
+        Some(seconds) if seconds > MAX_WAIT_SECONDS => {
+            return Err(ApiError::invalid(
+                "wait",
+                format!("at most {MAX_WAIT_SECONDS} seconds"),
+            ))
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+        None => Duration::ZERO,
+    };
+    // Subscribed before the insert, so that the run's end cannot slip by unseen.
+    let events = state.events.subscribe();
     if serde_json::to_vec(&body.input).map_or(0, |v| v.len()) > MAX_INPUT_BYTES {
         return Err(ApiError::invalid(
             "input",
@@ -61,7 +107,48 @@ pub async fn trigger_run(
     )
     .await?
     .ok_or_else(|| ApiError::internal(std::fmt::Error))?;
-    Ok(HttpResponse::Accepted().json(RunResponse::from(run)))
+    drop(client);
+    if wait.is_zero() {
+        return Ok(HttpResponse::Accepted().json(RunResponse::from(run)));
+    }
+    let run = wait_for_end(&state, &caller, run, events, wait).await?;
+    let mut response = if run.state.is_final() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Accepted()
+    };
+    Ok(response.json(RunResponse::from(run)))
+}
+
+/// Waits until `run` is final or `wait` passes, re-reading it on each notification about
+/// it and at least every second (a missed notification costs at most that).
+async fn wait_for_end(
+    state: &AppState,
+    caller: &Caller,
+    mut run: Run,
+    mut events: broadcast::Receiver<RunEvent>,
+    wait: Duration,
+) -> Result<Run, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while !run.state.is_final() {
+        let woke = tokio::time::timeout_at(deadline, async {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+                    Ok(Ok(RunEvent::Finished(id))) if id == run.id => return,
+                    Ok(Ok(RunEvent::Resync)) | Ok(Err(_)) | Err(_) => return,
+                    Ok(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        run = runs::get(&db(state).await?, run.id, caller.owner_scope())
+            .await?
+            .ok_or(ApiError::NotFound("run"))?;
+        if woke.is_err() {
+            break;
+        }
+    }
+    Ok(run)
 }
 
 #[utoipa::path(
@@ -111,26 +198,52 @@ pub async fn get_run(
     Ok(HttpResponse::Ok().json(RunResponse::from(run)))
 }
 
-/// The run's stdout and stderr as shipped so far, interleaved in arrival order.
+/// Runs visible to the caller, newest first, filtered.
 #[utoipa::path(
-    tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    tag = "runs", security(("bearer" = [])), params(RunListQuery),
     responses(
-        (status = 200, body = String, content_type = "text/plain"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 200, body = Page<RunResponse>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
     )
 )]
-#[get("/api/v1/runs/{id}/logs")]
-pub async fn get_run_logs(
+#[get("/api/v1/runs")]
+pub async fn list_runs(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<Uuid>,
+    query: web::Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let client = db(&state).await?;
-    runs::get(&client, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("run"))?;
-    let text = jobcenter_sql::run_logs::read(&client, *id, MAX_LOG_CHUNKS).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(text))
+    let query = query.into_inner();
+    let request = PageQuery {
+        limit: query.limit,
+        cursor: query.cursor,
+    }
+    .parse()?;
+    let run_state =
+        match query.state.as_deref() {
+            None => None,
+            Some(text) => Some(RunState::parse(text).ok_or_else(|| {
+                ApiError::invalid("state", format!("{text:?} is not a run state"))
+            })?),
+        };
+    let filter = RunFilter {
+        state: run_state,
+        job_id: query.job_id,
+        project_id: query.project_id,
+        from: query.from,
+        to: query.to,
+    };
+    let rows = runs::list(
+        &db(&state).await?,
+        caller.owner_scope(),
+        &filter,
+        request.before,
+        request.limit,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        &request,
+        |r| (r.queued_at, r.id),
+        RunResponse::from,
+    )))
 }

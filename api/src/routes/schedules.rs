@@ -1,0 +1,115 @@
+//! Schedule previews: the next fire times of a saved job, or of a schedule before saving.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Problem};
+use crate::extract::JsonBody;
+use crate::models::ScheduleBody;
+use crate::routes::db;
+use crate::state::AppState;
+use actix_web::{get, post, web, HttpResponse};
+use chrono::{DateTime, Utc};
+use jobcenter_core::firing::{upcoming, Window};
+use jobcenter_core::schedule::ScheduleSpec;
+use jobcenter_sql::jobs::{self, Including};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+const MAX_COUNT: usize = 100;
+const DEFAULT_COUNT: usize = 5;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CountQuery {
+    /// How many fire times (1..=100, default 5).
+    pub count: Option<usize>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub schedule: ScheduleBody,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// How many fire times (1..=100, default 5).
+    pub count: Option<usize>,
+}
+
+/// Upcoming fire instants (UTC), in order.
+#[derive(Serialize, ToSchema)]
+pub struct NextFires {
+    pub fires: Vec<DateTime<Utc>>,
+}
+
+fn count(requested: Option<usize>) -> Result<usize, ApiError> {
+    match requested.unwrap_or(DEFAULT_COUNT) {
+        n @ 1..=MAX_COUNT => Ok(n),
+        _ => Err(ApiError::invalid(
+            "count",
+            format!("must be in 1..={MAX_COUNT}"),
+        )),
+    }
+}
+
+fn preview(spec: &ScheduleSpec, window: Window, count: usize) -> Result<NextFires, ApiError> {
+    let schedule = spec
+        .compile()
+        .map_err(|e| ApiError::invalid(e.field, e.reason))?;
+    Ok(NextFires {
+        fires: upcoming(&schedule, window, Utc::now(), count),
+    })
+}
+
+/// The job's next fire times from now, as its schedule and window say (also while the
+/// job is disabled: what it would do once enabled).
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path), CountQuery),
+    responses(
+        (status = 200, body = NextFires),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/jobs/{id}/next-fires")]
+pub async fn next_fires(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<CountQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let count = count(query.count)?;
+    let job = jobs::get(
+        &db(&state).await?,
+        *id,
+        caller.owner_scope(),
+        Including::Live,
+    )
+    .await?
+    .ok_or(ApiError::NotFound("job"))?;
+    let window = Window {
+        starts_at: job.fields.starts_at,
+        ends_at: job.fields.ends_at,
+    };
+    Ok(HttpResponse::Ok().json(preview(&job.fields.schedule, window, count)?))
+}
+
+/// The fire times a schedule would have, before saving it.
+#[utoipa::path(
+    tag = "jobs", security(("bearer" = [])), request_body = PreviewRequest,
+    responses(
+        (status = 200, body = NextFires),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/api/v1/schedules/preview")]
+pub async fn preview_schedule(
+    _caller: Caller,
+    JsonBody(body): JsonBody<PreviewRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let count = count(body.count)?;
+    let window = Window {
+        starts_at: body.starts_at,
+        ends_at: body.ends_at,
+    };
+    Ok(HttpResponse::Ok().json(preview(&body.schedule.into(), window, count)?))
+}

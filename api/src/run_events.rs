@@ -1,0 +1,60 @@
+//! Run events (finished, new logs) from any node, fanned out to the requests waiting on
+//! them (synchronous invoke, live logs). One LISTEN connection per API process; waiters
+//! never hold a pooled connection while they wait, and re-check the database on a
+//! timer too, so a missed notification only costs latency.
+
+use jobcenter_sql::listen::{listen_forever, Event};
+use jobcenter_sql::{RUN_FINISHED_CHANNEL, RUN_LOGS_CHANNEL};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEvent {
+    Finished(Uuid),
+    Logs(Uuid),
+    /// The listener (re)connected: waiters should re-read the database.
+    Resync,
+}
+
+#[derive(Clone)]
+pub struct RunEvents {
+    sender: broadcast::Sender<RunEvent>,
+}
+
+impl RunEvents {
+    /// Starts the listener task.
+    pub fn spawn(database_url: String) -> RunEvents {
+        let (sender, _) = broadcast::channel(4096);
+        let events = RunEvents {
+            sender: sender.clone(),
+        };
+        tokio::spawn(async move {
+            listen_forever(
+                database_url,
+                &[RUN_FINISHED_CHANNEL, RUN_LOGS_CHANNEL],
+                |event| {
+                    let event = match event {
+                        Event::Listening => Some(RunEvent::Resync),
+                        Event::Notification { channel, payload } => {
+                            Uuid::parse_str(payload).ok().and_then(|id| match channel {
+                                RUN_FINISHED_CHANNEL => Some(RunEvent::Finished(id)),
+                                RUN_LOGS_CHANNEL => Some(RunEvent::Logs(id)),
+                                _ => None,
+                            })
+                        }
+                    };
+                    if let Some(event) = event {
+                        // No receiver is not an error: nobody is waiting right now.
+                        let _ = sender.send(event);
+                    }
+                },
+            )
+            .await
+        });
+        events
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.sender.subscribe()
+    }
+}

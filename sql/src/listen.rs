@@ -1,0 +1,62 @@
+//! LISTEN on a dedicated connection, forever, reconnecting with backoff. Notifications
+//! are handed to a callback; a lost connection is reported so callers can fall back to
+//! polling (a notification sent while disconnected is not replayed).
+
+use crate::db::connect_direct_with_connection;
+use futures_util::{stream, StreamExt};
+use std::time::Duration;
+use tokio_postgres::AsyncMessage;
+
+/// What the callback is told.
+pub enum Event<'a> {
+    /// LISTEN is in effect (again): anything may have happened while it was not.
+    Listening,
+    Notification {
+        channel: &'a str,
+        payload: &'a str,
+    },
+}
+
+/// Listens to `channels` until the process ends.
+pub async fn listen_forever(url: String, channels: &[&str], mut on_event: impl FnMut(Event<'_>)) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match listen_once(&url, channels, &mut on_event).await {
+            Ok(()) => backoff = Duration::from_millis(250),
+            Err(e) => tracing::warn!(error = %e, "notifications interrupted; reconnecting"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn listen_once(
+    url: &str,
+    channels: &[&str],
+    on_event: &mut impl FnMut(Event<'_>),
+) -> Result<(), crate::Error> {
+    let (client, mut connection) = connect_direct_with_connection(url).await?;
+    let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+    let sql: String = channels.iter().map(|c| format!("LISTEN {c};")).collect();
+    let mut listen = Box::pin(client.batch_execute(&sql));
+    let mut listening = false;
+    // The connection must be polled for LISTEN to complete: drive both together.
+    loop {
+        tokio::select! {
+            result = &mut listen, if !listening => {
+                result?;
+                listening = true;
+                on_event(Event::Listening);
+            }
+            message = messages.next() => match message {
+                Some(Ok(AsyncMessage::Notification(n))) => on_event(Event::Notification {
+                    channel: n.channel(),
+                    payload: n.payload(),
+                }),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Synchronous invoke, live logs, filtered and paged run lists, schedule previews.
+
+use crate::harness::{Api, Component, TestDb};
+use futures_util::StreamExt;
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+fn command(script: &str) -> serde_json::Value {
+    json!({"kind": "command", "command": ["sh", "-c", script]})
+}
+
+#[tokio::test]
+async fn wait_answers_the_finished_run_or_the_running_one() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let quick = api
+        .create_job(&project, json!({"name": "quick", "target": command("sleep 0.3; echo -n 42 > $JOBCENTER_RESULT_FILE")}))
+        .await;
+    let reply = api
+        .post(
+            &format!(
+                "/api/v1/jobs/{}/runs?wait=20",
+                quick["id"].as_str().unwrap()
+            ),
+            json!({"input": 1}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["state"], "succeeded");
+    assert_eq!(reply.body["result"], "42");
+
+    let slow = api
+        .create_job(
+            &project,
+            json!({"name": "slow", "target": command("sleep 30")}),
+        )
+        .await;
+    let started = Instant::now();
+    let reply = api
+        .post(
+            &format!("/api/v1/jobs/{}/runs?wait=1", slow["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.status, 202, "{reply:?}");
+    assert!(["queued", "running"].contains(&reply.body["state"].as_str().unwrap()));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let reply = api
+        .post(
+            &format!(
+                "/api/v1/jobs/{}/runs?wait=100000",
+                slow["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(reply.assert_problem(400).as_deref(), Some("wait"));
+}
+
+#[tokio::test]
+async fn logs_can_be_followed_live_and_resumed_from_an_offset() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(&project, json!({"name": "talks", "target": command("for i in 1 2 3 4; do echo line-$i; sleep 0.4; done")}))
+        .await;
+    let run_id = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    let response = api
+        .http
+        .get(format!(
+            "{}/api/v1/runs/{run_id}/logs?follow=true",
+            api.base
+        ))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = String::new();
+    let mut first_line_seen_while_running = false;
+    let mut stream = response.bytes_stream();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(bytes) = tokio::time::timeout_at(deadline.into(), stream.next())
+        .await
+        .expect("the stream ends")
+    {
+        body.push_str(&String::from_utf8_lossy(&bytes.unwrap()));
+        if body.contains("data: line-1") && !first_line_seen_while_running {
+            let run = api.get(&format!("/api/v1/runs/{run_id}")).await;
+            first_line_seen_while_running = run.body["state"] == "running";
+        }
+    }
+    assert!(
+        first_line_seen_while_running,
+        "the first line arrived only after the run: {body}"
+    );
+    let lines: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: line-"))
+        .collect();
+    assert_eq!(lines, ["1", "2", "3", "4"], "{body}");
+    assert!(body.ends_with("event: end\ndata: succeeded\n\n"), "{body}");
+
+    let full = api.get(&format!("/api/v1/runs/{run_id}/logs")).await;
+    assert_eq!(full.text(), "line-1\nline-2\nline-3\nline-4\n");
+    let rest = api
+        .get(&format!("/api/v1/runs/{run_id}/logs?offset=14"))
+        .await;
+    assert_eq!(rest.text(), "line-3\nline-4\n");
+}
+
+#[tokio::test]
+async fn run_lists_filter_and_page_without_duplicates() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]); // no worker: runs stay queued
+    let api = Api::login_admin(&app).await;
+    let a = api.create_project("a").await;
+    let b = api.create_project("b").await;
+    let job_a = api
+        .create_job(&a, json!({"name": "a", "target": command("true")}))
+        .await;
+    let job_b = api
+        .create_job(&b, json!({"name": "b", "target": command("true")}))
+        .await;
+    let mut a_runs = HashSet::new();
+    for i in 0..5 {
+        a_runs.insert(api.trigger(job_a["id"].as_str().unwrap(), json!(i)).await);
+    }
+    api.trigger(job_b["id"].as_str().unwrap(), json!(null))
+        .await;
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/runs?project_id={a}&limit=2");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let reply = api.get(&path).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        for run in reply.body["items"].as_array().unwrap() {
+            assert!(
+                seen.insert(run["id"].as_str().unwrap().to_string()),
+                "a run appeared twice"
+            );
+        }
+        // A run inserted between pages is newer than the cursor and does not shift it.
+        api.trigger(job_b["id"].as_str().unwrap(), json!(null))
+            .await;
+        match reply.body["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, a_runs);
+    let queued = api
+        .get(&format!(
+            "/api/v1/runs?state=queued&job_id={}",
+            job_b["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(queued.body["items"].as_array().unwrap().len() >= 2);
+    let none = api.get("/api/v1/runs?state=succeeded").await;
+    assert_eq!(none.body["items"], json!([]));
+    let future = api.get("/api/v1/runs?from=2999-01-01T00:00:00Z").await;
+    assert_eq!(future.body["items"], json!([]));
+    assert_eq!(
+        api.get("/api/v1/runs?state=exploded")
+            .await
+            .assert_problem(400)
+            .as_deref(),
+        Some("state")
+    );
+    assert_eq!(
+        api.get("/api/v1/runs?limit=100000")
+            .await
+            .assert_problem(400)
+            .as_deref(),
+        Some("limit")
+    );
+}
+
+#[tokio::test]
+async fn next_fires_are_previewed_in_the_jobs_time_zone() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(&project, json!({"name": "nine", "target": command("true"),
+                   "schedule": {"kind": "cron", "expression": "0 9 * * *", "timezone": "Asia/Tokyo"}}))
+        .await;
+    let reply = api
+        .get(&format!(
+            "/api/v1/jobs/{}/next-fires?count=3",
+            job["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let fires: Vec<chrono::DateTime<chrono::Utc>> = reply.body["fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(fires.len(), 3);
+    for fire in &fires {
+        assert_eq!(
+            fire.format("%H:%M:%S").to_string(),
+            "00:00:00",
+            "09:00 in Tokyo is 00:00 UTC"
+        );
+    }
+    assert_eq!((fires[1] - fires[0]).num_hours(), 24);
+    assert_eq!(
+        fires[0].to_rfc3339(),
+        job["next_fire_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .to_rfc3339()
+    );
+
+    let reply = api
+        .post("/api/v1/schedules/preview", json!({"schedule": {"kind": "interval", "every_seconds": 60},
+                                                   "starts_at": "2040-01-01T00:00:00Z", "count": 2}))
+        .await;
+    assert_eq!(
+        reply.body["fires"],
+        json!(["2040-01-01T00:00:00Z", "2040-01-01T00:01:00Z"]),
+        "{reply:?}"
+    );
+    let reply = api
+        .post(
+            "/api/v1/schedules/preview",
+            json!({"schedule": {"kind": "cron", "expression": "99 * * * *"}}),
+        )
+        .await;
+    assert_eq!(
+        reply.assert_problem(400).as_deref(),
+        Some("schedule.expression")
+    );
+    let reply = api
+        .get(&format!(
+            "/api/v1/jobs/{}/next-fires?count=0",
+            job["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(reply.assert_problem(400).as_deref(), Some("count"));
+}
