@@ -84,8 +84,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
     let pool =
         jobcenter_sql::new_pool(&url, config.db_pool_size).context("JOBCENTER_DATABASE_URL")?;
+    let metrics = std::sync::Arc::new(jobcenter_core::metrics::Metrics::new());
     let api = || async {
-        jobcenter_api::serve(&config, pool.clone())
+        jobcenter_api::serve(&config, pool.clone(), metrics.clone())
             .await
             .context("api")
     };

@@ -17,9 +17,11 @@ pub mod state;
 use actix_web::{web, App, HttpServer};
 use error::problem_response;
 use jobcenter_core::config::Config;
+use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::Pool;
 use state::AppState;
 use std::net::TcpListener;
+use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -76,6 +78,7 @@ fn jwt_secret(config: &Config) -> Vec<u8> {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(routes::health::healthz)
         .service(routes::health::readyz)
+        .service(routes::metrics::prometheus_metrics)
         .service(routes::auth::login)
         .service(routes::auth::me)
         .service(routes::projects::create_project)
@@ -102,7 +105,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Serves the API until the process is stopped. Prints the bound address on stdout
 /// (`jobcenter api listening on http://ADDR`) so that port 0 can be used.
-pub async fn serve(config: &Config, pool: Pool) -> Result<(), StartError> {
+pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result<(), StartError> {
     bootstrap_admin(config, &pool).await?;
     let state = web::Data::new(AppState {
         pool,
@@ -111,6 +114,7 @@ pub async fn serve(config: &Config, pool: Pool) -> Result<(), StartError> {
         dummy_password_hash: auth::hash_password(&uuid::Uuid::new_v4().to_string())
             .map_err(|e| StartError::Bootstrap(e.to_string()))?,
         events: run_events::RunEvents::spawn(config.database_url.expose().to_string()),
+        metrics,
     });
     let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,
@@ -171,7 +175,8 @@ pub async fn serve(config: &Config, pool: Pool) -> Result<(), StartError> {
     Ok(())
 }
 
-/// A root span per request with method, path and status; the line at debug level.
+/// A root span per request (method, path, status) and its duration in the metrics,
+/// labelled by route pattern so that ids do not explode the label set.
 async fn request_span(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -183,9 +188,27 @@ async fn request_span(
         path = %req.path(),
         status = tracing::field::Empty
     );
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
     let started = std::time::Instant::now();
     let response = next.call(req).instrument(span.clone()).await?;
-    span.record("status", response.status().as_u16());
+    let status = response.status().as_u16();
+    span.record("status", status);
+    if let Some(metrics) = metrics {
+        let route = response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        metrics
+            .http_requests
+            .with_label_values(&[
+                response.request().method().as_str(),
+                &route,
+                &status.to_string(),
+            ])
+            .observe(started.elapsed().as_secs_f64());
+    }
     tracing::debug!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "request");
     Ok(response)
 }

@@ -2,7 +2,9 @@
 
 use crate::auth::JwtKeys;
 use crate::run_events::RunEvents;
+use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::Pool;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct AppState {
@@ -14,4 +16,5 @@ pub struct AppState {
     pub dummy_password_hash: String,
     /// Run finished / new logs notifications, for waiting requests.
     pub events: RunEvents,
+    pub metrics: Arc<Metrics>,
 }

@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-/// Arbitrary constant: the advisory lock key of scheduling leadership ("jobclead").
-const LEADER_LOCK_KEY: i64 = 0x6a6f_6263_6c65_6164;
+use jobcenter_sql::LEADER_LOCK_KEY;
 /// How often a standby tries to become leader.
 const RETRY: Duration = Duration::from_millis(500);
 /// How long the leader waits for its connection to answer before stepping down.
@@ -46,7 +45,7 @@ impl Lease {
 /// Waits until this process holds the leadership lock.
 pub async fn acquire(url: &str) -> Lease {
     loop {
-        match jobcenter_sql::connect_direct(url).await {
+        match jobcenter_sql::db::connect_direct_as(url, &session_name()).await {
             Ok(client) => {
                 if let Some(lease) = try_lock_until_lost(client).await {
                     return lease;
@@ -56,6 +55,12 @@ pub async fn acquire(url: &str) -> Lease {
         }
         tokio::time::sleep(RETRY).await;
     }
+}
+
+/// How this scheduler names its session, so `/metrics` can tell who leads.
+fn session_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("jobcenter-scheduler {}:{}", host.trim(), std::process::id())
 }
 
 /// Tries the lock every [`RETRY`] on one connection; None when the connection fails.

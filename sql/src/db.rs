@@ -82,7 +82,18 @@ pub fn new_pool(url: &str, max_size: usize) -> Result<Pool, Error> {
 /// A dedicated connection outside the pool (leadership lock, LISTEN), with TCP
 /// keepalives so that a silently dead peer is noticed. The connection task is spawned.
 pub async fn connect_direct(url: &str) -> Result<tokio_postgres::Client, Error> {
-    let (client, connection) = connect_direct_with_connection(url).await?;
+    connect_direct_as(url, "jobcenter").await
+}
+
+/// Like [`connect_direct`], naming the session (`application_name`, visible in
+/// `pg_stat_activity`).
+pub async fn connect_direct_as(
+    url: &str,
+    application_name: &str,
+) -> Result<tokio_postgres::Client, Error> {
+    let mut config = parse_url(url)?;
+    config.application_name(application_name);
+    let (client, connection) = connect_with(config).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "direct database connection ended");
@@ -95,14 +106,16 @@ pub async fn connect_direct(url: &str) -> Result<tokio_postgres::Client, Error> 
 /// (needed to receive LISTEN notifications).
 pub async fn connect_direct_with_connection(
     url: &str,
-) -> Result<
-    (
-        tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    ),
-    Error,
-> {
-    let mut config = parse_url(url)?;
+) -> Result<(tokio_postgres::Client, DirectConnection), Error> {
+    connect_with(parse_url(url)?).await
+}
+
+type DirectConnection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+async fn connect_with(
+    mut config: tokio_postgres::Config,
+) -> Result<(tokio_postgres::Client, DirectConnection), Error> {
     config.connect_timeout(Duration::from_secs(5));
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(5));

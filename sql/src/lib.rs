@@ -15,6 +15,7 @@ pub mod projects;
 pub mod run_logs;
 pub mod runs;
 pub mod states;
+pub mod stats;
 pub mod users;
 pub mod workers;
 
@@ -30,3 +31,7 @@ pub use tokio_postgres::Error as DbError;
 pub const RUN_FINISHED_CHANNEL: &str = "jobcenter_run_finished";
 /// Raised (by a trigger) when log chunks of a run are appended; payload: the run id.
 pub const RUN_LOGS_CHANNEL: &str = "jobcenter_run_logs";
+
+/// The advisory lock key of scheduling leadership ("jobclead"); the scheduler takes it,
+/// `/metrics` reports who holds it.
+pub const LEADER_LOCK_KEY: i64 = 0x6a6f_6263_6c65_6164;

@@ -258,3 +258,56 @@ async fn next_fires_are_previewed_in_the_jobs_time_zone() {
         .await;
     assert_eq!(reply.assert_problem(400).as_deref(), Some("count"));
 }
+
+#[tokio::test]
+async fn metrics_show_queues_workers_the_leader_and_http_durations() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let _scheduler = Component::start("scheduler", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "q", "target": command("true"), "worker_group": "gpu"}),
+        )
+        .await;
+    for _ in 0..3 {
+        api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    }
+    let text = crate::harness::eventually(
+        Duration::from_secs(10),
+        "the leader in the metrics",
+        || async {
+            let reply = api.get("/metrics").await;
+            let text = reply.text().to_string();
+            text.contains("jobcenter_scheduler_leader{leader=\"jobcenter-scheduler")
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(
+        text.contains(r#"jobcenter_queue_depth{worker_group="gpu"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"jobcenter_queue_oldest_age_seconds{worker_group="gpu"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/jobs/{id}/runs",status="202"}"#),
+        "requests are labelled by route pattern: {text}"
+    );
+    let _worker = Component::start("worker", &db, &[("JOBCENTER_WORKER_GROUP", "gpu")]);
+    crate::harness::eventually(
+        Duration::from_secs(10),
+        "the worker to drain the queue",
+        || async {
+            let text = api.get("/metrics").await.text().to_string();
+            (text.contains(r#"jobcenter_workers_alive{worker_group="gpu"} 1"#)
+                && !text.contains(r#"jobcenter_queue_depth{worker_group="gpu"}"#))
+            .then_some(())
+        },
+    )
+    .await;
+}

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod health;
 pub mod jobs;
 pub mod logs;
+pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod schedules;
