@@ -45,6 +45,9 @@
 //! - a lexical check of each field before croner sees it (croner would silently accept
 //!   `L`/`W`/`#`/`+`, `@daily`, a year field, empty list items, `/5`, and month or weekday
 //!   names in any field), and attribution of croner's errors to the field that caused them;
+//! - names turned into numbers and `*` list items into `*/1` before croner sees them
+//!   (croner replaces `SUN`/`-SUN` as text, so `sun-sun` would mean every day, and only
+//!   takes `*` as a whole field);
 //! - the choice of AND/OR for the day fields: croner only treats an exact `*` as
 //!   unrestricted, Vixie cron any field starting with `*` or `?` (`*/2`);
 //! - the "never fires" check (croner would search until its year limit);
@@ -152,7 +155,8 @@ impl Schedule {
 pub struct CronSchedule {
     expression: String,
     tz: Tz,
-    cron: Cron,
+    /// Boxed: croner's `Cron` is ~300 bytes and `Schedule` is passed around by value.
+    cron: Box<Cron>,
 }
 
 /// Days in a 400-year Gregorian cycle: dates repeat with the same weekdays after it.
@@ -173,7 +177,7 @@ impl CronSchedule {
         Ok(CronSchedule {
             expression: expression.to_owned(),
             tz,
-            cron,
+            cron: Box::new(cron),
         })
     }
 
@@ -323,6 +327,8 @@ struct FieldKind {
     /// The values croner accepts, for error messages.
     allowed: &'static str,
     names: &'static [&'static str],
+    /// The number of the first name.
+    first_name_value: u32,
     /// Accepts `?` as a synonym of `*` (the two day fields).
     question_mark: bool,
 }
@@ -331,24 +337,28 @@ const SECOND: FieldKind = FieldKind {
     name: "second",
     allowed: "0-59",
     names: &[],
+    first_name_value: 0,
     question_mark: false,
 };
 const MINUTE: FieldKind = FieldKind {
     name: "minute",
     allowed: "0-59",
     names: &[],
+    first_name_value: 0,
     question_mark: false,
 };
 const HOUR: FieldKind = FieldKind {
     name: "hour",
     allowed: "0-23",
     names: &[],
+    first_name_value: 0,
     question_mark: false,
 };
 const DAY_OF_MONTH: FieldKind = FieldKind {
     name: "day-of-month",
     allowed: "1-31",
     names: &[],
+    first_name_value: 0,
     question_mark: true,
 };
 const MONTH: FieldKind = FieldKind {
@@ -357,12 +367,14 @@ const MONTH: FieldKind = FieldKind {
     names: &[
         "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
     ],
+    first_name_value: 1,
     question_mark: false,
 };
 const DAY_OF_WEEK: FieldKind = FieldKind {
     name: "day-of-week",
     allowed: "0-7 or sun-sat, 0 and 7 are Sunday",
     names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+    first_name_value: 0,
     question_mark: true,
 };
 
@@ -410,12 +422,12 @@ fn parse_expression(expression: &str) -> Result<Cron, String> {
         .dom_and_dow(!either_day)
         .sloppy_ranges(true)
         .build();
-    let texts = fields.map(|(text, _)| for_croner(text));
+    let texts = fields.map(|(text, kind)| for_croner(text, kind));
     let cron = parser.parse(&texts.join(" ")).map_err(|whole| {
         // Find the field croner objects to by parsing it alone.
         for (i, (text, kind)) in fields.into_iter().enumerate() {
             let mut probe = ["0", "*", "*", "*", "*", "*"].map(String::from);
-            probe[i] = for_croner(text);
+            probe[i] = for_croner(text, kind);
             if let Err(e) = parser.parse(&probe.join(" ")) {
                 return format!(
                     "{} field {:?}: {} (allowed: {})",
@@ -489,23 +501,37 @@ fn check_tokens(text: &str, kind: &FieldKind) -> Result<(), String> {
     Ok(())
 }
 
-/// croner only accepts `*` as a whole field; in a list (`*,5`, valid in Vixie cron) it
-/// is spelled `*/1`, which means the same.
-fn for_croner(field: &str) -> String {
-    if !field.contains(',') {
-        return field.to_owned();
-    }
-    field
-        .split(',')
-        .map(|item| {
-            if item == "*" || item == "?" {
-                "*/1"
-            } else {
-                item
+/// The field as handed to croner, meaning the same as `field` does here (its tokens
+/// already checked): names become numbers (croner replaces `SUN` and `-SUN` anywhere, so
+/// `sun-sun` would mean every day), and `*` inside a list (`*,5`, valid in Vixie cron;
+/// croner only accepts `*` as a whole field) becomes `*/1`.
+fn for_croner(field: &str, kind: &FieldKind) -> String {
+    let items: Vec<&str> = field.split(',').collect();
+    let mut out = String::with_capacity(field.len() + 4);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if items.len() > 1 && (*item == "*" || *item == "?") {
+            out.push_str("*/1");
+            continue;
+        }
+        for piece in item.split_inclusive(['-', '/']) {
+            let token = piece.trim_end_matches(['-', '/']);
+            match kind
+                .names
+                .iter()
+                .position(|name| name.eq_ignore_ascii_case(token))
+            {
+                Some(n) => {
+                    out.push_str(&(n as u32 + kind.first_name_value).to_string());
+                    out.push_str(&piece[token.len()..]);
+                }
+                None => out.push_str(piece),
             }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+        }
+    }
+    out
 }
 
 /// A day field counts as restricted unless it starts with `*` or `?` (as in Vixie cron).
@@ -788,9 +814,18 @@ mod tests {
             fires(&cron("0 0 ?,5 * 1", "UTC"), "2030-01-01T00:00:00Z", 2),
             ["2030-01-07T00:00:00Z", "2030-01-14T00:00:00Z"]
         );
-        // `fri-sun` wraps to Sunday (7); 2030-01-04 is a Friday.
+        // Names are numbers here, not croner's text replacement (which reads `sun-sun` as
+        // `0-7`, every day): `sun` is 0, so `sun-sun` is Sundays and `fri-sun` is
+        // backwards; `fri-7` reaches Sunday. 2030-01-04 is a Friday.
         assert_eq!(
-            fires(&cron("0 0 * * fri-sun", "UTC"), "2030-01-01T00:00:00Z", 4),
+            fires(&cron("0 0 * * sun-SUN", "UTC"), "2030-01-01T00:00:00Z", 2),
+            ["2030-01-06T00:00:00Z", "2030-01-13T00:00:00Z"]
+        );
+        assert!(cron_err("0 0 * * fri-sun")
+            .reason
+            .contains("range out of bounds"));
+        assert_eq!(
+            fires(&cron("0 0 * * fri-7", "UTC"), "2030-01-01T00:00:00Z", 4),
             [
                 "2030-01-04T00:00:00Z",
                 "2030-01-05T00:00:00Z",
