@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Extra arguments for `make test`, e.g. make test ARGS='-p jobcenter-api -- --nocapture'
 ARGS ?=
 
-.PHONY: help run test lint fmt openapi bench build clean-data
+.PHONY: help run test fuzz lint fmt openapi bench build clean-data
 
 help: ## list the targets
 	@echo "jobcenter make targets:"
@@ -15,8 +15,11 @@ help: ## list the targets
 run: ## start PostgreSQL if needed, then jobcenter (api+scheduler+worker) on http://127.0.0.1:8080
 	scripts/run.sh
 
-test: ## start PostgreSQL if needed, then cargo test --workspace --all-targets (extra args: ARGS='...')
+test: ## start PostgreSQL if needed, cargo test --workspace --all-targets (extra args: ARGS='...'), then make fuzz
 	scripts/test.sh $(ARGS)
+
+fuzz: ## Schemathesis against a running jobcenter, every operation of the OpenAPI document (part of make test)
+	scripts/fuzz.sh
 
 lint: ## cargo fmt --check and cargo clippy -D warnings
 	cargo fmt --all -- --check

@@ -23,4 +23,7 @@ fi
 # provides S3: tests needing it must get their settings from the environment.
 # -------------------------------------------------------------------------------------------
 
-exec cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets "$@"
+
+# The API fuzzed against its own OpenAPI document (Schemathesis).
+"$JC_ROOT/scripts/fuzz.sh"

@@ -60,6 +60,7 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for JsonBodyOrDefault<
 
 /// Parses `bytes` as `T`, naming the failing field in the error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul_characters(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -74,6 +75,58 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::Malformed(format!("invalid JSON: {e}")))?;
     Ok(value)
+}
+
+/// PostgreSQL stores no NUL character (in text or jsonb): refuse one anywhere in the
+/// body with the path of the string that holds it.
+fn refuse_nul_characters(bytes: &[u8]) -> Result<(), ApiError> {
+    const ESCAPED_NUL: &[u8] = b"\\u0000";
+    if !bytes
+        .windows(ESCAPED_NUL.len())
+        .any(|w| w.eq_ignore_ascii_case(ESCAPED_NUL))
+    {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // the typed parse reports the syntax error
+    };
+    match path_of_nul(&value, String::new()) {
+        Some(path) => Err(ApiError::invalid(
+            path,
+            "must not contain the NUL character",
+        )),
+        None => Ok(()),
+    }
+}
+
+fn path_of_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_string()
+        } else {
+            path.clone()
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(here()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| path_of_nul(v, format!("{}[{i}]", here()))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(child)
+            } else {
+                path_of_nul(v, child)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The JSON path to name: the path serde stopped at, plus the field a "missing field"

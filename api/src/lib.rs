@@ -159,13 +159,7 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
                 SwaggerUi::new("/docs/{_:.*}")
                     .url("/docs/openapi.json", openapi::ApiDoc::openapi()),
             )
-            .default_service(web::to(|| async {
-                problem_response(
-                    actix_web::http::StatusCode::NOT_FOUND,
-                    "no such route".into(),
-                    None,
-                )
-            }))
+            .default_service(web::to(routes::fallback::not_found_or_method_not_allowed))
     })
     .listen(listener)?
     .run();

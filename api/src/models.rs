@@ -126,6 +126,7 @@ where
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -139,6 +140,7 @@ pub struct CreateProject {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub name: Option<String>,
     pub description: Option<String>,
     pub config: Option<BTreeMap<String, String>>,
@@ -184,6 +186,7 @@ pub enum ConcurrencyBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJob {
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub name: String,
     pub target: TargetBody,
     /// Default: manual.
@@ -193,8 +196,10 @@ pub struct CreateJob {
     /// Default: allow.
     pub concurrency: Option<ConcurrencyBody>,
     /// Default: 3600.
+    #[schema(minimum = 1, maximum = 604800)]
     pub timeout_seconds: Option<i32>,
     /// Default: 1.
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -208,6 +213,7 @@ pub struct CreateJob {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateJob {
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     pub name: Option<String>,
     pub target: Option<TargetBody>,
     pub schedule: Option<ScheduleBody>,
@@ -218,7 +224,9 @@ pub struct UpdateJob {
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub ends_at: Option<Option<DateTime<Utc>>>,
     pub concurrency: Option<ConcurrencyBody>,
+    #[schema(minimum = 1, maximum = 604800)]
     pub timeout_seconds: Option<i32>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     pub env: Option<BTreeMap<String, String>>,
     pub worker_group: Option<String>,
@@ -293,7 +301,6 @@ impl From<ConcurrencyBody> for jobcenter_sql::states::Concurrency {
 pub struct TriggerRun {
     /// Any JSON; the run reads it on stdin and from `$JOBCENTER_INPUT_FILE`.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub input: Value,
 }
 
@@ -307,7 +314,6 @@ pub struct RunResponse {
     /// `manual`, `schedule`, `webhook` or `retry`.
     pub trigger: String,
     pub attempt: i32,
-    #[schema(value_type = Object)]
     pub input: Value,
     /// What the run wrote to `$JOBCENTER_RESULT_FILE` (capped).
     pub result: Option<String>,
@@ -350,7 +356,10 @@ impl From<Run> for RunResponse {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next` of the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9a-f-]{36}$")]
     pub cursor: Option<String>,
 }
 

@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use crate::routes::{auth, health, jobs, logs, metrics, projects, runs, schedules};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -17,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         schedules::next_fires, schedules::preview_schedule,
         health::healthz, health::readyz, metrics::prometheus_metrics,
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonResponses),
 )]
 pub struct ApiDoc;
 
@@ -36,6 +38,93 @@ impl Modify for SecuritySchemes {
             ),
         );
     }
+}
+
+/// Responses every operation can give, documented once here rather than on each handler:
+/// 400 (a malformed parameter or body), 401 (secured operations), 404 (a path with an
+/// id), 503 (the database is unavailable; everything but `/healthz`).
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_common_responses(path, operation);
+            }
+        }
+    }
+}
+
+fn add_common_responses(path: &str, operation: &mut Operation) {
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let has_input = operation.request_body.is_some()
+        || operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let mut common = Vec::new();
+    if has_input {
+        common.push((
+            "400",
+            "Malformed or invalid request; `field` names the culprit",
+        ));
+    }
+    if secured {
+        common.push(("401", "Missing, invalid or expired credentials"));
+    }
+    if path.contains('{') {
+        common.push(("404", "Not found, or not yours"));
+    }
+    if path != "/healthz" {
+        common.push((
+            "503",
+            "The database is unavailable; retry after `Retry-After` seconds",
+        ));
+    }
+    for (status, description) in common {
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::T(problem_response(description)));
+    }
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// Every documented (method, path template) pair, e.g. ("GET", "/api/v1/runs/{id}").
+pub fn route_table() -> Vec<(String, String)> {
+    let doc = ApiDoc::openapi();
+    let mut routes = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, operation) in methods {
+            if operation.is_some() {
+                routes.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    routes
 }
 
 /// The document as pretty JSON, exactly as committed in `openapi/openapi.json`.

@@ -11,10 +11,10 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use futures_util::stream;
 use jobcenter_sql::run_logs::{self, StoredChunk};
 use jobcenter_sql::runs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::broadcast;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Chunks read per database round trip.
@@ -36,6 +36,17 @@ pub struct LogsQuery {
     pub offset: Option<usize>,
 }
 
+/// One Server-Sent Event of a followed log: `log` (data: a chunk of output, id: its
+/// sequence number) or `end` (data: the run's final state).
+#[derive(Serialize, ToSchema)]
+pub struct LogEvent {
+    /// `log` or `end`.
+    pub event: String,
+    pub data: String,
+    /// The chunk's sequence number (`log` events); send it back as `Last-Event-ID`.
+    pub id: Option<String>,
+}
+
 /// The run's stdout and stderr as shipped so far, interleaved in arrival order.
 /// `follow=true` streams Server-Sent Events: one `log` event per chunk (its `id` is the
 /// chunk's sequence number; `Last-Event-ID` resumes after it), then an `end` event whose
@@ -43,7 +54,8 @@ pub struct LogsQuery {
 #[utoipa::path(
     tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path), LogsQuery),
     responses(
-        (status = 200, body = String, content_type = "text/plain",
+        (status = 200, description = "the logs: text/plain, or text/event-stream with follow=true",
+         content((String = "text/plain"), (LogEvent = "text/event-stream")),
          headers(("X-Next-Offset" = u64, description = "offset to resume a plain read from"))),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource.
 
 pub mod auth;
+pub mod fallback;
 pub mod health;
 pub mod jobs;
 pub mod logs;

@@ -52,7 +52,7 @@ async fn check_owner_change(
     }
     match jobcenter_sql::users::by_id(&db(state).await?, owner_id).await? {
         Some(_) => Ok(()),
-        None => Err(ApiError::invalid("owner_id", "no such user")),
+        None => Err(ApiError::NotFound("owner (owner_id)")),
     }
 }
 
@@ -62,6 +62,7 @@ async fn check_owner_change(
         (status = 201, body = ProjectResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "owner_id names no user"),
     )
 )]
 #[post("/api/v1/projects")]

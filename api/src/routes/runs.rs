@@ -28,6 +28,7 @@ const MAX_WAIT_SECONDS: u64 = 300;
 #[into_params(parameter_in = Query)]
 pub struct TriggerQuery {
     /// Seconds to wait for the run to end (0..=300).
+    #[param(minimum = 0, maximum = 300)]
     pub wait: Option<u64>,
 }
 
@@ -36,6 +37,7 @@ pub struct TriggerQuery {
 #[into_params(parameter_in = Query)]
 pub struct RunListQuery {
     /// `queued`, `running`, `succeeded`, `failed`, `timed_out`, `cancelled` or `skipped`.
+    #[param(pattern = "^(queued|running|succeeded|failed|timed_out|cancelled|skipped)$")]
     pub state: Option<String>,
     pub job_id: Option<Uuid>,
     pub project_id: Option<Uuid>,
@@ -43,7 +45,10 @@ pub struct RunListQuery {
     pub from: Option<DateTime<Utc>>,
     /// Runs queued before this instant (RFC 3339).
     pub to: Option<DateTime<Utc>>,
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next` of the previous page.
+    #[param(pattern = r"^[0-9]{1,16}_[0-9a-f-]{36}$")]
     pub cursor: Option<String>,
 }
 

@@ -22,6 +22,7 @@ const DEFAULT_COUNT: usize = 5;
 #[into_params(parameter_in = Query)]
 pub struct CountQuery {
     /// How many fire times (1..=100, default 5).
+    #[param(minimum = 1, maximum = 100)]
     pub count: Option<usize>,
 }
 
@@ -32,6 +33,7 @@ pub struct PreviewRequest {
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     /// How many fire times (1..=100, default 5).
+    #[schema(minimum = 1, maximum = 100)]
     pub count: Option<usize>,
 }
 
