@@ -25,6 +25,16 @@ schemathesis_bin="$(command -v schemathesis || echo "$(python3 -m site --user-ba
 
 "$JC_ROOT/scripts/ensure-postgres.sh"
 cargo build --quiet --bin jobcenter
+
+# The committed document is a valid OpenAPI 3.x document.
+python3 -c 'import openapi_spec_validator' 2>/dev/null ||
+    python3 -m pip install --quiet 'openapi-spec-validator>=0.7' >/dev/null
+python3 - openapi/openapi.json <<'PYTHON'
+import json, sys
+from openapi_spec_validator import validate
+validate(json.load(open(sys.argv[1])))
+print("fuzz: openapi/openapi.json is a valid OpenAPI document", file=sys.stderr)
+PYTHON
 admin_url="${JOBCENTER_TEST_DATABASE_URL:-postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres}"
 database="jc_fuzz_$$"
 psql -q "$admin_url" -c "CREATE DATABASE $database"

@@ -85,6 +85,20 @@ fn add_common_responses(path: &str, operation: &mut Operation) {
             "The database is unavailable; retry after `Retry-After` seconds",
         ));
     }
+    // OpenAPI requires a description on every response: default to the status's reason.
+    for (status, response) in operation.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response {
+            if response.description.is_empty() {
+                response.description = status
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|code| actix_web::http::StatusCode::from_u16(code).ok())
+                    .and_then(|code| code.canonical_reason())
+                    .unwrap_or("Response")
+                    .to_string();
+            }
+        }
+    }
     for (status, description) in common {
         operation
             .responses

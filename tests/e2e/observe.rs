@@ -311,3 +311,33 @@ async fn metrics_show_queues_workers_the_leader_and_http_durations() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_spec_and_an_offline_reference_are_served() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let api = Api::new(&app);
+    let spec = api.get("/openapi.json").await;
+    assert_eq!(spec.status, 200);
+    assert_eq!(spec.body["info"]["title"], "jobcenter");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        spec.body, committed,
+        "the served document is the committed one"
+    );
+    let page = api.get("/docs/").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.text().contains("swagger-ui"), "{page:?}");
+    // The page's assets come from the binary, not from a CDN.
+    let bundle = api.get("/docs/swagger-ui-bundle.js").await;
+    assert_eq!(bundle.status, 200);
+    assert!(bundle.text().len() > 100_000);
+    assert!(
+        !page.text().contains("https://"),
+        "the page loads nothing from the internet"
+    );
+}
