@@ -36,6 +36,10 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("artifact store unavailable: {0}")]
+    StoreUnavailable(String),
     #[error("database unavailable")]
     Unavailable(#[source] jobcenter_sql::Error),
     #[error("internal error")]
@@ -85,7 +89,10 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +107,13 @@ impl ResponseError for ApiError {
                 tracing::warn!(error = %cause, "database unavailable");
                 (
                     "the database is unavailable; retry shortly".to_string(),
+                    None,
+                )
+            }
+            ApiError::StoreUnavailable(cause) => {
+                tracing::warn!(error = %cause, "artifact store unavailable");
+                (
+                    "the artifact store is unavailable; retry shortly".to_string(),
                     None,
                 )
             }

@@ -32,6 +32,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("artifact store (JOBCENTER_ARTIFACTS): {0}")]
+    Store(String),
     #[error("bootstrap admin: {0}")]
     Bootstrap(String),
     #[error("{0}")]
@@ -100,7 +102,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::runs::list_runs)
         .service(routes::logs::get_run_logs)
         .service(routes::schedules::next_fires)
-        .service(routes::schedules::preview_schedule);
+        .service(routes::schedules::preview_schedule)
+        .service(routes::artifacts::upload_artifact)
+        .service(routes::artifacts::list_artifacts)
+        .service(routes::artifacts::list_versions)
+        .service(routes::artifacts::download_artifact)
+        .service(routes::artifacts::delete_version)
+        .service(routes::artifacts::delete_artifact);
 }
 
 /// Serves the API until the process is stopped. Prints the bound address on stdout
@@ -115,6 +123,12 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
             .map_err(|e| StartError::Bootstrap(e.to_string()))?,
         events: run_events::RunEvents::spawn(config.database_url.expose().to_string()),
         metrics,
+        store: Arc::new(
+            jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ),
+        artifact_max_bytes: config.artifact_max_bytes,
     });
     let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{auth, health, jobs, logs, metrics, projects, runs, schedules};
+use crate::routes::{artifacts, auth, health, jobs, logs, metrics, projects, runs, schedules};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi};
         jobs::disable_job, jobs::enable_job, jobs::delete_job, jobs::restore_job,
         runs::trigger_run, runs::list_job_runs, runs::get_run, runs::list_runs, logs::get_run_logs,
         schedules::next_fires, schedules::preview_schedule,
+        artifacts::upload_artifact, artifacts::list_artifacts, artifacts::list_versions,
+        artifacts::download_artifact, artifacts::delete_version, artifacts::delete_artifact,
         health::healthz, health::readyz, metrics::prometheus_metrics,
     ),
     modifiers(&SecuritySchemes, &CommonResponses),

@@ -2,6 +2,7 @@
 
 use crate::auth::JwtKeys;
 use crate::run_events::RunEvents;
+use jobcenter_core::artifacts::ArtifactStore;
 use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::Pool;
 use std::sync::Arc;
@@ -17,4 +18,6 @@ pub struct AppState {
     /// Run finished / new logs notifications, for waiting requests.
     pub events: RunEvents,
     pub metrics: Arc<Metrics>,
+    pub store: Arc<ArtifactStore>,
+    pub artifact_max_bytes: u64,
 }

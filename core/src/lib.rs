@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate depends on no other crate of ours and knows
 //! nothing of HTTP or SQL.
 
+pub mod artifacts;
 pub mod config;
 pub mod firing;
 pub mod metrics;

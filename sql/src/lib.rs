@@ -6,6 +6,7 @@
 //!
 //! Architecture invariant: only this crate contains SQL; it knows nothing of HTTP.
 
+pub mod artifacts;
 pub mod audit;
 pub mod db;
 pub mod job_state;

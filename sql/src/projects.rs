@@ -128,10 +128,14 @@ pub async fn update(
     Ok(row.map(|r| from_row(&r)))
 }
 
-/// Number of jobs (deleted or not) that still belong to the project.
-pub async fn job_count(c: &impl GenericClient, id: Uuid) -> Result<i64, Error> {
+/// Number of jobs (deleted or not) and artifact versions (idem) that still belong to
+/// the project; a project is deleted only when it has none.
+pub async fn dependents(c: &impl GenericClient, id: Uuid) -> Result<i64, Error> {
     let stmt = c
-        .prepare_cached("SELECT count(*) FROM jobs WHERE project_id = $1")
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM jobs WHERE project_id = $1)
+                  + (SELECT count(*) FROM artifacts WHERE project_id = $1)",
+        )
         .await?;
     Ok(c.query_one(&stmt, &[&id]).await?.get(0))
 }

@@ -226,6 +226,10 @@ impl Component {
         component
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.workdir.path().join("stderr.log")).unwrap_or_default()
     }
@@ -319,6 +323,11 @@ impl Api {
         assert_eq!(reply.status, 200, "{reply:?}");
         api.token = Some(reply.body["access_token"].as_str().unwrap().to_string());
         api
+    }
+
+    /// Sends a request built by the caller, with this client's token.
+    pub async fn send_request(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.send(request).await
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
@@ -415,5 +424,79 @@ impl Api {
             .await;
         assert_eq!(reply.status, 200, "{reply:?}");
         reply.body["items"].as_array().unwrap().clone()
+    }
+}
+
+/// Where a test's artifacts live: the local directory store or the real S3-compatible
+/// server `make test` starts (its endpoint, bucket and keys come from
+/// `JOBCENTER_TEST_S3_ENDPOINT`, `JOBCENTER_TEST_S3_BUCKET`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`). Each test gets its own directory or key prefix.
+#[derive(Debug, Clone)]
+pub struct ArtifactBackend {
+    pub location: String,
+    pub env: Vec<(String, String)>,
+    pub s3: jobcenter_core::artifacts::S3Settings,
+}
+
+impl ArtifactBackend {
+    pub fn local() -> ArtifactBackend {
+        let dir =
+            std::env::temp_dir().join(format!("jc-artifacts-{}", uuid::Uuid::new_v4().simple()));
+        let location = format!("file://{}", dir.display());
+        ArtifactBackend {
+            env: vec![("JOBCENTER_ARTIFACTS".into(), location.clone())],
+            location,
+            s3: Default::default(),
+        }
+    }
+
+    pub fn s3() -> ArtifactBackend {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: run the tests with `make test`, which starts an S3-compatible server")
+            })
+        };
+        let endpoint = var("JOBCENTER_TEST_S3_ENDPOINT");
+        let location = format!(
+            "s3://{}/test-{}",
+            var("JOBCENTER_TEST_S3_BUCKET"),
+            uuid::Uuid::new_v4().simple()
+        );
+        ArtifactBackend {
+            env: vec![
+                ("JOBCENTER_ARTIFACTS".into(), location.clone()),
+                ("JOBCENTER_S3_ENDPOINT".into(), endpoint.clone()),
+                ("JOBCENTER_S3_REGION".into(), "us-east-1".into()),
+                ("AWS_ACCESS_KEY_ID".into(), var("AWS_ACCESS_KEY_ID")),
+                ("AWS_SECRET_ACCESS_KEY".into(), var("AWS_SECRET_ACCESS_KEY")),
+            ],
+            location,
+            s3: jobcenter_core::artifacts::S3Settings {
+                endpoint: Some(endpoint),
+                region: "us-east-1".into(),
+            },
+        }
+    }
+
+    pub fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    /// Every object key the store holds for this test.
+    pub async fn object_keys(&self) -> Vec<String> {
+        // For S3 the test process uses the same AWS_* credentials, from its environment.
+        let store = jobcenter_core::artifacts::ArtifactStore::open(&self.location, &self.s3)
+            .await
+            .expect("the test's store opens");
+        store
+            .list("", 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.key)
+            .collect()
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `jobcenter` processes against a real Postgres, driven
 //! over HTTP as a user or a CI system would. Each test has its own database.
 
+mod artifacts;
 mod bad_input;
 mod harness;
 mod job_lifecycle;

@@ -10,7 +10,7 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
-/// Ready: the database answers and every migration is applied.
+/// Ready: the database answers, every migration is applied, the artifact store answers.
 #[utoipa::path(
     tag = "operations",
     responses((status = 200, description = "ready"), (status = 503, description = "not ready"))
@@ -21,6 +21,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Ok(client) => jobcenter_sql::migrations_applied(&client).await,
         Err(e) => Err(e.into()),
     };
+    if let (Ok(true), Err(e)) = (&ready, state.store.check().await) {
+        tracing::warn!(error = %e, "readiness: artifact store unavailable");
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("artifact store unavailable");
+    }
     match ready {
         Ok(true) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Ok(false) => HttpResponse::ServiceUnavailable()

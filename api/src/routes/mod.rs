@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod artifacts;
 pub mod auth;
 pub mod fallback;
 pub mod health;

@@ -188,8 +188,8 @@ pub async fn update_project(
     Ok(HttpResponse::Ok().json(ProjectResponse::from(project)))
 }
 
-/// Deletes an empty project; one that still has jobs (even deleted ones, which stay
-/// restorable) answers 409.
+/// Deletes an empty project; one that still has jobs or artifacts (even deleted ones,
+/// which are kept for restore and history) answers 409.
 #[utoipa::path(
     tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses(
@@ -209,10 +209,10 @@ pub async fn delete_project(
     projects::get(&tx, *id, caller.owner_scope())
         .await?
         .ok_or(ApiError::NotFound("project"))?;
-    let jobs = projects::job_count(&tx, *id).await?;
-    if jobs > 0 {
+    let dependents = projects::dependents(&tx, *id).await?;
+    if dependents > 0 {
         return Err(ApiError::Conflict(format!(
-            "the project still has {jobs} job(s)"
+            "the project still has {dependents} job(s) or artifact version(s), deleted ones included"
         )));
     }
     projects::delete(&tx, *id, caller.owner_scope()).await?;

@@ -1,0 +1,245 @@
+//! Artifacts against both stores: versions, streaming, limits, aborted uploads.
+//! Every test runs twice: `_local` (directory store) and `_s3` (the S3-compatible server).
+
+use crate::harness::{eventually, Api, ArtifactBackend, Component, TestDb};
+use futures_util::stream;
+use serde_json::json;
+use std::time::Duration;
+
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn local() {
+                super::$name(crate::harness::ArtifactBackend::local()).await
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$name(crate::harness::ArtifactBackend::s3()).await
+            }
+        }
+    };
+}
+
+on_both_stores!(versions_round_trip);
+on_both_stores!(oversized_and_aborted_uploads_leave_nothing);
+on_both_stores!(a_100_mib_upload_streams_through_the_api);
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+async fn put(api: &Api, project: &str, name: &str, body: Vec<u8>) -> crate::harness::Reply {
+    let request = api
+        .http
+        .put(format!(
+            "{}/api/v1/projects/{project}/artifacts/{name}",
+            api.base
+        ))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .body(body);
+    api.send_request(request).await
+}
+
+async fn versions_round_trip(backend: ArtifactBackend) {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &backend.env());
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let v1 = pseudo_random(3 << 20, 1);
+    let v2 = pseudo_random(9 << 20, 2); // past one multipart part
+    let reply = put(&api, &project, "tool", v1.clone()).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(reply.body["version"], 1);
+    assert_eq!(reply.body["sha256"], sha256_hex(&v1));
+    assert_eq!(reply.body["size"], v1.len());
+    let reply = put(&api, &project, "tool", v2.clone()).await;
+    assert_eq!(reply.body["version"], 2, "{reply:?}");
+
+    let listed = api
+        .get(&format!("/api/v1/projects/{project}/artifacts/tool"))
+        .await;
+    let versions: Vec<i64> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 1]);
+
+    for (version, content) in [(1, &v1), (2, &v2)] {
+        let response = api
+            .http
+            .get(format!(
+                "{}/api/v1/projects/{project}/artifacts/tool/versions/{version}",
+                api.base
+            ))
+            .bearer_auth(api.token.as_ref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["x-checksum-sha256"],
+            sha256_hex(content).as_str()
+        );
+        let body = response.bytes().await.unwrap();
+        assert!(
+            body.as_ref() == content.as_slice(),
+            "version {version} came back different"
+        );
+    }
+    assert_eq!(backend.object_keys().await.len(), 2);
+
+    let deleted = api
+        .delete(&format!(
+            "/api/v1/projects/{project}/artifacts/tool/versions/1"
+        ))
+        .await;
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    api.get(&format!(
+        "/api/v1/projects/{project}/artifacts/tool/versions/1"
+    ))
+    .await
+    .assert_problem(404);
+    assert_eq!(
+        backend.object_keys().await.len(),
+        1,
+        "the deleted version's object is gone"
+    );
+    // Version numbers are never reused.
+    let reply = put(&api, &project, "tool", b"three".to_vec()).await;
+    assert_eq!(reply.body["version"], 3, "{reply:?}");
+    put(&api, &project, "../escape", b"x".to_vec())
+        .await
+        .assert_problem(404);
+    put(&api, &project, "bad name", b"x".to_vec())
+        .await
+        .assert_problem(400);
+}
+
+async fn oversized_and_aborted_uploads_leave_nothing(backend: ArtifactBackend) {
+    let db = TestDb::new();
+    let mut env = backend.env();
+    env.push(("JOBCENTER_ARTIFACT_MAX_BYTES", "1048576"));
+    let app = Component::start("api", &db, &env);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let url = format!("{}/api/v1/projects/{project}/artifacts/big", api.base);
+
+    // Declared too large: refused before a byte is read.
+    put(&api, &project, "big", vec![7u8; (1 << 20) + 1])
+        .await
+        .assert_problem(413);
+    // Not declared (chunked): refused once the stream passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![1u8; 64 * 1024])).collect();
+    let response = api
+        .http
+        .put(&url)
+        .bearer_auth(api.token.as_ref().unwrap())
+        .body(reqwest::Body::wrap_stream(stream::iter(chunks)))
+        .send()
+        .await;
+    if let Ok(response) = response {
+        assert_eq!(response.status(), 413);
+    } // else the server closed the connection mid-body, which is also a refusal
+      // Aborted half-way: the client's body fails after 512 KiB.
+    let mut chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![2u8; 64 * 1024])).collect();
+    chunks.push(Err(std::io::Error::other("client gave up")));
+    let aborted = api
+        .http
+        .put(&url)
+        .bearer_auth(api.token.as_ref().unwrap())
+        .body(reqwest::Body::wrap_stream(stream::iter(chunks)))
+        .send()
+        .await;
+    assert!(aborted.is_err() || aborted.unwrap().status().is_client_error());
+    // Exactly 1 MiB is fine.
+    let reply = put(&api, &project, "big", vec![7u8; 1 << 20]).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+
+    eventually(
+        Duration::from_secs(10),
+        "only the accepted upload to remain",
+        || async { (backend.object_keys().await.len() == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM artifacts").await, 1);
+    if let Some(dir) = backend.location.strip_prefix("file://") {
+        let incoming = std::fs::read_dir(format!("{dir}/.incoming"))
+            .unwrap()
+            .count();
+        assert_eq!(incoming, 0, "no partial upload file is left");
+    }
+}
+
+/// Resident set of a process, in KiB.
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+async fn a_100_mib_upload_streams_through_the_api(backend: ArtifactBackend) {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &backend.env());
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    put(&api, &project, "warmup", vec![0u8; 1 << 20]).await;
+    let before = rss_kib(app.pid(), "VmHWM:");
+    let size = 100usize << 20;
+    // Sent chunked from a generator, so the test process does not hold it either.
+    let chunk_bytes = 256 * 1024;
+    let body = stream::iter(
+        (0..size / chunk_bytes)
+            .map(move |i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; chunk_bytes])),
+    );
+    let response = api
+        .http
+        .put(format!(
+            "{}/api/v1/projects/{project}/artifacts/huge",
+            api.base
+        ))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["size"], size);
+    let growth_mib = (rss_kib(app.pid(), "VmHWM:").saturating_sub(before)) as f64 / 1024.0;
+    println!("peak RSS growth of the API during a 100 MiB upload: {growth_mib:.1} MiB");
+    assert!(
+        growth_mib < 40.0,
+        "the upload was held in memory: +{growth_mib:.1} MiB"
+    );
+    let listed = api
+        .get(&format!("/api/v1/projects/{project}/artifacts"))
+        .await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        2,
+        "{listed:?}"
+    );
+    let _ = json!(null);
+}
