@@ -36,6 +36,10 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("request body too large: at most {0} bytes")]
+    TooLarge(usize),
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("database unavailable")]
     Unavailable(#[source] jobcenter_sql::Error),
     #[error("internal error")]
@@ -85,6 +89,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,7 +118,13 @@ impl ResponseError for ApiError {
             }
             other => (other.to_string(), None),
         };
-        problem_response(status, detail, field)
+        let mut response = problem_response(status, detail, field);
+        if let ApiError::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*seconds));
+        }
+        response
     }
 }
 

@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{auth, health, jobs, logs, metrics, projects, runs, schedules};
+use crate::routes::{
+    audit, auth, health, hooks, jobs, logs, metrics, projects, runs, schedules, tokens, users,
+    webhooks,
+};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -18,6 +21,13 @@ use utoipa::{Modify, OpenApi};
         runs::trigger_run, runs::list_job_runs, runs::get_run, runs::list_runs, logs::get_run_logs,
         schedules::next_fires, schedules::preview_schedule,
         health::healthz, health::readyz, metrics::prometheus_metrics,
+        auth::change_password,
+        users::list_users, users::create_user, users::get_user, users::update_user,
+        users::delete_user,
+        tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
+        hooks::receive,
+        audit::list_audit,
     ),
     modifiers(&SecuritySchemes, &CommonResponses),
 )]

@@ -2,6 +2,7 @@
 
 use crate::auth::JwtKeys;
 use crate::run_events::RunEvents;
+use jobcenter_core::config::LoginThrottle;
 use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::Pool;
 use std::sync::Arc;
@@ -17,4 +18,8 @@ pub struct AppState {
     /// Run finished / new logs notifications, for waiting requests.
     pub events: RunEvents,
     pub metrics: Arc<Metrics>,
+    /// Base URL clients reach the API at (webhook URLs are built from it).
+    pub public_url: String,
+    pub login: LoginThrottle,
+    pub webhook_max_body_bytes: usize,
 }
