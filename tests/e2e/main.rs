@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `jobcenter` processes against a real Postgres, driven
 //! over HTTP as a user or a CI system would. Each test has its own database.
 
+mod accounts;
+mod authz_matrix;
 mod bad_input;
 mod harness;
 mod job_lifecycle;
@@ -9,3 +11,4 @@ mod migrations;
 mod observe;
 mod runs;
 mod schedules;
+mod webhooks;
