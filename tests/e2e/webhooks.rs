@@ -96,7 +96,8 @@ async fn a_signed_github_delivery_runs_the_job_and_forgeries_create_nothing() {
     // Forgeries: wrong key, no signature, a tampered body, a GitLab token that is wrong.
     let wrong_key = github_signature("not-the-secret-not-the-secret-00", body);
     let tampered = br#"{"ref":"refs/heads/evil","after":"abc123"}"#;
-    let cases: [(&[(&str, &str)], &[u8]); 5] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Headers, &[u8]); 5] = [
         (
             &[("x-hub-signature-256", wrong_key.as_str()), json_type],
             body,
