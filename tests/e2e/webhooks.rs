@@ -230,8 +230,10 @@ async fn a_repeated_idempotency_key_returns_the_first_manual_run() {
     let second = api
         .request("POST", &runs, &headers, Some(body.clone()))
         .await;
-    assert_eq!((first.status, second.status), (202, 200), "{second:?}");
+    assert_eq!((first.status, second.status), (202, 202), "{second:?}");
     assert_eq!(first.body["id"], second.body["id"]);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    assert_eq!(second.headers["idempotent-replayed"], "true");
     let other = [
         ("content-type", "application/json"),
         ("idempotency-key", "deploy-8"),
