@@ -40,22 +40,49 @@ struct Claims {
     exp: u64,
 }
 
-pub struct JwtKeys {
+/// One HS256 key and the `kid` that names it in token headers.
+struct JwtKey {
+    kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+}
+
+impl JwtKey {
+    fn new(secret: &[u8]) -> Self {
+        JwtKey {
+            kid: kid_for(secret),
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+}
+
+/// The `kid` of a secret: a short fingerprint (the first 8 bytes of its SHA-256, hex),
+/// so that nodes sharing a secret agree on it without configuring names.
+pub fn kid_for(secret: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(secret)[..8])
+}
+
+/// The signing key and, during a rotation, the previous one (verification only).
+pub struct JwtKeys {
+    current: JwtKey,
+    previous: Option<JwtKey>,
     validation: Validation,
 }
 
 impl JwtKeys {
-    pub fn new(secret: &[u8]) -> Self {
+    pub fn new(secret: &[u8], previous: Option<&[u8]>) -> Self {
+        // The algorithm is ours, never the token's: only HS256 is accepted, so `none`
+        // and public-key confusion are refused before any key is looked at.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = 5;
         JwtKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            current: JwtKey::new(secret),
+            previous: previous.map(JwtKey::new),
             validation,
         }
     }
@@ -69,15 +96,52 @@ impl JwtKeys {
             iat: now,
             exp: now + ttl.as_secs(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(ApiError::internal)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.current.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.current.encoding).map_err(ApiError::internal)
     }
 
     fn verify(&self, token: &str) -> Result<Uuid, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims.sub)
-            .map_err(|_| ApiError::Unauthorized("invalid or expired token"))
+        let invalid = || ApiError::Unauthorized("invalid or expired token");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        if header.alg != Algorithm::HS256 {
+            return Err(invalid());
+        }
+        let key = [Some(&self.current), self.previous.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|key| header.kid.as_deref() == Some(key.kid.as_str()))
+            .ok_or_else(invalid)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)
+            .map_err(|_| invalid())?
+            .claims;
+        // A token issued in the future was not issued by us (or our clock is off).
+        if claims.iat > jsonwebtoken::get_current_timestamp() + self.validation.leeway {
+            return Err(invalid());
+        }
+        Ok(claims.sub)
     }
+}
+
+/// API tokens start with this, which tells them apart from JWTs.
+pub const API_TOKEN_PREFIX: &str = "jc_";
+
+/// A new API token (shown once) and the SHA-256 hex under which it is stored.
+pub fn new_api_token() -> (String, String) {
+    let token = format!("{API_TOKEN_PREFIX}{}", random_alphanumeric(43));
+    let digest = api_token_digest(&token);
+    (token, digest)
+}
+
+pub fn api_token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// `len` random characters from [A-Za-z0-9] (5.95 bits each) from the OS-seeded CSPRNG.
+pub fn random_alphanumeric(len: usize) -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), len)
 }
 
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
@@ -105,9 +169,19 @@ pub async fn verify_password_blocking(password: String, hash: String) -> bool {
         .unwrap_or(false)
 }
 
-/// Resolves a bearer token to an enabled user. Checked against the database on every
-/// request, so a disabled or deleted user's tokens stop working at once.
+/// Resolves a bearer token (an access token or an API token) to an enabled user.
+/// Checked against the database on every request, so a disabled or deleted user's tokens,
+/// and a revoked API token, stop working at once.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if token.starts_with(API_TOKEN_PREFIX) {
+        let client = state.pool.get().await?;
+        let found =
+            jobcenter_sql::api_tokens::authenticate(&client, &api_token_digest(token)).await?;
+        let (user_id, role, _token_id) = found.ok_or(ApiError::Unauthorized(
+            "invalid, expired or revoked API token",
+        ))?;
+        return Ok(Caller { user_id, role });
+    }
     let user_id = state.jwt.verify(token)?;
     let client = state.pool.get().await?;
     match jobcenter_sql::users::by_id(&client, user_id).await? {
@@ -134,15 +208,45 @@ mod tests {
 
     #[test]
     fn tokens_are_pinned_to_hs256_and_our_audience() {
-        let keys = JwtKeys::new(&[7u8; 32]);
+        let keys = JwtKeys::new(&[7u8; 32], None);
         let user = Uuid::new_v4();
         let token = keys.issue(user, Duration::from_secs(60)).unwrap();
         assert_eq!(keys.verify(&token).unwrap(), user);
-        let other = JwtKeys::new(&[8u8; 32]);
+        let other = JwtKeys::new(&[8u8; 32], None);
         assert!(other.verify(&token).is_err());
         // An unsigned token claiming alg "none" is refused.
         let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
         let body = token.split('.').nth(1).unwrap();
         assert!(keys.verify(&format!("{header}.{body}.")).is_err());
+    }
+
+    #[test]
+    fn rotation_accepts_the_previous_key_by_kid_and_signs_with_the_new_one() {
+        let old = JwtKeys::new(&[1u8; 32], None);
+        let rotated = JwtKeys::new(&[2u8; 32], Some(&[1u8; 32]));
+        let user = Uuid::new_v4();
+        let old_token = old.issue(user, Duration::from_secs(60)).unwrap();
+        assert_eq!(rotated.verify(&old_token).unwrap(), user);
+        let new_token = rotated.issue(user, Duration::from_secs(60)).unwrap();
+        let header = jsonwebtoken::decode_header(&new_token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(kid_for(&[2u8; 32]).as_str()));
+        assert!(
+            old.verify(&new_token).is_err(),
+            "old nodes do not know the new key"
+        );
+        // Once the previous secret is dropped, its tokens stop working.
+        let after = JwtKeys::new(&[2u8; 32], None);
+        assert!(after.verify(&old_token).is_err());
+        assert_eq!(after.verify(&new_token).unwrap(), user);
+    }
+
+    #[test]
+    fn api_tokens_are_random_and_stored_as_sha256() {
+        let (a, digest) = new_api_token();
+        let (b, _) = new_api_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with(API_TOKEN_PREFIX) && a.len() == 46, "{a}");
+        assert_eq!(digest, api_token_digest(&a));
+        assert_eq!(digest.len(), 64);
     }
 }

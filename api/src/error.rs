@@ -40,6 +40,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("artifact store unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyRequests(u64),
     #[error("database unavailable")]
     Unavailable(#[source] jobcenter_sql::Error),
     #[error("internal error")]
@@ -90,6 +92,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -126,7 +129,13 @@ impl ResponseError for ApiError {
             }
             other => (other.to_string(), None),
         };
-        problem_response(status, detail, field)
+        let mut response = problem_response(status, detail, field);
+        if let ApiError::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*seconds));
+        }
+        response
     }
 }
 

@@ -13,6 +13,7 @@ mod pagination;
 pub mod routes;
 mod run_events;
 pub mod state;
+mod trigger;
 
 use actix_web::{web, App, HttpServer};
 use error::problem_response;
@@ -108,7 +109,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::artifacts::list_versions)
         .service(routes::artifacts::download_artifact)
         .service(routes::artifacts::delete_version)
-        .service(routes::artifacts::delete_artifact);
+        .service(routes::artifacts::delete_artifact)
+        .service(routes::auth::change_password)
+        .service(routes::users::list_users)
+        .service(routes::users::create_user)
+        .service(routes::users::get_user)
+        .service(routes::users::update_user)
+        .service(routes::users::delete_user)
+        .service(routes::tokens::create_token)
+        .service(routes::tokens::list_tokens)
+        .service(routes::tokens::revoke_token)
+        .service(routes::webhooks::create_webhook)
+        .service(routes::webhooks::list_webhooks)
+        .service(routes::webhooks::delete_webhook)
+        .service(routes::hooks::receive)
+        .service(routes::audit::list_audit);
 }
 
 /// Serves the API until the process is stopped. Prints the bound address on stdout
@@ -117,7 +132,13 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
     bootstrap_admin(config, &pool).await?;
     let state = web::Data::new(AppState {
         pool,
-        jwt: auth::JwtKeys::new(&jwt_secret(config)),
+        jwt: auth::JwtKeys::new(
+            &jwt_secret(config),
+            config
+                .jwt_previous_secret
+                .as_ref()
+                .map(|s| s.expose().as_bytes()),
+        ),
         jwt_ttl: config.jwt_ttl,
         dummy_password_hash: auth::hash_password(&uuid::Uuid::new_v4().to_string())
             .map_err(|e| StartError::Bootstrap(e.to_string()))?,
@@ -129,6 +150,9 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
                 .map_err(|e| StartError::Store(e.to_string()))?,
         ),
         artifact_max_bytes: config.artifact_max_bytes,
+        public_url: config.public_url.clone(),
+        login: config.login.clone(),
+        webhook_max_body_bytes: config.webhook_max_body_bytes,
     });
     let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,

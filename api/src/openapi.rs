@@ -1,6 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{artifacts, auth, health, jobs, logs, metrics, projects, runs, schedules};
+use crate::routes::{
+    artifacts, audit, auth, health, hooks, jobs, logs, metrics, projects, runs, schedules, tokens,
+    users, webhooks,
+};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
@@ -20,6 +23,13 @@ use utoipa::{Modify, OpenApi};
         artifacts::upload_artifact, artifacts::list_artifacts, artifacts::list_versions,
         artifacts::download_artifact, artifacts::delete_version, artifacts::delete_artifact,
         health::healthz, health::readyz, metrics::prometheus_metrics,
+        auth::change_password,
+        users::list_users, users::create_user, users::get_user, users::update_user,
+        users::delete_user,
+        tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
+        hooks::receive,
+        audit::list_audit,
     ),
     modifiers(&SecuritySchemes, &CommonResponses),
 )]

@@ -3,6 +3,7 @@
 use crate::auth::JwtKeys;
 use crate::run_events::RunEvents;
 use jobcenter_core::artifacts::ArtifactStore;
+use jobcenter_core::config::LoginThrottle;
 use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::Pool;
 use std::sync::Arc;
@@ -20,4 +21,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: Arc<ArtifactStore>,
     pub artifact_max_bytes: u64,
+    /// Base URL clients reach the API at (webhook URLs are built from it).
+    pub public_url: String,
+    pub login: LoginThrottle,
+    pub webhook_max_body_bytes: usize,
 }

@@ -51,7 +51,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// None: a random per-process secret (tokens die with the process; one API node only).
     pub jwt_secret: Option<Secret>,
+    /// The secret tokens were signed with before the last rotation: still accepted
+    /// (told apart by the token's `kid`), never used to sign.
+    pub jwt_previous_secret: Option<Secret>,
     pub jwt_ttl: Duration,
+    /// Base URL clients reach the API at, without a trailing slash (webhook URLs).
+    pub public_url: String,
+    pub login: LoginThrottle,
+    pub webhook_max_body_bytes: usize,
     pub artifacts: String,
     pub s3: crate::artifacts::S3Settings,
     pub artifact_max_bytes: u64,
@@ -68,6 +75,19 @@ pub struct Config {
     pub misfire_threshold: Duration,
     pub deleted_job_retention: Duration,
     pub log_json: bool,
+}
+
+/// Limits on failed logins (shared by every API node through Postgres).
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    /// Failed logins in a row for one account before it is refused for `lockout`.
+    pub max_failures: u32,
+    /// Failed logins from one client address before it is refused for `lockout`.
+    pub max_failures_per_address: u32,
+    /// How long failures are remembered, and how long a lock lasts.
+    pub lockout: Duration,
+    /// Take the client address from `X-Forwarded-For`/`Forwarded` (behind a proxy).
+    pub trust_forwarded_for: bool,
 }
 
 /// Reads variables from a map, so tests need not touch the process environment.
@@ -97,6 +117,20 @@ impl Vars {
                 variable: name,
                 reason: format!("{raw:?} is not {expected}"),
             }),
+        }
+    }
+
+    /// An optional secret that, when set, must be at least 32 bytes (HS256 key size).
+    fn secret_of_32_bytes(&self, name: &'static str) -> Result<Option<Secret>, ConfigError> {
+        match self.raw(name) {
+            Some(raw) if raw.len() < 32 => Err(ConfigError {
+                variable: name,
+                reason: format!(
+                    "is {} bytes long; it must be at least 32 bytes (e.g. `openssl rand -hex 32`)",
+                    raw.len()
+                ),
+            }),
+            raw => Ok(raw.map(Secret::new)),
         }
     }
 
@@ -132,15 +166,36 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 8080)),
             "a socket address like 127.0.0.1:8080",
         )?;
-        let jwt_secret = v.raw("JOBCENTER_JWT_SECRET").map(Secret::new);
-        if let Some(secret) = &jwt_secret {
-            if secret.expose().len() < 32 {
-                return Err(ConfigError {
-                    variable: "JOBCENTER_JWT_SECRET",
-                    reason: "must be at least 32 bytes long".into(),
-                });
-            }
+        let jwt_secret = v.secret_of_32_bytes("JOBCENTER_JWT_SECRET")?;
+        let jwt_previous_secret = v.secret_of_32_bytes("JOBCENTER_JWT_PREVIOUS_SECRET")?;
+        if jwt_previous_secret.is_some() && jwt_secret.is_none() {
+            return Err(ConfigError {
+                variable: "JOBCENTER_JWT_PREVIOUS_SECRET",
+                reason: "is set but JOBCENTER_JWT_SECRET is not: set the new secret too".into(),
+            });
         }
+        let public_url = v.string("JOBCENTER_PUBLIC_URL", &format!("http://{listen}"));
+        if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+            return Err(ConfigError {
+                variable: "JOBCENTER_PUBLIC_URL",
+                reason: format!("{public_url:?} must start with http:// or https://"),
+            });
+        }
+        let public_url = public_url.trim_end_matches('/').to_string();
+        let login = LoginThrottle {
+            max_failures: v.bounded("JOBCENTER_LOGIN_MAX_FAILURES", 5, 1..=1000)? as u32,
+            max_failures_per_address: v.bounded(
+                "JOBCENTER_LOGIN_MAX_FAILURES_PER_ADDRESS",
+                50,
+                1..=1_000_000,
+            )? as u32,
+            lockout: secs(v.bounded("JOBCENTER_LOGIN_LOCKOUT_SECONDS", 300, 1..=86_400)?),
+            trust_forwarded_for: v.parsed(
+                "JOBCENTER_TRUST_FORWARDED_FOR",
+                false,
+                "true or false",
+            )?,
+        };
         let bootstrap_admin = match v.raw("JOBCENTER_BOOTSTRAP_ADMIN") {
             None => None,
             Some(raw) => Some(parse_bootstrap_admin(raw)?),
@@ -167,7 +222,15 @@ impl Config {
             db_pool_size: v.bounded("JOBCENTER_DB_POOL_SIZE", 16, 1..=1024)? as usize,
             listen,
             jwt_secret,
-            jwt_ttl: secs(v.bounded("JOBCENTER_JWT_TTL_SECONDS", 3600, 60..=86_400)?),
+            jwt_previous_secret,
+            jwt_ttl: secs(v.bounded("JOBCENTER_JWT_TTL_SECONDS", 900, 60..=86_400)?),
+            public_url,
+            login,
+            webhook_max_body_bytes: v.bounded(
+                "JOBCENTER_WEBHOOK_MAX_BODY_BYTES",
+                1 << 20,
+                1024..=64 << 20,
+            )? as usize,
             artifacts,
             s3: crate::artifacts::S3Settings {
                 endpoint: v.raw("JOBCENTER_S3_ENDPOINT").map(str::to_owned),
@@ -234,8 +297,8 @@ fn parse_bootstrap_admin(raw: &str) -> Result<BootstrapAdmin, ConfigError> {
     if username.is_empty() || password.is_empty() {
         return Err(invalid("must be name:password with both parts non-empty"));
     }
-    if password.len() < 8 {
-        return Err(invalid("password must be at least 8 characters"));
+    if let Err(reason) = crate::password_policy::check(password) {
+        return Err(invalid(&format!("the password {reason}")));
     }
     Ok(BootstrapAdmin {
         username: username.to_string(),
@@ -280,6 +343,40 @@ mod tests {
     fn short_jwt_secret_is_refused() {
         let err = Config::from_vars(vars(&[("JOBCENTER_JWT_SECRET", "short")])).unwrap_err();
         assert_eq!(err.variable, "JOBCENTER_JWT_SECRET");
+        assert!(err.reason.contains("at least 32 bytes"), "{err}");
+        let long = "x".repeat(32);
+        let err = Config::from_vars(vars(&[
+            ("JOBCENTER_JWT_SECRET", &long),
+            ("JOBCENTER_JWT_PREVIOUS_SECRET", "short"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_JWT_PREVIOUS_SECRET");
+        let err = Config::from_vars(vars(&[("JOBCENTER_JWT_PREVIOUS_SECRET", &long)])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_JWT_PREVIOUS_SECRET");
+        let config = Config::from_vars(vars(&[
+            ("JOBCENTER_JWT_SECRET", &long),
+            ("JOBCENTER_JWT_PREVIOUS_SECRET", &"y".repeat(40)),
+        ]))
+        .unwrap();
+        assert_eq!(config.jwt_previous_secret.unwrap().expose().len(), 40);
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_listen_address() {
+        let config = Config::from_vars(vars(&[("JOBCENTER_LISTEN", "0.0.0.0:9000")])).unwrap();
+        assert_eq!(config.public_url, "http://0.0.0.0:9000");
+        let config = Config::from_vars(vars(&[(
+            "JOBCENTER_PUBLIC_URL",
+            "https://jobs.example.com/",
+        )]))
+        .unwrap();
+        assert_eq!(config.public_url, "https://jobs.example.com");
+        let err =
+            Config::from_vars(vars(&[("JOBCENTER_PUBLIC_URL", "jobs.example.com")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_PUBLIC_URL");
+        let err =
+            Config::from_vars(vars(&[("JOBCENTER_TRUST_FORWARDED_FOR", "maybe")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_TRUST_FORWARDED_FOR");
     }
 
     #[test]

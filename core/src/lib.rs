@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod config;
 pub mod firing;
 pub mod metrics;
+pub mod password_policy;
 pub mod run_contract;
 pub mod schedule;
 pub mod target;

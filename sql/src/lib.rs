@@ -6,18 +6,22 @@
 //!
 //! Architecture invariant: only this crate contains SQL; it knows nothing of HTTP.
 
+pub mod api_tokens;
 pub mod artifacts;
 pub mod audit;
 pub mod db;
 pub mod job_state;
 pub mod jobs;
 pub mod listen;
+pub mod login_throttle;
 pub mod projects;
+pub mod run_idempotency_keys;
 pub mod run_logs;
 pub mod runs;
 pub mod states;
 pub mod stats;
 pub mod users;
+pub mod webhooks;
 pub mod workers;
 
 pub use db::{connect_direct, migrate, migrations_applied, new_pool, Error, Pool};

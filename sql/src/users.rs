@@ -67,3 +67,109 @@ pub async fn insert_bootstrap_admin(
         .await?;
     Ok(c.execute(&stmt, &[&username, &password_hash]).await? == 1)
 }
+
+/// Creates an account. A taken username is a unique violation (SQLSTATE 23505).
+pub async fn insert(
+    c: &impl GenericClient,
+    username: &str,
+    password_hash: &str,
+    role: Role,
+) -> Result<User, Error> {
+    let sql = format!(
+        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3::text::user_role)
+         RETURNING {COLUMNS}"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    from_row(
+        &c.query_one(&stmt, &[&username, &password_hash, &role.as_str()])
+            .await?,
+    )
+}
+
+/// Accounts, newest first, strictly older than the `before` cursor.
+pub async fn list(
+    c: &impl GenericClient,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<User>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users
+         WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let (at, id) = before.unzip();
+    let rows = c.query(&stmt, &[&at, &id, &limit]).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Locks every active admin row for the transaction and returns their ids. Changes that
+/// could remove the last active admin take this lock first, so two concurrent demotions
+/// cannot each see the other as "still an admin".
+pub async fn lock_active_admins(c: &impl GenericClient) -> Result<Vec<Uuid>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT id FROM users WHERE role = 'admin' AND NOT disabled
+             ORDER BY id LIMIT 10000 FOR UPDATE",
+        )
+        .await?;
+    Ok(c.query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Fields to change; `None` keeps the current value.
+#[derive(Default)]
+pub struct UserPatch<'a> {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<&'a str>,
+}
+
+pub async fn update(
+    c: &impl GenericClient,
+    id: Uuid,
+    patch: &UserPatch<'_>,
+) -> Result<Option<User>, Error> {
+    let sql = format!(
+        "UPDATE users SET role = coalesce($2::text::user_role, role),
+                disabled = coalesce($3, disabled),
+                password_hash = coalesce($4, password_hash)
+         WHERE id = $1 RETURNING {COLUMNS}"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let role = patch.role.map(Role::as_str);
+    c.query_opt(&stmt, &[&id, &role, &patch.disabled, &patch.password_hash])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
+/// Changes a password only if the stored hash is still `expected_hash` (compare-and-set:
+/// a concurrent change wins, and this one reports false).
+pub async fn set_password(
+    c: &impl GenericClient,
+    id: Uuid,
+    expected_hash: &str,
+    new_hash: &str,
+) -> Result<bool, Error> {
+    let stmt = c
+        .prepare_cached("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2")
+        .await?;
+    Ok(c.execute(&stmt, &[&id, &expected_hash, &new_hash]).await? == 1)
+}
+
+/// Number of projects the user owns (a user who owns any cannot be deleted).
+pub async fn owned_project_count(c: &impl GenericClient, id: Uuid) -> Result<i64, Error> {
+    let stmt = c
+        .prepare_cached("SELECT count(*) FROM projects WHERE owner_id = $1")
+        .await?;
+    Ok(c.query_one(&stmt, &[&id]).await?.get(0))
+}
+
+pub async fn delete(c: &impl GenericClient, id: Uuid) -> Result<bool, Error> {
+    let stmt = c.prepare_cached("DELETE FROM users WHERE id = $1").await?;
+    Ok(c.execute(&stmt, &[&id]).await? == 1)
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
-const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 fn admin_url() -> String {
     std::env::var("JOBCENTER_TEST_DATABASE_URL")
@@ -280,6 +280,7 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Reply {
@@ -313,11 +314,15 @@ impl Api {
     }
 
     pub async fn login_admin(component: &Component) -> Api {
+        Api::login(component, ADMIN_USER, ADMIN_PASSWORD).await
+    }
+
+    pub async fn login(component: &Component, username: &str, password: &str) -> Api {
         let mut api = Api::new(component);
         let reply = api
             .post(
                 "/api/v1/auth/login",
-                json!({"username": ADMIN_USER, "password": ADMIN_PASSWORD}),
+                json!({"username": username, "password": password}),
             )
             .await;
         assert_eq!(reply.status, 200, "{reply:?}");
@@ -327,6 +332,45 @@ impl Api {
 
     /// Sends a request built by the caller, with this client's token.
     pub async fn send_request(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.send(request).await
+    }
+
+    /// The same client with another bearer token (or none).
+    pub fn with_token(&self, token: Option<&str>) -> Api {
+        Api {
+            token: token.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    /// Creates an account as this (admin) client, returns its id.
+    pub async fn create_user(&self, username: &str, password: &str, role: &str) -> String {
+        let reply = self
+            .post(
+                "/api/v1/users",
+                json!({"username": username, "password": password, "role": role}),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Any request: method, path, extra headers and an optional raw body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
         self.send(request).await
     }
 
@@ -343,6 +387,7 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
@@ -350,6 +395,7 @@ impl Api {
             status,
             content_type,
             body,
+            headers,
         }
     }
 

@@ -1,7 +1,9 @@
 //! End-to-end tests: the real `jobcenter` processes against a real Postgres, driven
 //! over HTTP as a user or a CI system would. Each test has its own database.
 
+mod accounts;
 mod artifacts;
+mod authz_matrix;
 mod bad_input;
 mod harness;
 mod job_lifecycle;
@@ -10,3 +12,4 @@ mod migrations;
 mod observe;
 mod runs;
 mod schedules;
+mod webhooks;

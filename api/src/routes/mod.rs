@@ -1,15 +1,20 @@
 //! HTTP handlers, one module per resource.
 
 pub mod artifacts;
+pub mod audit;
 pub mod auth;
 pub mod fallback;
 pub mod health;
+pub mod hooks;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod schedules;
+pub mod tokens;
+pub mod users;
+pub mod webhooks;
 
 use crate::error::ApiError;
 use crate::state::AppState;

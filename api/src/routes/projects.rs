@@ -176,12 +176,16 @@ pub async fn update_project(
         .await?
         .ok_or(ApiError::NotFound("project"))?;
     let subject = format!("project:{}", project.id);
+    let detail = match body.owner_id {
+        Some(owner_id) => json!({"owner_id": owner_id}),
+        None => json!({}),
+    };
     jobcenter_sql::audit::record(
         &tx,
         Some(caller.user_id),
         "project.update",
         &subject,
-        &json!({}),
+        &detail,
     )
     .await?;
     tx.commit().await?;

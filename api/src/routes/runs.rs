@@ -8,12 +8,14 @@ use crate::pagination::page;
 use crate::routes::db;
 use crate::run_events::RunEvent;
 use crate::state::AppState;
-use actix_web::{get, post, web, HttpResponse};
+use crate::trigger::{idempotency_key, queue_run, QueueRun};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
-use jobcenter_sql::runs::{self, NewRun, Run, RunFilter};
+use jobcenter_sql::runs::{self, Run, RunFilter};
 use jobcenter_sql::states::{RunState, RunTrigger};
 use serde::Deserialize;
+use serde_json::json;
 use std::time::Duration;
 use tokio::sync::broadcast;
 use utoipa::IntoParams;
@@ -54,10 +56,16 @@ pub struct RunListQuery {
 
 /// Queues a run of the job with the given input. With `wait=SECONDS` (at most 300), waits
 /// for the run to end: 200 with the finished run if it ends in time, else 202 with the run
-/// as it stands. No database connection is held while waiting.
+/// as it stands. No database connection is held while waiting. With an `Idempotency-Key`
+/// header, a repeated request answers the run the first one queued (header
+/// `Idempotent-Replayed: true`) instead of queueing another.
 #[utoipa::path(
     tag = "runs", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "job id"), TriggerQuery),
+    params(
+        ("id" = Uuid, Path, description = "job id"),
+        TriggerQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a repeat returns the first run"),
+    ),
     request_body = TriggerRun,
     responses(
         (status = 200, body = RunResponse, description = "finished within the wait"),
@@ -71,6 +79,7 @@ pub struct RunListQuery {
 pub async fn trigger_run(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     job_id: web::Path<Uuid>,
     query: web::Query<TriggerQuery>,
     JsonBodyOrDefault(body): JsonBodyOrDefault<TriggerRun>,
@@ -87,41 +96,47 @@ pub async fn trigger_run(
     };
     // Subscribed before the insert, so that the run's end cannot slip by unseen.
     let events = state.events.subscribe();
+    let key = idempotency_key(req.headers(), &["idempotency-key"])?;
     if serde_json::to_vec(&body.input).map_or(0, |v| v.len()) > MAX_INPUT_BYTES {
         return Err(ApiError::invalid(
             "input",
             format!("at most {MAX_INPUT_BYTES} bytes of JSON"),
         ));
     }
-    let client = db(&state).await?;
+    let mut client = db(&state).await?;
     let job = jobs::get(&client, *job_id, caller.owner_scope(), Including::Live)
         .await?
         .ok_or(ApiError::NotFound("job"))?;
     if !job.fields.enabled {
         return Err(ApiError::Conflict("the job is disabled".into()));
     }
-    let run = runs::insert(
-        &client,
-        &NewRun {
+    let queued = queue_run(
+        &mut client,
+        &QueueRun {
             job_id: job.id,
+            worker_group: &job.fields.worker_group,
             trigger: RunTrigger::Manual,
             input: &body.input,
-            worker_group: &job.fields.worker_group,
-            scheduled_for: None,
+            idempotency_key: key,
+            actor_id: Some(caller.user_id),
+            audit_detail: json!({}),
         },
     )
-    .await?
-    .ok_or_else(|| ApiError::internal(std::fmt::Error))?;
+    .await?;
     drop(client);
-    if wait.is_zero() {
-        return Ok(HttpResponse::Accepted().json(RunResponse::from(run)));
+    let replayed = queued.replayed;
+    let mut run = queued.run;
+    if !wait.is_zero() {
+        run = wait_for_end(&state, &caller, run, events, wait).await?;
     }
-    let run = wait_for_end(&state, &caller, run, events, wait).await?;
-    let mut response = if run.state.is_final() {
+    let mut response = if !wait.is_zero() && run.state.is_final() {
         HttpResponse::Ok()
     } else {
         HttpResponse::Accepted()
     };
+    if replayed {
+        response.insert_header(("idempotent-replayed", "true"));
+    }
     Ok(response.json(RunResponse::from(run)))
 }
 

@@ -1,0 +1,116 @@
+//! The `api_tokens` table: long-lived bearer tokens for CI and scripts, stored as a
+//! SHA-256 of the token. A token authenticates only while it is neither revoked nor
+//! expired and its user is enabled.
+
+use crate::states::Role;
+use crate::{Error, GenericClient};
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewApiToken<'a> {
+    pub user_id: Uuid,
+    pub name: &'a str,
+    pub token_sha256: &'a str,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, user_id, name, created_at, last_used_at, expires_at, revoked_at";
+
+fn from_row(row: &Row) -> ApiToken {
+    ApiToken {
+        id: row.get(0),
+        user_id: row.get(1),
+        name: row.get(2),
+        created_at: row.get(3),
+        last_used_at: row.get(4),
+        expires_at: row.get(5),
+        revoked_at: row.get(6),
+    }
+}
+
+pub async fn insert(c: &impl GenericClient, new: &NewApiToken<'_>) -> Result<ApiToken, Error> {
+    let sql = format!(
+        "INSERT INTO api_tokens (user_id, name, token_sha256, expires_at)
+         VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let row = c
+        .query_one(
+            &stmt,
+            &[&new.user_id, &new.name, &new.token_sha256, &new.expires_at],
+        )
+        .await?;
+    Ok(from_row(&row))
+}
+
+/// A user's tokens (revoked ones included), newest first.
+pub async fn list_by_user(
+    c: &impl GenericClient,
+    user_id: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ApiToken>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_tokens
+         WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let (at, id) = before.unzip();
+    let rows = c.query(&stmt, &[&user_id, &at, &id, &limit]).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
+
+/// Revokes a live token of `owner` (None: any user's). False: no such live token.
+pub async fn revoke(c: &impl GenericClient, id: Uuid, owner: Option<Uuid>) -> Result<bool, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE api_tokens SET revoked_at = now()
+             WHERE id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR user_id = $2)",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&id, &owner]).await? == 1)
+}
+
+/// The enabled user a live token belongs to, and the token's id. Marks the token used
+/// (at most once a minute, to keep authentication from writing on every request).
+pub async fn authenticate(
+    c: &impl GenericClient,
+    token_sha256: &str,
+) -> Result<Option<(Uuid, Role, Uuid)>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "WITH t AS (
+               SELECT t.id, t.user_id, u.role::text AS role FROM api_tokens t
+               JOIN users u ON u.id = t.user_id
+               WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
+                 AND (t.expires_at IS NULL OR t.expires_at > now()) AND NOT u.disabled),
+             touched AS (
+               UPDATE api_tokens SET last_used_at = now() FROM t
+               WHERE api_tokens.id = t.id
+                 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))
+             SELECT user_id, role, id FROM t",
+        )
+        .await?;
+    let Some(row) = c.query_opt(&stmt, &[&token_sha256]).await? else {
+        return Ok(None);
+    };
+    let role: String = row.get(1);
+    let role = Role::parse(&role).ok_or(Error::Corrupt {
+        column: "users.role",
+        reason: role,
+    })?;
+    Ok(Some((row.get(0), role, row.get(2))))
+}

@@ -1,0 +1,77 @@
+//! The `login_throttle` table: failed logins per key (an account or a client address),
+//! shared by every API node so that spreading attempts over nodes gains nothing.
+//!
+//! A key collects failures within a window; at `limit` failures it is locked until the
+//! window's length has passed since the last failure. A success clears the account key.
+
+use crate::{Error, GenericClient};
+use chrono::{DateTime, Utc};
+
+/// The latest instant until which any of `keys` is locked, if one is locked now.
+pub async fn locked_until(
+    c: &impl GenericClient,
+    keys: &[&str],
+) -> Result<Option<DateTime<Utc>>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT max(locked_until) FROM login_throttle
+             WHERE key = ANY($1) AND locked_until > now()",
+        )
+        .await?;
+    Ok(c.query_one(&stmt, &[&keys]).await?.get(0))
+}
+
+/// Counts one failure for `key`; a failure older than `window_seconds` starts a new
+/// window. Reaching `limit` locks the key for `window_seconds`.
+pub async fn record_failure(
+    c: &impl GenericClient,
+    key: &str,
+    limit: i32,
+    window_seconds: f64,
+) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO login_throttle AS t (key, failures, window_start, locked_until)
+             VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
+             ON CONFLICT (key) DO UPDATE SET
+               failures = CASE WHEN t.window_start < now() - make_interval(secs => $3)
+                               THEN 1 ELSE t.failures + 1 END,
+               window_start = CASE WHEN t.window_start < now() - make_interval(secs => $3)
+                                   THEN now() ELSE t.window_start END,
+               locked_until = CASE
+                 WHEN (CASE WHEN t.window_start < now() - make_interval(secs => $3)
+                            THEN 1 ELSE t.failures + 1 END) >= $2
+                 THEN now() + make_interval(secs => $3) ELSE t.locked_until END",
+        )
+        .await?;
+    c.execute(&stmt, &[&key, &limit, &window_seconds]).await?;
+    Ok(())
+}
+
+/// Forgets the failures of `key` (after a successful login).
+pub async fn clear(c: &impl GenericClient, key: &str) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached("DELETE FROM login_throttle WHERE key = $1")
+        .await?;
+    c.execute(&stmt, &[&key]).await?;
+    Ok(())
+}
+
+/// Deletes up to `limit` rows whose window and lock are both over: bounded housekeeping
+/// done on the login path, so the table stays the size of the recent attackers.
+pub async fn purge_stale(
+    c: &impl GenericClient,
+    window_seconds: f64,
+    limit: i64,
+) -> Result<u64, Error> {
+    let stmt = c
+        .prepare_cached(
+            "DELETE FROM login_throttle WHERE key IN (
+               SELECT key FROM login_throttle
+               WHERE window_start < now() - make_interval(secs => $1)
+                 AND (locked_until IS NULL OR locked_until < now())
+               LIMIT $2)",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&window_seconds, &limit]).await?)
+}
