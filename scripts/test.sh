@@ -17,11 +17,9 @@ if [[ -z "${JOBCENTER_TEST_DATABASE_URL:-}" ]]; then
     export JOBCENTER_TEST_DATABASE_URL="postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres"
 fi
 
-# --- S3-compatible server: NOT SET UP YET -------------------------------------------------
-# TODO: start (or check) a local S3-compatible server here for the end-to-end tests
-# (tests/), and export its endpoint, bucket and credentials. Until then nothing here
-# provides S3: tests needing it must get their settings from the environment.
-# -------------------------------------------------------------------------------------------
+# A real S3-compatible server (Garage) for the artifact tests' S3 variants. Installs it
+# once when missing (cargo install, 20-30 minutes), starts it if it is not running.
+eval "$("$JC_ROOT/scripts/s3-server.sh" start)"
 
 cargo test --workspace --all-targets "$@"
 
