@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use crate::routes::{
-    artifacts, audit, auth, health, hooks, jobs, logs, metrics, projects, runs, schedules, tokens,
-    users, webhooks,
+    artifacts, audit, auth, health, hooks, jobs, logs, metrics, projects, runs, schedules, secrets,
+    tokens, users, webhooks,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         schedules::next_fires, schedules::preview_schedule,
         artifacts::upload_artifact, artifacts::list_artifacts, artifacts::list_versions,
         artifacts::download_artifact, artifacts::delete_version, artifacts::delete_artifact,
+        secrets::set_secret, secrets::list_secrets, secrets::delete_secret,
         health::healthz, health::readyz, metrics::prometheus_metrics,
         auth::change_password,
         users::list_users, users::create_user, users::get_user, users::update_user,

@@ -14,6 +14,7 @@ pub mod job_state;
 pub mod jobs;
 pub mod listen;
 pub mod login_throttle;
+pub mod project_secrets;
 pub mod projects;
 pub mod run_idempotency_keys;
 pub mod run_logs;

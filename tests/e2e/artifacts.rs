@@ -243,3 +243,37 @@ async fn a_100_mib_upload_streams_through_the_api(backend: ArtifactBackend) {
     );
     let _ = json!(null);
 }
+
+#[tokio::test]
+async fn secrets_are_write_only() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let path = format!("/api/v1/projects/{project}/secrets/API_KEY");
+    let set = api
+        .request(
+            "PUT",
+            &path,
+            &[("content-type", "application/json")],
+            Some(br#"{"value":"hunter2-xyz"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(set.status, 204, "{set:?}");
+    let listed = api
+        .get(&format!("/api/v1/projects/{project}/secrets"))
+        .await;
+    assert_eq!(listed.body["items"][0]["name"], "API_KEY");
+    assert!(!listed.text().contains("hunter2") && !listed.body.to_string().contains("hunter2"));
+    let bad = api
+        .request(
+            "PUT",
+            &format!("/api/v1/projects/{project}/secrets/JOBCENTER_X"),
+            &[("content-type", "application/json")],
+            Some(br#"{"value":"v"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(bad.assert_problem(400).as_deref(), Some("name"));
+    assert_eq!(api.delete(&path).await.status, 204);
+    api.delete(&path).await.assert_problem(404);
+}

@@ -131,6 +131,9 @@ const EXPECTATIONS: &[(&str, &str, Expect)] = &[
         "/api/v1/projects/{id}/artifacts/{name}",
         owned(204),
     ),
+    ("PUT", "/api/v1/projects/{id}/secrets/{name}", owned(204)),
+    ("GET", "/api/v1/projects/{id}/secrets", owned(200)),
+    ("DELETE", "/api/v1/projects/{id}/secrets/{name}", owned(204)),
     ("GET", "/api/v1/runs/{id}", owned(200)),
     ("GET", "/api/v1/runs/{id}/logs", owned(200)),
     // A delivery without a signature is refused whoever calls: bearer tokens do not
@@ -203,6 +206,15 @@ impl World {
             )
             .await;
         assert_eq!(reply.status, 201, "{reply:?}");
+        let reply = a
+            .request(
+                "PUT",
+                &format!("/api/v1/projects/{project}/secrets/tool"),
+                &[("content-type", "application/json")],
+                Some(br#"{"value":"s3cr3t"}"#.to_vec()),
+            )
+            .await;
+        assert_eq!(reply.status, 204, "{reply:?}");
         let user = self
             .admin
             .create_user(&format!("target{n}"), PASSWORD, "developer")
@@ -223,7 +235,7 @@ impl World {
 /// The concrete path of a route template for the fixture.
 fn concrete(method: &str, template: &str, f: &Fixture) -> String {
     let id = if template.starts_with("/api/v1/projects/") {
-        if method == "DELETE" && !template.contains("/artifacts/") {
+        if method == "DELETE" && template == "/api/v1/projects/{id}" {
             &f.empty_project
         } else {
             &f.project
@@ -273,6 +285,7 @@ fn body(world: &World, method: &str, template: &str, who: Who) -> Option<Value> 
             json!({"name": "j", "target": {"kind": "command", "command": ["true"]}})
         }
         ("PATCH", "/api/v1/jobs/{id}") => json!({"name": "renamed"}),
+        ("PUT", "/api/v1/projects/{id}/secrets/{name}") => json!({"value": format!("v{n}")}),
         ("POST", "/api/v1/schedules/preview") => {
             json!({"schedule": {"kind": "interval", "every_seconds": 60}})
         }

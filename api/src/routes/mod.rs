@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod projects;
 pub mod runs;
 pub mod schedules;
+pub mod secrets;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;
