@@ -277,3 +277,110 @@ async fn secrets_are_write_only() {
     assert_eq!(api.delete(&path).await.status, 204);
     api.delete(&path).await.assert_problem(404);
 }
+
+/// A TCP relay in front of the S3 server that the test can cut and restore, as a network
+/// fault or a stopped server would look to the API.
+struct Relay {
+    port: u16,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, _) = tokio::sync::watch::channel(false);
+        let cut = std::sync::Arc::new(cut);
+        let state = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if *state.borrow() {
+                    drop(inbound); // refused while cut
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut cut_signal = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_signal.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Relay { port, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_answers_503_and_leaves_nothing_half_written() {
+    let mut backend = ArtifactBackend::s3();
+    let endpoint = backend.s3.endpoint.clone().unwrap();
+    let relay = Relay::start(endpoint.trim_start_matches("http://").to_string()).await;
+    let relayed = format!("http://127.0.0.1:{}", relay.port);
+    for (name, value) in backend.env.iter_mut() {
+        if name == "JOBCENTER_S3_ENDPOINT" {
+            *value = relayed.clone();
+        }
+    }
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &backend.env());
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    assert_eq!(
+        put(&api, &project, "before", vec![1u8; 1 << 20])
+            .await
+            .status,
+        201
+    );
+
+    // The store goes away in the middle of a multipart upload.
+    let url = format!("{}/api/v1/projects/{project}/artifacts/during", api.base);
+    let chunk = 1 << 20;
+    let cut_after = 12; // MiB: past the first 8 MiB part
+    let relay_cut = relay.cut.clone();
+    let body = stream::iter((0..24).map(move |i| {
+        if i == cut_after {
+            relay_cut.send_replace(true);
+        }
+        Ok::<_, std::io::Error>(vec![2u8; chunk])
+    }));
+    let response = api
+        .http
+        .put(&url)
+        .bearer_auth(api.token.as_ref().unwrap())
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        api.get("/readyz").await.status,
+        503,
+        "not ready without its store"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM artifacts").await, 1);
+
+    relay.set_cut(false);
+    assert_eq!(
+        put(&api, &project, "after", vec![3u8; 1 << 20])
+            .await
+            .status,
+        201
+    );
+    assert_eq!(api.get("/readyz").await.status, 200);
+    // Only the two complete uploads exist: the cut one left no object.
+    let keys = backend.object_keys().await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+}

@@ -60,7 +60,11 @@ fn template() -> &'static str {
         files.sort();
         for file in files {
             let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            for byte in name.into_bytes().into_iter().chain(std::fs::read(file).unwrap()) {
+            for byte in name
+                .into_bytes()
+                .into_iter()
+                .chain(std::fs::read(file).unwrap())
+            {
                 hash = (hash ^ byte as u64).wrapping_mul(0x100000001b3);
             }
         }
