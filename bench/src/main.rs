@@ -37,7 +37,8 @@ struct Opts {
     #[arg(long, env = "BENCH_WRK")]
     wrk: Option<PathBuf>,
     /// Smaller counts and shorter windows: a smoke run of the harness.
-    #[arg(long, env = "BENCH_QUICK")]
+    #[arg(long, env = "BENCH_QUICK", value_parser = clap::builder::BoolishValueParser::new(),
+          num_args = 0..=1, default_value = "false", default_missing_value = "true")]
     quick: bool,
     /// Scratch directory (run directories, component logs, stamp files).
     #[arg(long, env = "BENCH_WORKDIR")]
@@ -49,7 +50,7 @@ struct Opts {
     #[arg(long, env = "BENCH_HISTORY")]
     history: Option<String>,
     /// Only these scenarios, comma-separated (spawn,pgbench,burndown,latency,steady,api,
-    /// schedule,history); all when absent.
+    /// schedule,logs,history); all when absent.
     #[arg(long, env = "BENCH_ONLY")]
     only: Option<String>,
 }

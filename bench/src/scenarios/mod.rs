@@ -6,6 +6,7 @@ mod burn_down;
 mod ceilings;
 mod history;
 mod latency;
+mod logs;
 mod schedule;
 mod steady;
 
@@ -136,6 +137,7 @@ pub async fn run_all(ctx: &mut Ctx, only: Option<&[String]>) {
     scenario!("steady", steady::run(ctx));
     scenario!("api", api_load::run(ctx));
     scenario!("schedule", schedule::run(ctx));
+    scenario!("logs", logs::run(ctx));
     scenario!("history", history::run(ctx));
 }
 
