@@ -33,10 +33,13 @@ impl Setup {
     /// Drops and creates `name`, then applies the migrations with `jobcenter migrate`.
     pub async fn fresh_database(&self, name: &str) -> anyhow::Result<String> {
         let admin = connect(&self.url("postgres")).await?;
+        // Two calls: a multi-statement string would be one transaction, which
+        // DROP/CREATE DATABASE refuse.
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .await?;
         let url = self.url(name);
         let output = Command::new(&self.jobcenter)

@@ -41,7 +41,7 @@ pub async fn burn_down(
     // One statement, so the worker sees all of them at once (and one notification).
     db.execute(
         "WITH q AS (INSERT INTO runs (job_id, trigger, worker_group)
-                    SELECT $1, 'manual', 'default' FROM generate_series(1, $2) RETURNING 1)
+                    SELECT $1, 'manual', 'default' FROM generate_series(1, $2::bigint) RETURNING 1)
          SELECT count(*), pg_notify('jobcenter_runs', 'default') FROM q",
         &[&job_id, &runs],
     )
@@ -115,14 +115,14 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             result.per_s >= 1000.0 && share >= 0.35,
         ),
     );
-    if let Some(db) = ctx.ceilings.db_lifecycle_per_s {
+    if let Some(db) = ctx.ceilings.db_drain_per_s {
         ctx.row(
             Row::new(
-                "burn-down vs database lifecycle ceiling",
+                "burn-down vs the database's own ceiling",
                 per_s(result.per_s),
             )
             .ceiling(
-                format!("pgbench lifecycle, 8 clients {}", per_s(db)),
+                format!("pgbench claim+complete, 8 clients {}", per_s(db)),
                 result.per_s,
                 db,
             ),

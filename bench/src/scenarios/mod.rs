@@ -69,6 +69,8 @@ pub struct Ceilings {
     pub spawn_per_s: Option<f64>,
     /// pgbench: enqueue + claim + complete, 8 clients, lifecycles per second.
     pub db_lifecycle_per_s: Option<f64>,
+    /// pgbench: claim + complete of queued runs, 8 clients, runs per second.
+    pub db_drain_per_s: Option<f64>,
     /// pgbench: the enqueue statement alone, 8 clients, per second.
     pub db_enqueue_per_s: Option<f64>,
     /// pgbench: p99 of the claim statement alone, one client, in ms.
