@@ -48,7 +48,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                     (extract(epoch FROM r.started_at - r.scheduled_for) * 1000)::float8
              FROM runs r JOIN jobs j ON j.id = r.job_id
              WHERE j.project_id = $1 AND r.trigger = 'schedule'
-               AND r.scheduled_for BETWEEN to_timestamp($2) AND to_timestamp($3)",
+               AND r.scheduled_for BETWEEN to_timestamp($2::float8) AND to_timestamp($3::float8)",
             &[&project, &first, &last],
         )
         .await?;
@@ -60,8 +60,8 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     );
     let gaps = db
         .query_one(
-            "WITH ticks AS (SELECT to_timestamp($2 + 10 * g) AS t
-                            FROM generate_series(0, $3 - 1) g),
+            "WITH ticks AS (SELECT to_timestamp($2::float8 + 10 * g) AS t
+                            FROM generate_series(0, $3::int4 - 1) g),
                   counts AS (
                     SELECT count(r.id) AS n
                     FROM jobs j CROSS JOIN ticks t
