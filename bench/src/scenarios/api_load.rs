@@ -71,7 +71,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.row(row.target("≥ 5,000/s at p99 ≤ 10 ms", get_rps >= 5000.0));
     let mut row = Row::new("API: POST /api/v1/jobs/{id}/runs, wrk", describe(&post));
     let post_rps = best(&post).map_or(0.0, |l| l.rps);
-    if let Some(db) = ctx.ceilings.db_enqueue_per_s {
+    if let (Some(db), true) = (ctx.ceilings.db_enqueue_per_s, post_rps > 0.0) {
         row = row.ceiling(format!("pgbench enqueue {}", per_s(db)), post_rps, db);
     }
     ctx.row(row.target("≥ 2,000/s at p99 ≤ 10 ms", post_rps >= 2000.0));
