@@ -32,9 +32,8 @@ openapi: ## regenerate openapi/openapi.json from the code
 	cargo run --quiet --bin jobcenter -- openapi > openapi/openapi.json.tmp || { rm -f openapi/openapi.json.tmp; exit 1; }
 	mv -f openapi/openapi.json.tmp openapi/openapi.json
 
-bench: ## (no benchmark yet)
-	@echo "no benchmark yet: see README" >&2
-	@exit 1
+bench: ## release build, private PostgreSQL, every scenario, one table (BENCH_QUICK=1: smoke run); see BENCHMARKS.md
+	scripts/bench.sh
 
 build: ## cargo build --workspace --release
 	cargo build --workspace --release

@@ -1,0 +1,153 @@
+//! Burn-down: N queued runs of `true`, put straight into the table, and one worker
+//! process started on them. Runs finished per second, against the spawn ceiling and the
+//! database's own lifecycle rate. Also the worker's and the API's memory.
+
+use super::{per_s, Ctx, Stack};
+use crate::components::connect;
+use crate::report::Row;
+use crate::stats::{fmt_mib, rss_kib, RssPeak};
+use std::time::{Duration, Instant};
+
+/// What one burn-down measured.
+pub struct BurnDown {
+    pub finished: i64,
+    pub failed: i64,
+    pub pending: i64,
+    /// Finished runs / (last finished_at − first started_at).
+    pub per_s: f64,
+    pub wall: Duration,
+    pub worker_idle_kib: u64,
+    pub worker_peak_kib: u64,
+}
+
+/// Queues `runs` runs of `job` and burns them down with a fresh worker process.
+pub async fn burn_down(
+    ctx: &Ctx,
+    stack: &mut Stack,
+    job: &str,
+    runs: i64,
+    cap: Duration,
+) -> anyhow::Result<BurnDown> {
+    stack.stop("worker");
+    stack.start(ctx, "worker")?;
+    // Let the worker settle (connect, register, listen) before measuring its idle RSS.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = stack.component("worker").expect("just started").pid();
+    let worker_idle_kib = rss_kib(pid).unwrap_or(0);
+    let job_id: uuid::Uuid = job.parse()?;
+    let db = connect(&stack.url).await?;
+    let sampler = RssPeak::start(vec![pid]);
+    let started = Instant::now();
+    // One statement, so the worker sees all of them at once (and one notification).
+    db.execute(
+        "WITH q AS (INSERT INTO runs (job_id, trigger, worker_group)
+                    SELECT $1, 'manual', 'default' FROM generate_series(1, $2::bigint) RETURNING 1)
+         SELECT count(*), pg_notify('jobcenter_runs', 'default') FROM q",
+        &[&job_id, &runs],
+    )
+    .await?;
+    let pending = super::wait_final(&db, job, cap).await?;
+    let wall = started.elapsed();
+    let worker_peak_kib = sampler.stop()[0];
+    let row = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'succeeded'),
+                    count(*) FILTER (WHERE state NOT IN ('queued', 'running', 'succeeded')),
+                    extract(epoch FROM max(finished_at) - min(started_at))::float8
+             FROM runs WHERE job_id = $1 AND finished_at IS NOT NULL",
+            &[&job_id],
+        )
+        .await?;
+    let finished: i64 = row.get(0);
+    let failed: i64 = row.get(1);
+    let span_s: Option<f64> = row.get(2);
+    let per_s = match span_s {
+        Some(s) if s > 0.0 => (finished + failed) as f64 / s,
+        _ => 0.0,
+    };
+    Ok(BurnDown {
+        finished,
+        failed,
+        pending,
+        per_s,
+        wall,
+        worker_idle_kib,
+        worker_peak_kib,
+    })
+}
+
+pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let mut stack = Stack::new(ctx, "bench_burndown", &[]).await?;
+    let job = stack
+        .api
+        .create_job(&stack.project, "true", &["true"], None)
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let api_idle_kib = rss_kib(stack.api_process.pid()).unwrap_or(0);
+    let runs = ctx.sizes.burn_down_runs;
+    let result = burn_down(ctx, &mut stack, &job, runs, ctx.sizes.burn_down_cap).await?;
+    stack.finish(ctx).await?;
+
+    ctx.ceilings.burn_down_per_s = Some(result.per_s);
+    let mut value = format!(
+        "{} ({} runs in {:.1} s wall)",
+        per_s(result.per_s),
+        result.finished + result.failed,
+        result.wall.as_secs_f64()
+    );
+    if result.pending > 0 {
+        value.push_str(&format!(", {} still pending at the cap", result.pending));
+    }
+    let spawn = ctx.ceilings.spawn_per_s.unwrap_or(0.0);
+    let share = if spawn > 0.0 {
+        result.per_s / spawn
+    } else {
+        0.0
+    };
+    ctx.row(
+        Row::new(
+            format!("burn-down: {runs} queued `true` runs, one worker"),
+            value,
+        )
+        .ceiling(format!("spawn {}", per_s(spawn)), result.per_s, spawn)
+        .target(
+            "≥ 1,000/s and ≥ 35% of spawn",
+            result.per_s >= 1000.0 && share >= 0.35,
+        ),
+    );
+    if let Some(db) = ctx.ceilings.db_drain_per_s {
+        ctx.row(
+            Row::new(
+                "burn-down vs the database's own ceiling",
+                per_s(result.per_s),
+            )
+            .ceiling(
+                format!("pgbench claim+complete, 8 clients {}", per_s(db)),
+                result.per_s,
+                db,
+            ),
+        );
+    }
+    if result.failed > 0 {
+        ctx.note(format!(
+            "burn-down: {} runs did not succeed (see the worker's log)",
+            result.failed
+        ));
+    }
+    ctx.row(
+        Row::new("memory: api idle (VmRSS)", fmt_mib(api_idle_kib))
+            .target("≤ 30 MB", api_idle_kib as f64 * 1024.0 <= 30e6),
+    );
+    ctx.row(
+        Row::new(
+            "memory: worker idle (VmRSS)",
+            fmt_mib(result.worker_idle_kib),
+        )
+        .target("≤ 20 MB", result.worker_idle_kib as f64 * 1024.0 <= 20e6),
+    );
+    ctx.row(Row::new(
+        "memory: worker peak during burn-down",
+        fmt_mib(result.worker_peak_kib),
+    ));
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! History doesn't slow it: burn-down throughput and claim latency with 0, 1 M and 10 M
+//! finished runs in the table (filled with generate_series, in 1 M-row transactions, and
+//! timed), each compared with the empty table of the same scenario.
+
+use super::burn_down::burn_down;
+use super::latency::{create_stamp_job, idle_triggers};
+use super::{per_s, Ctx, Stack};
+use crate::report::Row;
+use crate::stats::fmt_ms;
+use std::time::{Duration, Instant};
+
+const FILL_CHUNK: i64 = 1_000_000;
+
+struct Level {
+    history: i64,
+    burn_per_s: f64,
+    claim_p50_ms: f64,
+    claim_p99_ms: f64,
+    fill: Duration,
+}
+
+pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let mut stack = Stack::new(ctx, "bench_history", &["scheduler"]).await?;
+    let filler = stack
+        .api
+        .create_job(&stack.project, "history", &["true"], None)
+        .await?;
+    let job = stack
+        .api
+        .create_job(&stack.project, "true", &["true"], None)
+        .await?;
+    let (stamp_job, stamp_file) = create_stamp_job(ctx, &stack).await?;
+    let filler: uuid::Uuid = filler.parse()?;
+    let db = stack.db().await?;
+    let mut levels = ctx.sizes.history.clone();
+    levels.sort_unstable();
+    let mut have = 0i64;
+    let mut measured: Vec<Level> = Vec::new();
+    for history in levels {
+        let started = Instant::now();
+        while have < history {
+            let chunk = (history - have).min(FILL_CHUNK);
+            // Finished runs spread over the past, as a long-lived installation has them.
+            db.execute(
+                "INSERT INTO runs (job_id, state, trigger, worker_group, queued_at,
+                                   started_at, finished_at, exit_code, worker_id)
+                 SELECT $1, 'succeeded', 'manual', 'default', t, t + interval '2 ms',
+                        t + interval '9 ms', 0, '00000000-0000-0000-0000-000000000001'
+                 FROM (SELECT now() - interval '1 day' - (g * interval '100 ms') AS t
+                       FROM generate_series($2::bigint, $3::bigint) g) s",
+                &[&filler, &(have + 1), &(have + chunk)],
+            )
+            .await?;
+            have += chunk;
+            eprintln!("bench: history: {have} finished runs");
+        }
+        // The steady state of a long-lived installation: history vacuumed, no checkpoint
+        // of the fill still pending (its I/O would be charged to the measurement).
+        db.batch_execute("VACUUM ANALYZE runs").await?;
+        db.batch_execute("CHECKPOINT").await?;
+        let fill = started.elapsed();
+        let burn = burn_down(
+            ctx,
+            &mut stack,
+            &job,
+            ctx.sizes.history_burn_down_runs,
+            ctx.sizes.burn_down_cap,
+        )
+        .await?;
+        let idle =
+            idle_triggers(&stack, &stamp_job, &stamp_file, ctx.sizes.history_triggers).await?;
+        measured.push(Level {
+            history,
+            burn_per_s: burn.per_s,
+            claim_p50_ms: idle.claim.p50,
+            claim_p99_ms: idle.claim.p99,
+            fill,
+        });
+    }
+    drop(db);
+    stack.finish(ctx).await?;
+    report(ctx, &measured);
+    Ok(())
+}
+
+fn report(ctx: &mut Ctx, levels: &[Level]) {
+    let Some(empty) = levels.iter().find(|l| l.history == 0) else {
+        ctx.note("history: no level 0, nothing to compare with");
+        return;
+    };
+    let (base_burn, base_p99) = (empty.burn_per_s, empty.claim_p99_ms);
+    let largest = levels.iter().map(|l| l.history).max().unwrap_or(0);
+    let runs = ctx.sizes.history_burn_down_runs;
+    for level in levels {
+        let label = millions(level.history);
+        let judged = level.history == largest && level.history >= 10_000_000;
+        let mut burn = Row::new(
+            format!("history {label} finished: burn-down of {runs}"),
+            per_s(level.burn_per_s),
+        );
+        let mut claim = Row::new(
+            format!("history {label} finished: claim latency, idle"),
+            format!(
+                "p50 {} / p99 {} ms",
+                fmt_ms(level.claim_p50_ms),
+                fmt_ms(level.claim_p99_ms)
+            ),
+        );
+        if level.history > 0 {
+            burn = burn.ceiling(
+                format!("empty table {}", per_s(base_burn)),
+                level.burn_per_s,
+                base_burn,
+            );
+            claim = claim.ceiling(
+                format!("empty table p99 {} ms", fmt_ms(base_p99)),
+                base_p99,
+                level.claim_p99_ms,
+            );
+            ctx.note(format!(
+                "history: filling to {label} finished runs took {:.0} s",
+                level.fill.as_secs_f64()
+            ));
+        }
+        if judged {
+            burn = burn.target("within 10% of empty", level.burn_per_s >= 0.9 * base_burn);
+            claim = claim.target("within 10% of empty", level.claim_p99_ms <= 1.1 * base_p99);
+        } else if level.history == largest && level.history > 0 {
+            burn = burn.target_unjudged("(target is at 10 M)");
+        }
+        ctx.row(burn);
+        ctx.row(claim);
+    }
+}
+
+fn millions(n: i64) -> String {
+    if n >= 1_000_000 {
+        format!("{} M", n as f64 / 1e6)
+    } else if n >= 1_000 {
+        format!("{} k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}

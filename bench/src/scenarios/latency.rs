@@ -1,0 +1,125 @@
+//! At idle, single triggers 50 ms apart: trigger → process start (the run's command is
+//! a helper that stamps the realtime clock first thing), and claim latency
+//! (queued_at → started_at, from the runs table).
+
+use super::{now_ns, Ctx, Stack};
+use crate::components::path_str;
+use crate::report::Row;
+use crate::stats::{fmt_ms, Summary};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub struct IdleLatency {
+    pub start: Summary,
+    pub claim: Summary,
+    pub lost: usize,
+}
+
+/// A manual job whose command stamps the time it starts into a file of its own.
+pub async fn create_stamp_job(ctx: &Ctx, stack: &Stack) -> anyhow::Result<(String, String)> {
+    let file = ctx
+        .setup
+        .workdir
+        .join(format!("stamps-{}", uuid::Uuid::new_v4().simple()));
+    let file = path_str(&file).to_string();
+    let job = stack
+        .api
+        .create_job(
+            &stack.project,
+            "stamp",
+            &[path_str(&ctx.stamp), &file],
+            None,
+        )
+        .await?;
+    Ok((job, file))
+}
+
+/// `count` triggers, 50 ms apart, each waited for by nobody; then the figures.
+pub async fn idle_triggers(
+    stack: &Stack,
+    job: &str,
+    stamp_file: &str,
+    count: usize,
+) -> anyhow::Result<IdleLatency> {
+    let mut sent: HashMap<String, i128> = HashMap::new();
+    let mut next = Instant::now();
+    for _ in 0..count {
+        let t0 = now_ns();
+        if let Some(id) = stack.api.trigger(job).await? {
+            sent.insert(id, t0);
+        }
+        next += Duration::from_millis(50);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let db = stack.db().await?;
+    super::wait_final(&db, job, Duration::from_secs(30)).await?;
+    let stamps = std::fs::read_to_string(stamp_file).unwrap_or_default();
+    let mut start_ms = Vec::new();
+    for line in stamps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(id), Some(ns)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if let (Some(t0), Ok(ns)) = (sent.get(id), ns.parse::<i128>()) {
+            start_ms.push((ns - t0) as f64 / 1e6);
+        }
+    }
+    let lost = sent.len() - start_ms.len();
+    let ids: Vec<uuid::Uuid> = sent.keys().filter_map(|id| id.parse().ok()).collect();
+    let claim_ms: Vec<f64> = db
+        .query(
+            "SELECT (extract(epoch FROM started_at - queued_at) * 1000)::float8
+             FROM runs WHERE id = ANY($1) AND started_at IS NOT NULL",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(IdleLatency {
+        start: Summary::of(start_ms),
+        claim: Summary::of(claim_ms),
+        lost,
+    })
+}
+
+pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let mut stack = Stack::new(ctx, "bench_latency", &["scheduler", "worker"]).await?;
+    let (job, file) = create_stamp_job(ctx, &stack).await?;
+    // Settle: the worker listens, the first connection of each pool is made.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let measured = idle_triggers(&stack, &job, &file, ctx.sizes.idle_triggers).await?;
+    stack.stop("worker");
+    stack.finish(ctx).await?;
+    report_idle(ctx, &measured, "");
+    Ok(())
+}
+
+/// The rows for trigger → start and claim latency (`label` says under which history).
+pub fn report_idle(ctx: &mut Ctx, m: &IdleLatency, label: &str) {
+    if label.is_empty() {
+        let s = m.start;
+        ctx.row(
+            Row::new("trigger → process start, idle (50 ms apart)", s.ms()).target(
+                "p50 ≤ 5 ms, p99 ≤ 20 ms",
+                s.n > 0 && s.p50 <= 5.0 && s.p99 <= 20.0,
+            ),
+        );
+    }
+    let c = m.claim;
+    let mut row = Row::new(
+        format!("claim latency (queued_at → started_at), idle{label}"),
+        c.ms(),
+    );
+    if let Some(db) = ctx.ceilings.db_claim_p99_ms {
+        row = row.ceiling(format!("pgbench claim p99 {} ms", fmt_ms(db)), db, c.p99);
+        // Ratio printed as ceiling / figure: 100% means as fast as Postgres allows.
+    }
+    ctx.row(row.target("p99 ≤ 5 ms", c.n > 0 && c.p99 <= 5.0));
+    if m.lost > 0 {
+        ctx.note(format!(
+            "trigger → start{label}: {} runs left no stamp (not started, or failed)",
+            m.lost
+        ));
+    }
+}
