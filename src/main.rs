@@ -85,35 +85,42 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let pool =
         jobcenter_sql::new_pool(&url, config.db_pool_size).context("JOBCENTER_DATABASE_URL")?;
     let metrics = std::sync::Arc::new(jobcenter_core::metrics::Metrics::new());
+    // SIGTERM/SIGINT cancel this token: the worker stops claiming and lets its runs
+    // finish (then hands the rest back), the scheduler releases leadership, the API
+    // stops. A second signal exits at once.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+            shutdown_signal().await;
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(1);
+        }
+    });
     let api = || async {
-        jobcenter_api::serve(&config, pool.clone(), metrics.clone())
-            .await
-            .context("api")
+        tokio::select! {
+            result = jobcenter_api::serve(&config, pool.clone(), metrics.clone()) => result.context("api"),
+            _ = shutdown.cancelled() => Ok(()),
+        }
     };
     let scheduler = || async {
-        jobcenter_scheduler::run(&config, pool.clone()).await;
+        jobcenter_scheduler::run(&config, pool.clone(), shutdown.clone()).await;
         Ok(())
     };
     let worker = || async {
-        jobcenter_worker::run(&config, pool.clone())
+        jobcenter_worker::run(&config, pool.clone(), shutdown.clone())
             .await
             .context("worker")
     };
-    let components = async {
-        match command {
-            Command::All => tokio::try_join!(api(), scheduler(), worker()).map(|_| ()),
-            Command::Api => api().await,
-            Command::Scheduler => scheduler().await,
-            Command::Worker => worker().await,
-            Command::Migrate | Command::Openapi => unreachable!("handled above"),
-        }
-    };
-    tokio::select! {
-        result = components => result,
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+    match command {
+        Command::All => tokio::try_join!(api(), scheduler(), worker()).map(|_| ()),
+        Command::Api => api().await,
+        Command::Scheduler => scheduler().await,
+        Command::Worker => worker().await,
+        Command::Migrate | Command::Openapi => unreachable!("handled above"),
     }
 }
 

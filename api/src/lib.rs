@@ -126,7 +126,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::webhooks::list_webhooks)
         .service(routes::webhooks::delete_webhook)
         .service(routes::hooks::receive)
-        .service(routes::audit::list_audit);
+        .service(routes::audit::list_audit)
+        .service(routes::runs::cancel_run)
+        .service(routes::runs::retry_run);
 }
 
 /// Serves the API until the process is stopped. Prints the bound address on stdout
@@ -202,6 +204,7 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
             )
             .default_service(web::to(routes::fallback::not_found_or_method_not_allowed))
     })
+    .disable_signals()
     .listen(listener)?
     .run();
     println!("jobcenter api listening on http://{addr}");

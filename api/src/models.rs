@@ -326,6 +326,16 @@ pub struct RunResponse {
     /// The worker that ran it.
     pub worker: Option<Uuid>,
     pub worker_group: String,
+    /// True once a cancel was requested.
+    pub cancel_requested: bool,
+    /// The first attempt of this run's chain; null on the first attempt itself.
+    pub first_run_id: Option<Uuid>,
+    /// The attempt this one follows (automatic retry, or rescue of a lost worker).
+    pub previous_run_id: Option<Uuid>,
+    /// The finished run this one re-runs by hand (`POST /api/v1/runs/{id}/retry`).
+    pub retry_of: Option<Uuid>,
+    /// Not started before this instant (retry backoff).
+    pub not_before: DateTime<Utc>,
 }
 
 impl From<Run> for RunResponse {
@@ -347,6 +357,11 @@ impl From<Run> for RunResponse {
             finished_at: r.finished_at,
             worker: r.worker_id,
             worker_group: r.worker_group,
+            cancel_requested: r.cancel_requested,
+            first_run_id: r.first_run_id,
+            previous_run_id: r.previous_run_id,
+            retry_of: r.retry_of,
+            not_before: r.not_before,
         }
     }
 }

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
         hooks::receive,
         audit::list_audit,
+        runs::cancel_run, runs::retry_run,
     ),
     modifiers(&SecuritySchemes, &CommonResponses),
 )]

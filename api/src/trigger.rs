@@ -54,7 +54,10 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
             input: request.input,
             worker_group: request.worker_group,
             scheduled_for: None,
+            retry_of: None,
         };
+        // Serializes the job's inserts, so that the skip policy sees every run.
+        runs::lock_job_queue(&tx, request.job_id).await?;
         let run = runs::insert(&tx, &new)
             .await?
             .ok_or_else(|| ApiError::internal(std::fmt::Error))?;

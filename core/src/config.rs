@@ -67,6 +67,16 @@ pub struct Config {
     pub worker_capacity: usize,
     pub worker_poll: Duration,
     pub worker_heartbeat: Duration,
+    /// How long a run's lease lasts without renewal before the leader rescues it.
+    pub lease: Duration,
+    /// Grace between SIGTERM and SIGKILL when a run is timed out or cancelled.
+    pub kill_grace: Duration,
+    /// On SIGTERM, how long a worker lets its running runs finish before handing
+    /// the rest back to the queue.
+    pub shutdown_grace: Duration,
+    /// Backoff before retry attempt n+1: base * 2^(n-1), capped, with full jitter.
+    pub retry_backoff_base: Duration,
+    pub retry_backoff_max: Duration,
     pub worker_workdir: PathBuf,
     pub result_max_bytes: usize,
     pub state_max_bytes: usize,
@@ -214,6 +224,16 @@ impl Config {
                 reason: "must be at most 64 characters".into(),
             });
         }
+        let heartbeat_seconds = v.bounded("JOBCENTER_HEARTBEAT_SECONDS", 2, 1..=300)?;
+        let lease_seconds = v.bounded("JOBCENTER_LEASE_SECONDS", 8, 2..=3600)?;
+        if lease_seconds < 2 * heartbeat_seconds {
+            return Err(ConfigError {
+                variable: "JOBCENTER_LEASE_SECONDS",
+                reason: format!(
+                    "{lease_seconds} must be at least twice JOBCENTER_HEARTBEAT_SECONDS ({heartbeat_seconds})"
+                ),
+            });
+        }
         Ok(Config {
             database_url: Secret::new(v.string(
                 "JOBCENTER_DATABASE_URL",
@@ -245,7 +265,20 @@ impl Config {
             worker_group,
             worker_capacity: v.bounded("JOBCENTER_WORKER_CAPACITY", 8, 1..=1024)? as usize,
             worker_poll: ms(v.bounded("JOBCENTER_WORKER_POLL_MS", 1000, 10..=60_000)?),
-            worker_heartbeat: secs(v.bounded("JOBCENTER_HEARTBEAT_SECONDS", 5, 1..=300)?),
+            worker_heartbeat: secs(heartbeat_seconds),
+            lease: secs(lease_seconds),
+            kill_grace: secs(v.bounded("JOBCENTER_KILL_GRACE_SECONDS", 5, 0..=600)?),
+            shutdown_grace: secs(v.bounded("JOBCENTER_SHUTDOWN_GRACE_SECONDS", 30, 0..=86_400)?),
+            retry_backoff_base: ms(v.bounded(
+                "JOBCENTER_RETRY_BACKOFF_BASE_MS",
+                1000,
+                1..=3_600_000,
+            )?),
+            retry_backoff_max: ms(v.bounded(
+                "JOBCENTER_RETRY_BACKOFF_MAX_MS",
+                300_000,
+                1..=86_400_000,
+            )?),
             worker_workdir: PathBuf::from(
                 v.string(
                     "JOBCENTER_WORKER_WORKDIR",
@@ -337,6 +370,18 @@ mod tests {
         assert_eq!(err.variable, "JOBCENTER_LISTEN");
         let err = Config::from_vars(vars(&[("JOBCENTER_WORKER_CAPACITY", "0")])).unwrap_err();
         assert!(err.reason.contains("1..=1024"), "{err}");
+    }
+
+    #[test]
+    fn a_lease_shorter_than_two_heartbeats_is_refused() {
+        let err = Config::from_vars(vars(&[
+            ("JOBCENTER_HEARTBEAT_SECONDS", "5"),
+            ("JOBCENTER_LEASE_SECONDS", "8"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_LEASE_SECONDS");
+        let config = Config::from_vars(HashMap::new()).unwrap();
+        assert!(config.lease >= 2 * config.worker_heartbeat);
     }
 
     #[test]

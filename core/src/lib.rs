@@ -9,6 +9,7 @@ pub mod config;
 pub mod firing;
 pub mod metrics;
 pub mod password_policy;
+pub mod retry;
 pub mod run_contract;
 pub mod schedule;
 pub mod target;

@@ -56,7 +56,9 @@ async fn fire_batch(
                 input: &Value::Null,
                 worker_group: &job.worker_group,
                 scheduled_for: Some(fire),
+                retry_of: None,
             };
+            runs::lock_job_queue(&tx, job.id).await?;
             if runs::insert(&tx, &new).await?.is_some() {
                 queued += 1;
             } else {

@@ -42,6 +42,19 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Gives leadership up at once (graceful shutdown); dropping the connection
+    /// afterwards would free it too, a little later.
+    pub async fn release(&self) {
+        let unlock = self
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK_KEY]);
+        if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, unlock).await {
+            tracing::warn!(error = %e, "could not release leadership explicitly");
+        }
+    }
+}
+
 /// Waits until this process holds the leadership lock.
 pub async fn acquire(url: &str) -> Lease {
     loop {

@@ -1,16 +1,19 @@
 //! The scheduler: decides *when*. Any number run; one leads (see [`leadership`]).
-//! The leader fires due schedule ticks ([`firing`]) and applies retention ([`retention`]).
+//! The leader fires due schedule ticks ([`firing`]), rescues the runs of dead workers
+//! and queues their next attempt ([`rescue`]) and applies retention ([`retention`]).
 //!
 //! Architecture invariant: the scheduler never executes anything and never talks to
 //! the API or workers; it only writes rows (runs) that workers claim.
 
 pub mod firing;
 pub mod leadership;
+pub mod rescue;
 pub mod retention;
 
 use jobcenter_core::config::Config;
 use jobcenter_sql::Pool;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -33,19 +36,33 @@ impl From<jobcenter_sql::DbError> for Error {
 /// How often the leader runs retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs forever: waits for leadership, then leads until it is lost, and again.
-pub async fn run(config: &Config, pool: Pool) {
+/// Runs until `shutdown` is cancelled: waits for leadership, then leads until it is
+/// lost, and again. On shutdown a leader releases the lock at once, so that a standby
+/// takes over without waiting for the connection to time out.
+pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) {
     let url = config.database_url.expose().to_string();
     loop {
-        let lease = leadership::acquire(&url).await;
+        let lease = tokio::select! {
+            lease = leadership::acquire(&url) => lease,
+            _ = shutdown.cancelled() => return,
+        };
         tracing::info!("became the scheduling leader");
-        lead(config, &pool, lease).await;
-        tracing::warn!("lost scheduling leadership; standing by");
+        tokio::select! {
+            _ = lead(config, &pool, &lease) => {
+                tracing::warn!("lost scheduling leadership; standing by");
+            }
+            _ = shutdown.cancelled() => {
+                lease.release().await;
+                tracing::info!("released scheduling leadership");
+                return;
+            }
+        }
     }
 }
 
 /// One term of leadership: fire due ticks every scheduler tick while the lock holds.
-async fn lead(config: &Config, pool: &Pool, lease: leadership::Lease) {
+async fn lead(config: &Config, pool: &Pool, lease: &leadership::Lease) {
+    let term_started = Instant::now();
     let mut last_retention: Option<Instant> = None;
     let mut interval = tokio::time::interval(config.scheduler_tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -58,6 +75,13 @@ async fn lead(config: &Config, pool: &Pool, lease: leadership::Lease) {
             .unwrap_or(chrono::Duration::days(1));
         if let Err(e) = firing::fire_due(pool, misfire).await {
             tracing::warn!(error = %e, "firing due schedules failed; retrying next tick");
+        }
+        // A new term (after a failover or a database outage) first gives workers one
+        // lease period to renew, so a live worker's runs are not taken for lost.
+        if term_started.elapsed() >= config.lease {
+            if let Err(e) = rescue::rescue_expired(pool).await {
+                tracing::warn!(error = %e, "rescuing runs of lost workers failed; retrying next tick");
+            }
         }
         if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());

@@ -37,7 +37,12 @@ impl Error {
         match self {
             Error::Pool(_) => true,
             Error::Db(e) => {
+                // 08: connection exceptions; 57P01-03: the server is shutting down or
+                // starting up (a restart); 53300: too many connections.
+                let code = e.code().map(|c| c.code()).unwrap_or("");
                 e.is_closed()
+                    || code.starts_with("08")
+                    || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
                     || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
             }
             _ => false,

@@ -30,6 +30,8 @@ pub use deadpool_postgres::GenericClient;
 
 /// Channel a run's insertion notifies (payload: worker group) so idle workers wake up.
 pub const RUNS_CHANNEL: &str = "jobcenter_runs";
+/// Channel a cancel request notifies (payload: run id) so the holding worker kills it.
+pub const CANCEL_CHANNEL: &str = "jobcenter_cancel";
 pub use deadpool_postgres::PoolError;
 pub use tokio_postgres::Error as DbError;
 

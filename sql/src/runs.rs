@@ -32,14 +32,22 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     pub worker_id: Option<Uuid>,
     pub cancel_requested: bool,
+    pub first_run_id: Option<Uuid>,
+    pub previous_run_id: Option<Uuid>,
+    pub retry_of: Option<Uuid>,
+    pub not_before: DateTime<Utc>,
 }
 
+/// A run to queue as the first attempt of a chain. Under the job's `skip` policy it is
+/// recorded `skipped` instead when another run of the job is queued or running.
 pub struct NewRun<'a> {
     pub job_id: Uuid,
     pub trigger: RunTrigger,
     pub input: &'a Value,
     pub worker_group: &'a str,
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// The finished run this one re-runs by hand.
+    pub retry_of: Option<Uuid>,
 }
 
 /// A run a worker has just claimed, with everything needed to execute it.
@@ -56,6 +64,9 @@ pub struct ClaimedRun {
     pub env: BTreeMap<String, String>,
     pub project_config: BTreeMap<String, String>,
     pub timeout_seconds: i32,
+    pub max_attempts: i32,
+    /// The fencing token of this claim: every later change names it.
+    pub lease_id: Uuid,
 }
 
 /// The outcome a worker reports for a run it holds.
@@ -68,7 +79,8 @@ pub struct Outcome<'a> {
 
 const COLUMNS: &str = "r.id, r.job_id, j.project_id, r.state::text, r.trigger::text, r.attempt,
     r.worker_group, r.input, r.result, r.exit_code, r.error, r.scheduled_for, r.queued_at,
-    r.started_at, r.finished_at, r.worker_id, r.cancel_requested";
+    r.started_at, r.finished_at, r.worker_id, r.cancel_requested, r.first_run_id,
+    r.previous_run_id, r.retry_of, r.not_before";
 
 fn corrupt(column: &'static str, value: String) -> Error {
     Error::Corrupt {
@@ -98,16 +110,39 @@ fn from_row(row: &Row) -> Result<Run, Error> {
         finished_at: row.get(14),
         worker_id: row.get(15),
         cancel_requested: row.get(16),
+        first_run_id: row.get(17),
+        previous_run_id: row.get(18),
+        retry_of: row.get(19),
+        not_before: row.get(20),
     })
 }
 
+/// Serializes run insertion for one job until the transaction ends, so that two
+/// concurrent triggers of a `skip` job cannot both find it idle.
+pub async fn lock_job_queue(c: &impl GenericClient, job_id: Uuid) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))")
+        .await?;
+    c.execute(&stmt, &[&job_id]).await?;
+    Ok(())
+}
+
 /// Queues a run and wakes the workers of its group, in one statement. A schedule tick
-/// that already has its run inserts nothing and returns `None`.
+/// that already has its run inserts nothing and returns `None`. Call
+/// [`lock_job_queue`] first in the same transaction for the skip policy to be exact.
 pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<Run>, Error> {
     let sql = format!(
-        "WITH r AS (
-           INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for)
-           VALUES ($1, $2::text::run_trigger, $3, $4, $5)
+        "WITH j AS (SELECT concurrency FROM jobs WHERE id = $1),
+         busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = $1
+                                 AND state IN ('queued', 'running')) AS busy),
+         r AS (
+           INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, retry_of,
+                             exclusive, state, finished_at, error)
+           SELECT $1, $2::text::run_trigger, $3, $4, $5, $6, j.concurrency <> 'allow',
+                  CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
+                  CASE WHEN skip THEN now() END,
+                  CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
+           FROM j, busy, LATERAL (SELECT j.concurrency = 'skip' AND busy.busy AS skip) s
            ON CONFLICT (job_id, scheduled_for) WHERE trigger = 'schedule' AND attempt = 1
            DO NOTHING RETURNING *)
          SELECT {COLUMNS}, pg_notify('{channel}', r.worker_group)
@@ -124,9 +159,38 @@ pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<R
                 new.input,
                 &new.worker_group,
                 &new.scheduled_for,
+                &new.retry_of,
             ],
         )
         .await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
+/// Queues the attempt that follows `previous` (a retry or a rescue), not claimable
+/// before `delay` from now (database time). None: that attempt already has a follower (fenced by a unique
+/// index, so two leaders cannot both re-queue it).
+pub async fn insert_next_attempt(
+    c: &impl GenericClient,
+    previous: Uuid,
+    delay: std::time::Duration,
+) -> Result<Option<Run>, Error> {
+    let sql = format!(
+        "WITH p AS (SELECT * FROM runs WHERE id = $1),
+         r AS (
+           INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, attempt,
+                             exclusive, first_run_id, previous_run_id, retry_of, not_before)
+           SELECT job_id, trigger, input, worker_group, scheduled_for, attempt + 1,
+                  exclusive, coalesce(first_run_id, id), id, retry_of,
+                  now() + $2 * interval '1 millisecond' FROM p
+           ON CONFLICT (previous_run_id) WHERE previous_run_id IS NOT NULL
+           DO NOTHING RETURNING *)
+         SELECT {COLUMNS}, pg_notify('{channel}', r.worker_group)
+         FROM r JOIN jobs j ON j.id = r.job_id",
+        channel = crate::RUNS_CHANNEL
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let delay_ms = delay.as_secs_f64() * 1000.0;
+    let row = c.query_opt(&stmt, &[&previous, &delay_ms]).await?;
     row.map(|r| from_row(&r)).transpose()
 }
 
@@ -166,26 +230,45 @@ pub async fn list_by_job(
     rows.iter().map(from_row).collect()
 }
 
-/// Moves up to `limit` queued runs of `group` to `running` on `worker_id`, oldest first.
+/// Moves up to `limit` claimable runs of `group` to `running` on `worker_id`, oldest
+/// first, each with a fresh lease of `lease_ms`. A drained worker claims nothing. A run
+/// of a `queue`/`skip` job is claimable only when it is the job's oldest queued run and
+/// none of the job's runs is running; the unique index on running exclusive runs fences
+/// two workers racing for the same job (SQLSTATE 23505: claim again).
 pub async fn claim(
     c: &impl GenericClient,
     worker_id: Uuid,
     group: &str,
     limit: i64,
+    lease_ms: i64,
 ) -> Result<Vec<ClaimedRun>, Error> {
     let stmt = c
         .prepare_cached(
             "WITH picked AS (
-               SELECT id FROM runs WHERE state = 'queued' AND worker_group = $1
-               ORDER BY queued_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             UPDATE runs r SET state = 'running', started_at = now(), worker_id = $3
+               SELECT r.id FROM runs r
+               WHERE r.state = 'queued' AND r.worker_group = $1 AND r.not_before <= now()
+                 AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = $3 AND w.drained)
+                 AND (NOT r.exclusive OR (
+                   NOT EXISTS (SELECT 1 FROM runs o WHERE o.job_id = r.job_id
+                               AND o.state = 'running' AND o.exclusive)
+                   AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.job_id = r.job_id
+                               AND o.state = 'queued'
+                               AND (o.queued_at, o.id) < (r.queued_at, r.id))))
+               ORDER BY r.queued_at LIMIT $2 FOR UPDATE OF r SKIP LOCKED)
+             UPDATE runs r SET state = 'running', started_at = now(), worker_id = $3,
+                    lease_id = gen_random_uuid(),
+                    lease_expires_at = now() + $4 * interval '1 millisecond'
              FROM picked, jobs j, projects p
              WHERE r.id = picked.id AND j.id = r.job_id AND p.id = j.project_id
              RETURNING r.id, r.job_id, j.project_id, r.attempt, r.trigger::text, r.input,
-                       r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds",
+                       r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds,
+                       j.max_attempts, r.lease_id",
         )
         .await?;
-    let rows = c.query(&stmt, &[&group, &limit, &worker_id]).await?;
+    let lease = lease_ms as f64;
+    let rows = c
+        .query(&stmt, &[&group, &limit, &worker_id, &lease])
+        .await?;
     rows.iter().map(claimed_from_row).collect()
 }
 
@@ -211,23 +294,25 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedRun, Error> {
         env: json_column(row, 8, "jobs.env")?,
         project_config: json_column(row, 9, "projects.config")?,
         timeout_seconds: row.get(10),
+        max_attempts: row.get(11),
+        lease_id: row.get(12),
     })
 }
 
-/// Records the outcome of a run `worker_id` holds. False: the run is not (or no longer)
-/// running on this worker, and nothing was changed.
+/// Records the outcome of a run held under `lease_id`. False: the lease is gone (the
+/// run was rescued, handed back or already finished) and nothing was changed.
 pub async fn finish(
     c: &impl GenericClient,
     run_id: Uuid,
-    worker_id: Uuid,
+    lease_id: Uuid,
     outcome: &Outcome<'_>,
 ) -> Result<bool, Error> {
     debug_assert!(RunState::Running.can_become(outcome.state));
     let stmt = c
         .prepare_cached(
             "UPDATE runs SET state = $3::text::run_state, exit_code = $4, result = $5, error = $6,
-                    finished_at = now()
-             WHERE id = $1 AND worker_id = $2 AND state = 'running'",
+                    finished_at = now(), lease_expires_at = NULL
+             WHERE id = $1 AND lease_id = $2 AND state = 'running'",
         )
         .await?;
     let changed = c
@@ -235,7 +320,7 @@ pub async fn finish(
             &stmt,
             &[
                 &run_id,
-                &worker_id,
+                &lease_id,
                 &outcome.state.as_str(),
                 &outcome.exit_code,
                 &outcome.result,
@@ -244,6 +329,129 @@ pub async fn finish(
         )
         .await?;
     Ok(changed == 1)
+}
+
+/// Puts a run held under `lease_id` back in the queue (a worker shutting down). It
+/// keeps its attempt number: it will be executed again from the start.
+pub async fn hand_back(
+    c: &impl GenericClient,
+    run_id: Uuid,
+    lease_id: Uuid,
+) -> Result<bool, Error> {
+    debug_assert!(RunState::Running.can_become(RunState::Queued));
+    let sql = format!(
+        "UPDATE runs SET state = 'queued', started_at = NULL, worker_id = NULL,
+                lease_id = NULL, lease_expires_at = NULL, not_before = now()
+         WHERE id = $1 AND lease_id = $2 AND state = 'running'
+         RETURNING pg_notify('{channel}', worker_group)",
+        channel = crate::RUNS_CHANNEL
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    Ok(c.query_opt(&stmt, &[&run_id, &lease_id]).await?.is_some())
+}
+
+/// A run this worker holds, as its heartbeat sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub id: Uuid,
+    pub lease_id: Uuid,
+    pub cancel_requested: bool,
+}
+
+/// Renews the leases of every run `worker_id` holds; returns them. A run the worker
+/// thinks it holds and that is missing here was taken away (rescued): it must stop.
+pub async fn renew_leases(
+    c: &impl GenericClient,
+    worker_id: Uuid,
+    lease_ms: i64,
+) -> Result<Vec<Held>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE runs SET lease_expires_at = now() + $2 * interval '1 millisecond'
+             WHERE worker_id = $1 AND state = 'running'
+             RETURNING id, lease_id, cancel_requested",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&worker_id, &(lease_ms as f64)]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Held {
+            id: r.get(0),
+            lease_id: r.get(1),
+            cancel_requested: r.get(2),
+        })
+        .collect())
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was queued: it is now `cancelled` and will never start.
+    Cancelled,
+    /// The run is running: its worker was notified and will kill it.
+    Requested,
+    /// The run had already finished.
+    AlreadyFinished,
+}
+
+/// Cancels a run: a queued one at once, a running one by flagging it and notifying
+/// [`crate::CANCEL_CHANNEL`] (payload: run id) so that its worker kills it.
+pub async fn cancel(c: &impl GenericClient, run_id: Uuid) -> Result<CancelOutcome, Error> {
+    debug_assert!(RunState::Queued.can_become(RunState::Cancelled));
+    let queued = c
+        .prepare_cached(
+            "UPDATE runs SET state = 'cancelled', cancel_requested = true, finished_at = now(),
+                    error = 'cancelled before it started'
+             WHERE id = $1 AND state = 'queued'",
+        )
+        .await?;
+    if c.execute(&queued, &[&run_id]).await? == 1 {
+        return Ok(CancelOutcome::Cancelled);
+    }
+    let running = c
+        .prepare_cached(&format!(
+            "UPDATE runs SET cancel_requested = true WHERE id = $1 AND state = 'running'
+             RETURNING pg_notify('{channel}', id::text)",
+            channel = crate::CANCEL_CHANNEL
+        ))
+        .await?;
+    if c.query_opt(&running, &[&run_id]).await?.is_some() {
+        return Ok(CancelOutcome::Requested);
+    }
+    Ok(CancelOutcome::AlreadyFinished)
+}
+
+/// A running run whose lease has expired (its worker is dead or cut off).
+#[derive(Debug, Clone, Copy)]
+pub struct Expired {
+    pub id: Uuid,
+    pub lease_id: Uuid,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub cancel_requested: bool,
+}
+
+/// Up to `limit` running runs whose lease expired, locked for the rescuing transaction.
+pub async fn lock_expired(c: &impl GenericClient, limit: i64) -> Result<Vec<Expired>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT r.id, r.lease_id, r.attempt, j.max_attempts, r.cancel_requested
+             FROM runs r JOIN jobs j ON j.id = r.job_id
+             WHERE r.state = 'running' AND r.lease_expires_at < now()
+             ORDER BY r.lease_expires_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Expired {
+            id: r.get(0),
+            lease_id: r.get(1),
+            attempt: r.get(2),
+            max_attempts: r.get(3),
+            cancel_requested: r.get(4),
+        })
+        .collect())
 }
 
 /// Takes a job's queued runs out of the queue (they end `cancelled` with `reason`).

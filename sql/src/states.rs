@@ -31,7 +31,8 @@ macro_rules! text_enum {
 
 text_enum!(
     /// `queued → running → succeeded | failed | timed_out | cancelled`; `skipped` for a
-    /// tick dropped by the skip policy; `queued → cancelled` when cancelled or disabled.
+    /// tick dropped by the skip policy; `queued → cancelled` when cancelled or disabled;
+    /// `running → queued` when a worker shutting down hands an unfinished run back.
     RunState {
         Queued => "queued",
         Running => "running",
@@ -87,6 +88,7 @@ impl RunState {
                 | (Running, Failed)
                 | (Running, TimedOut)
                 | (Running, Cancelled)
+                | (Running, Queued)
         )
     }
 }
@@ -105,6 +107,7 @@ mod tests {
             (Running, Failed),
             (Running, TimedOut),
             (Running, Cancelled),
+            (Running, Queued),
         ];
         for &from in RunState::ALL {
             for &to in RunState::ALL {

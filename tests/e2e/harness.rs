@@ -120,6 +120,15 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database on another server (e.g. a private cluster), migrated by the first
+    /// component that starts; not dropped by this handle.
+    pub fn on_server(url: String) -> TestDb {
+        TestDb {
+            name: String::new(),
+            url,
+        }
+    }
+
     pub fn new() -> TestDb {
         let template = template();
         let name = format!("jc_t_{}", uuid::Uuid::new_v4().simple());
@@ -163,6 +172,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         blocking(async move {
             let _ = admin_client().await.batch_execute(&drop).await;
@@ -243,6 +255,26 @@ impl Component {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, as an orchestrator stopping the process would; does not wait.
+    pub fn terminate(&mut self) {
+        // SAFETY: kill(2) on our own child's pid touches no memory.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// The exit status once the process has exited by itself, polled up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
     }
 }
 
@@ -456,6 +488,15 @@ impl Api {
             .await;
         assert_eq!(reply.status, 202, "{reply:?}");
         reply.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until the run is running and returns it.
+    pub async fn wait_running(&self, run: &str) -> Value {
+        eventually(Duration::from_secs(20), "the run to start", || async {
+            let reply = self.get(&format!("/api/v1/runs/{run}")).await;
+            (reply.body["state"] == "running").then_some(reply.body)
+        })
+        .await
     }
 
     /// Waits until the run reaches a final state and returns it.

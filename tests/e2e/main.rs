@@ -5,6 +5,7 @@ mod accounts;
 mod artifacts;
 mod authz_matrix;
 mod bad_input;
+mod execution;
 mod harness;
 mod job_lifecycle;
 mod leadership;

@@ -1,14 +1,21 @@
 //! The claim loop: take as many queued runs as there are free slots, start each in its
 //! own task, and sleep until a notification, a finished run or the poll interval.
+//!
+//! Shutdown (the token is cancelled, e.g. on SIGTERM): stop claiming, let running runs
+//! finish within the shutdown grace, then kill the rest and hand them back to the
+//! queue, and remove the worker's row.
 
+use crate::control::Stop;
 use crate::{execute, heartbeat, wakeup, Error, WorkerContext};
 use jobcenter_core::config::Config;
 use jobcenter_sql::Pool;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 
-/// Runs the worker forever.
-pub async fn run(config: &Config, pool: Pool) -> Result<(), Error> {
+/// Runs the worker until `shutdown` is cancelled, then shuts down gracefully.
+pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Result<(), Error> {
     let ctx = WorkerContext::new(config, pool);
     std::fs::create_dir_all(&ctx.workdir).map_err(|source| Error::Io {
         context: format!(
@@ -17,30 +24,70 @@ pub async fn run(config: &Config, pool: Pool) -> Result<(), Error> {
         ),
         source,
     })?;
-    let hostname = hostname();
-    {
-        let client = ctx.pool.get().await?;
-        jobcenter_sql::workers::register(
-            &client,
-            ctx.id,
-            &ctx.group,
-            &hostname,
-            ctx.capacity as i32,
-        )
-        .await?;
-    }
+    register(&ctx).await?;
     tracing::info!(worker_id = %ctx.id, group = %ctx.group, capacity = ctx.capacity, "worker started");
     let wake = Arc::new(Notify::new());
-    tokio::spawn(wakeup::listen_forever(
+    let listener = tokio::spawn(wakeup::listen_forever(
         config.database_url.expose().to_string(),
         ctx.group.clone(),
         wake.clone(),
+        ctx.registry.clone(),
     ));
-    tokio::spawn(heartbeat::beat_forever(
+    let heart = tokio::spawn(heartbeat::beat_forever(
         ctx.clone(),
         config.worker_heartbeat,
     ));
     let slots = Arc::new(Semaphore::new(ctx.capacity));
+    tokio::select! {
+        _ = claim_forever(&ctx, &slots, &wake, config.worker_poll) => {}
+        _ = shutdown.cancelled() => {}
+    }
+    drain_for_shutdown(&ctx, &slots, config.shutdown_grace).await;
+    listener.abort();
+    heart.abort();
+    if let Ok(client) = ctx.pool.get().await {
+        if let Err(e) = jobcenter_sql::workers::deregister(&client, ctx.id).await {
+            tracing::warn!(error = %e, "could not remove the worker row");
+        }
+    }
+    tracing::info!(worker_id = %ctx.id, "worker stopped");
+    Ok(())
+}
+
+/// Registers the worker, retrying while the database is unreachable at start.
+async fn register(ctx: &WorkerContext) -> Result<(), Error> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let result = async {
+            let client = ctx.pool.get().await?;
+            jobcenter_sql::workers::register(
+                &client,
+                ctx.id,
+                &ctx.group,
+                &ctx.hostname,
+                ctx.capacity as i32,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "cannot register the worker yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn claim_forever(
+    ctx: &WorkerContext,
+    slots: &Arc<Semaphore>,
+    wake: &Arc<Notify>,
+    poll: Duration,
+) {
     loop {
         let free = slots.available_permits();
         if free == 0 {
@@ -54,40 +101,78 @@ pub async fn run(config: &Config, pool: Pool) -> Result<(), Error> {
             );
             continue;
         }
-        let runs = claim(&ctx, free).await;
+        let runs = claim(ctx, free).await;
         let more_may_wait = runs.len() == free;
         for run in runs {
             let permit = slots
                 .clone()
                 .try_acquire_owned()
                 .expect("claimed no more runs than free slots");
+            let stop = ctx.registry.register(run.id, run.lease_id);
             let (ctx, wake) = (ctx.clone(), wake.clone());
             tokio::spawn(async move {
-                execute::execute(&ctx, run).await;
+                let run_id = run.id;
+                execute::execute(&ctx, run, stop).await;
+                ctx.registry.remove(run_id);
                 drop(permit);
                 wake.notify_one();
             });
         }
         if !more_may_wait {
-            let _ = tokio::time::timeout(config.worker_poll, wake.notified()).await;
+            let _ = tokio::time::timeout(poll, wake.notified()).await;
         }
     }
 }
 
-async fn claim(ctx: &WorkerContext, free: usize) -> Vec<jobcenter_sql::runs::ClaimedRun> {
-    let result = async {
-        let client = ctx.pool.get().await?;
-        jobcenter_sql::runs::claim(&client, ctx.id, &ctx.group, free as i64).await
+/// Waits up to `grace` for running runs, then hands the rest back and waits for them.
+async fn drain_for_shutdown(ctx: &WorkerContext, slots: &Arc<Semaphore>, grace: Duration) {
+    let all = ctx.capacity as u32;
+    let running = ctx.registry.len();
+    tracing::info!(
+        running,
+        grace_s = grace.as_secs(),
+        "shutting down: no more claims; letting runs finish"
+    );
+    if tokio::time::timeout(grace, slots.acquire_many(all))
+        .await
+        .is_ok()
+    {
+        return;
     }
-    .await;
-    result.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "claiming runs failed; retrying");
-        Vec::new()
-    })
+    tracing::warn!(
+        running = ctx.registry.len(),
+        "shutdown grace over; handing unfinished runs back to the queue"
+    );
+    ctx.registry.stop_all(Stop::HandBack);
+    let bound = ctx.limits.kill_grace + Duration::from_secs(10);
+    if tokio::time::timeout(bound, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            "runs did not stop in time; their leases will expire and the leader rescue them"
+        );
+    }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+async fn claim(ctx: &WorkerContext, free: usize) -> Vec<jobcenter_sql::runs::ClaimedRun> {
+    let lease_ms = ctx.lease.as_millis() as i64;
+    // A race for a queue/skip job's single slot (unique violation) is lost to another
+    // worker: claim again at once, the other runs are still there.
+    for _ in 0..3 {
+        let result = async {
+            let client = ctx.pool.get().await?;
+            jobcenter_sql::runs::claim(&client, ctx.id, &ctx.group, free as i64, lease_ms).await
+        }
+        .await;
+        match result {
+            Ok(runs) => return runs,
+            Err(e) if e.sqlstate() == Some("23505") => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming runs failed; retrying");
+                return Vec::new();
+            }
+        }
+    }
+    Vec::new()
 }

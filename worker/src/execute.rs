@@ -5,6 +5,7 @@
 //! record the outcome and the new state in one transaction.
 
 use crate::command::{self, RunFiles};
+use crate::control::Stop;
 use crate::{log_shipper, Error, WorkerContext};
 use jobcenter_core::target::Target;
 use jobcenter_sql::runs::{ClaimedRun, Outcome};
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 use tracing::Instrument;
 
 /// What happened to the process.
@@ -22,11 +24,24 @@ struct Finished {
     error: Option<String>,
 }
 
-pub async fn execute(ctx: &WorkerContext, run: ClaimedRun) {
+/// How supervision ended.
+enum Ending {
+    /// The run has an outcome to record.
+    Finished(Finished),
+    /// Killed for a shutdown: the run goes back to the queue.
+    HandBack,
+    /// Killed because the run was rescued elsewhere: nothing is recorded.
+    Abandon,
+}
+
+/// How long a finished run's outcome is retried while the database is unreachable.
+const RECORD_PATIENCE: Duration = Duration::from_secs(3600);
+
+pub async fn execute(ctx: &WorkerContext, run: ClaimedRun, stop: watch::Receiver<Option<Stop>>) {
     let span =
         tracing::info_span!("run", run_id = %run.id, job_id = %run.job_id, attempt = run.attempt);
     async {
-        if let Err(e) = execute_inner(ctx, &run).await {
+        if let Err(e) = execute_inner(ctx, &run, stop).await {
             tracing::error!(error = %e, "run could not be executed");
             let error = format!("worker error: {e}");
             let outcome = Outcome {
@@ -35,16 +50,18 @@ pub async fn execute(ctx: &WorkerContext, run: ClaimedRun) {
                 result: None,
                 error: Some(&error),
             };
-            if let Err(e) = record(ctx, &run, &outcome, None).await {
-                tracing::error!(error = %e, "could not record the failure either");
-            }
+            record_patiently(ctx, &run, &outcome, None).await;
         }
     }
     .instrument(span)
     .await
 }
 
-async fn execute_inner(ctx: &WorkerContext, run: &ClaimedRun) -> Result<(), Error> {
+async fn execute_inner(
+    ctx: &WorkerContext,
+    run: &ClaimedRun,
+    stop: watch::Receiver<Option<Stop>>,
+) -> Result<(), Error> {
     let io = |context: &str| {
         let context = context.to_string();
         move |source| Error::Io { context, source }
@@ -67,13 +84,21 @@ async fn execute_inner(ctx: &WorkerContext, run: &ClaimedRun) -> Result<(), Erro
         .map_err(io("cannot write the state file"))?;
 
     let Target::Command { command: argv } = &run.target;
-    let finished = match command::spawn(argv, run, &files) {
-        Ok(child) => supervise(ctx, run, child, input).await,
-        Err(e) => Finished {
+    let ending = match command::spawn(argv, run, &files) {
+        Ok(child) => supervise(ctx, run, child, input, stop).await,
+        Err(e) => Ending::Finished(Finished {
             state: RunState::Failed,
             exit_code: None,
             error: Some(format!("cannot start {:?}: {e}", argv[0])),
-        },
+        }),
+    };
+    let finished = match ending {
+        Ending::Finished(finished) => finished,
+        Ending::HandBack => return hand_back(ctx, run).await,
+        Ending::Abandon => {
+            tracing::warn!("run abandoned: its lease was taken away");
+            return Ok(());
+        }
     };
     let result = read_capped(&files.result, ctx.limits.result_bytes).await;
     let new_state = if finished.state == RunState::Succeeded {
@@ -88,7 +113,8 @@ async fn execute_inner(ctx: &WorkerContext, run: &ClaimedRun) -> Result<(), Erro
         result: result_text.as_deref().filter(|r| !r.is_empty()),
         error: finished.error.as_deref(),
     };
-    record(ctx, run, &outcome, new_state.as_deref()).await
+    record_patiently(ctx, run, &outcome, new_state.as_deref()).await;
+    Ok(())
 }
 
 /// Feeds stdin, ships output, enforces the timeout; returns once every process of the
@@ -98,7 +124,8 @@ async fn supervise(
     run: &ClaimedRun,
     mut child: tokio::process::Child,
     input: Vec<u8>,
-) -> Finished {
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Ending {
     let pid = child.id().expect("a just-spawned child has a pid");
     tracing::info!(pid, "run started");
     if let Some(mut stdin) = child.stdin.take() {
@@ -119,21 +146,62 @@ async fn supervise(
     drop(log_tx);
 
     let timeout = Duration::from_secs(run.timeout_seconds.max(1) as u64);
-    let finished = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => from_exit_status(status),
-        Ok(Err(e)) => Finished {
-            state: RunState::Failed,
-            exit_code: None,
-            error: Some(format!("waiting for the process failed: {e}")),
-        },
-        Err(_) => {
-            terminate(&mut child, pid, ctx.limits.kill_grace).await;
-            Finished {
-                state: RunState::TimedOut,
-                exit_code: None,
-                error: Some(format!("timed out after {} s", run.timeout_seconds)),
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let grace = ctx.limits.kill_grace;
+    let ending = tokio::select! {
+            status = child.wait() => Ending::Finished(match status {
+                Ok(status) => from_exit_status(status),
+                Err(e) => Finished {
+                    state: RunState::Failed,
+                    exit_code: None,
+                    error: Some(format!("waiting for the process failed: {e}")),
+                },
+            }),
+            _ = &mut deadline => {
+                terminate(&mut child, pid, grace).await;
+                Ending::Finished(Finished {
+                    state: RunState::TimedOut,
+                    exit_code: None,
+                    error: Some(format!("timed out after {} s", run.timeout_seconds)),
+                })
             }
-        }
+            changed = stop.changed() => {
+                let why = if changed.is_ok() { *stop.borrow_and_update() } else { None };
+                match why {
+                    Some(Stop::Cancel) => {
+                        tracing::info!("cancel requested; stopping the run");
+                        terminate(&mut child, pid, grace).await;
+                        Ending::Finished(Finished {
+                            state: RunState::Cancelled,
+                            exit_code: None,
+                            error: Some("cancelled while running".into()),
+                        })
+                    }
+                    Some(Stop::HandBack) => {
+                        terminate(&mut child, pid, grace).await;
+                        Ending::HandBack
+                    }
+                    Some(Stop::LeaseLost) => {
+                        command::signal_group(pid, libc::SIGKILL);
+                        let _ = child.wait().await;
+                        Ending::Abandon
+                    }
+                    // The registry never drops a sender before the run ends; if it did,
+                    // wait for the process alone.
+                    None => {
+                        let status = child.wait().await;
+                        Ending::Finished(match status {
+                            Ok(status) => from_exit_status(status),
+                            Err(e) => Finished {
+                                state: RunState::Failed,
+                                exit_code: None,
+                                error: Some(format!("waiting for the process failed: {e}")),
+                            },
+                        })
+                    }
+                }
+            }
     };
     // Whatever the run left behind in its group goes too (and releases the pipes).
     command::signal_group(pid, libc::SIGKILL);
@@ -141,7 +209,7 @@ async fn supervise(
         let _ = reader.await;
     }
     let _ = shipper.await;
-    finished
+    ending
 }
 
 /// SIGTERM to the group, then SIGKILL after the grace period.
@@ -199,7 +267,34 @@ async fn read_state(path: &Path, cap: usize) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
-/// Records the outcome (and the new job state) in one transaction; a run this worker
+/// Records the outcome, retrying while the database is unreachable (a run that
+/// finished during an outage gets its outcome written once it is back).
+async fn record_patiently(
+    ctx: &WorkerContext,
+    run: &ClaimedRun,
+    outcome: &Outcome<'_>,
+    new_state: Option<&[u8]>,
+) {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match record(ctx, run, outcome, new_state).await {
+            Ok(()) => return,
+            Err(Error::Db(e)) if e.is_unavailable() && started.elapsed() < RECORD_PATIENCE => {
+                tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the outcome; the lease will expire and the leader rescue the run");
+                return;
+            }
+        }
+    }
+}
+
+/// Records the outcome (and the new job state, and the next attempt when a failed run
+/// has attempts left) in one transaction, fenced by the run's lease: a run this worker
 /// no longer holds is left alone.
 async fn record(
     ctx: &WorkerContext,
@@ -209,7 +304,7 @@ async fn record(
 ) -> Result<(), Error> {
     let mut client = ctx.pool.get().await?;
     let tx = client.transaction().await?;
-    let held = jobcenter_sql::runs::finish(&tx, run.id, ctx.id, outcome).await?;
+    let held = jobcenter_sql::runs::finish(&tx, run.id, run.lease_id, outcome).await?;
     if !held {
         tracing::warn!("run is no longer held by this worker; outcome not recorded");
         return Ok(());
@@ -217,7 +312,23 @@ async fn record(
     if let Some(state) = new_state {
         jobcenter_sql::job_state::put(&tx, run.job_id, run.id, state).await?;
     }
+    let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
+    if retryable && run.attempt < run.max_attempts {
+        let delay = ctx.backoff(run.attempt);
+        if let Some(next) = jobcenter_sql::runs::insert_next_attempt(&tx, run.id, delay).await? {
+            tracing::info!(next_run_id = %next.id, attempt = next.attempt, delay_ms = delay.as_millis() as u64, "retry queued");
+        }
+    }
     tx.commit().await?;
     tracing::info!(state = %outcome.state, exit_code = ?outcome.exit_code, "run finished");
+    Ok(())
+}
+
+/// Puts an unfinished run back in the queue (shutdown).
+async fn hand_back(ctx: &WorkerContext, run: &ClaimedRun) -> Result<(), Error> {
+    let client = ctx.pool.get().await?;
+    if jobcenter_sql::runs::hand_back(&client, run.id, run.lease_id).await? {
+        tracing::info!("run handed back to the queue");
+    }
     Ok(())
 }

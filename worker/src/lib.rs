@@ -6,6 +6,7 @@
 
 mod claim_loop;
 mod command;
+mod control;
 mod execute;
 mod heartbeat;
 mod log_shipper;
@@ -48,9 +49,15 @@ pub struct WorkerContext {
     pub id: Uuid,
     pub pool: Pool,
     pub group: String,
+    pub hostname: String,
     pub capacity: usize,
     pub workdir: PathBuf,
     pub limits: Limits,
+    /// How long a claim's lease lasts without renewal.
+    pub lease: Duration,
+    pub registry: control::Registry,
+    retry_backoff_base: Duration,
+    retry_backoff_max: Duration,
 }
 
 /// Caps on what a run can hand back.
@@ -59,7 +66,7 @@ pub struct Limits {
     pub result_bytes: usize,
     pub state_bytes: usize,
     pub log_bytes: usize,
-    /// Grace between SIGTERM and SIGKILL when a run is timed out.
+    /// Grace between SIGTERM and SIGKILL when a run is timed out, cancelled or handed back.
     pub kill_grace: Duration,
 }
 
@@ -69,14 +76,37 @@ impl WorkerContext {
             id: Uuid::new_v4(),
             pool,
             group: config.worker_group.clone(),
+            hostname: hostname(),
             capacity: config.worker_capacity,
             workdir: config.worker_workdir.clone(),
             limits: Limits {
                 result_bytes: config.result_max_bytes,
                 state_bytes: config.state_max_bytes,
                 log_bytes: config.log_max_bytes,
-                kill_grace: Duration::from_secs(5),
+                kill_grace: config.kill_grace,
             },
+            lease: config.lease,
+            registry: control::Registry::default(),
+            retry_backoff_base: config.retry_backoff_base,
+            retry_backoff_max: config.retry_backoff_max,
         }
     }
+
+    /// The delay before the attempt after `attempt`, with jitter.
+    pub fn backoff(&self, attempt: i32) -> Duration {
+        use rand::Rng;
+        let jitter = rand::thread_rng().gen_range(0.0..=1.0);
+        jobcenter_core::retry::backoff(
+            attempt,
+            self.retry_backoff_base,
+            self.retry_backoff_max,
+            jitter,
+        )
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -1,26 +1,45 @@
 //! LISTEN for new runs of this worker's group, so a triggered run starts within
-//! milliseconds. The claim loop also polls, so a lost connection only costs latency.
+//! milliseconds, and for cancel requests, so a cancelled run is killed at once. The
+//! claim loop also polls and the heartbeat also sees cancel flags, so a lost connection
+//! only costs latency.
 
+use crate::control::{Registry, Stop};
 use futures_util::{stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_postgres::AsyncMessage;
+use uuid::Uuid;
 
-/// Keeps a LISTEN connection up forever, waking `notify` on each run queued for `group`.
-pub async fn listen_forever(url: String, group: String, notify: Arc<Notify>) {
+/// Keeps a LISTEN connection up forever, waking `notify` on each run queued for `group`
+/// and stopping held runs that are cancelled.
+pub async fn listen_forever(url: String, group: String, notify: Arc<Notify>, registry: Registry) {
+    let mut delay = Duration::from_millis(250);
     loop {
-        if let Err(e) = listen_once(&url, &group, &notify).await {
-            tracing::warn!(error = %e, "run notifications interrupted; polling until reconnected");
+        match listen_once(&url, &group, &notify, &registry).await {
+            Ok(()) => delay = Duration::from_millis(250),
+            Err(e) => {
+                tracing::warn!(error = %e, "run notifications interrupted; polling until reconnected");
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(delay).await;
     }
 }
 
-async fn listen_once(url: &str, group: &str, notify: &Notify) -> Result<(), jobcenter_sql::Error> {
+async fn listen_once(
+    url: &str,
+    group: &str,
+    notify: &Notify,
+    registry: &Registry,
+) -> Result<(), jobcenter_sql::Error> {
     let (client, mut connection) = jobcenter_sql::db::connect_direct_with_connection(url).await?;
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-    let listen_sql = format!("LISTEN {}", jobcenter_sql::RUNS_CHANNEL);
+    let listen_sql = format!(
+        "LISTEN {}; LISTEN {}",
+        jobcenter_sql::RUNS_CHANNEL,
+        jobcenter_sql::CANCEL_CHANNEL
+    );
     let mut listen = Box::pin(client.batch_execute(&listen_sql));
     let mut listening = false;
     // The connection must be polled for LISTEN to complete: drive both together.
@@ -33,7 +52,15 @@ async fn listen_once(url: &str, group: &str, notify: &Notify) -> Result<(), jobc
                 notify.notify_one();
             }
             message = messages.next() => match message {
-                Some(Ok(AsyncMessage::Notification(n))) if n.payload() == group => notify.notify_one(),
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if n.channel() == jobcenter_sql::CANCEL_CHANNEL {
+                        if let Ok(run_id) = n.payload().parse::<Uuid>() {
+                            registry.stop(run_id, Stop::Cancel);
+                        }
+                    } else if n.payload() == group {
+                        notify.notify_one();
+                    }
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),

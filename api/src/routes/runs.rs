@@ -1,4 +1,4 @@
-//! Runs: trigger, read, list, logs.
+//! Runs: trigger, read, list, cancel, retry.
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
@@ -12,7 +12,7 @@ use crate::trigger::{idempotency_key, queue_run, QueueRun};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
-use jobcenter_sql::runs::{self, Run, RunFilter};
+use jobcenter_sql::runs::{self, NewRun, Run, RunFilter};
 use jobcenter_sql::states::{RunState, RunTrigger};
 use serde::Deserialize;
 use serde_json::json;
@@ -266,4 +266,92 @@ pub async fn list_runs(
         |r| (r.queued_at, r.id),
         RunResponse::from,
     )))
+}
+
+/// Inserts a run under the job's queue lock (exact skip policy), in `tx`.
+async fn queue(
+    tx: &deadpool_postgres::Transaction<'_>,
+    new: &NewRun<'_>,
+) -> Result<runs::Run, ApiError> {
+    runs::lock_job_queue(tx, new.job_id).await?;
+    runs::insert(tx, new)
+        .await?
+        .ok_or_else(|| ApiError::internal(std::fmt::Error))
+}
+
+/// Cancels a run: a queued run never starts (202 with state `cancelled`); a running
+/// run is killed by its worker within about a second (202, `cancel_requested` true,
+/// it ends `cancelled`). A finished run answers 409.
+#[utoipa::path(
+    tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, body = RunResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "the run has already finished"),
+    )
+)]
+#[post("/api/v1/runs/{id}/cancel")]
+pub async fn cancel_run(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let client = db(&state).await?;
+    runs::get(&client, *id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
+    if runs::cancel(&client, *id).await? == runs::CancelOutcome::AlreadyFinished {
+        return Err(ApiError::Conflict("the run has already finished".into()));
+    }
+    let run = runs::get(&client, *id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
+    Ok(HttpResponse::Accepted().json(RunResponse::from(run)))
+}
+
+/// Re-runs a finished run by hand: a new run (trigger `retry`, attempt 1, `retry_of`
+/// naming this one) with the same input, under the job's current definition.
+#[utoipa::path(
+    tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, body = RunResponse),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "the run has not finished, or its job is disabled or deleted"),
+    )
+)]
+#[post("/api/v1/runs/{id}/retry")]
+pub async fn retry_run(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut client = db(&state).await?;
+    let tx = client.transaction().await?;
+    let original = runs::get(&tx, *id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
+    if !original.state.is_final() {
+        return Err(ApiError::Conflict("the run has not finished yet".into()));
+    }
+    let job = jobs::get(&tx, original.job_id, caller.owner_scope(), Including::Live)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("the run's job is deleted".into()))?;
+    if !job.fields.enabled {
+        return Err(ApiError::Conflict("the job is disabled".into()));
+    }
+    let new = NewRun {
+        job_id: job.id,
+        trigger: RunTrigger::Retry,
+        input: &original.input,
+        worker_group: &job.fields.worker_group,
+        scheduled_for: original.scheduled_for,
+        retry_of: Some(original.id),
+    };
+    let run = queue(&tx, &new).await?;
+    let detail = json!({"job_id": job.id, "trigger": "retry", "retry_of": original.id});
+    let subject = format!("run:{}", run.id);
+    jobcenter_sql::audit::record(&tx, Some(caller.user_id), "run.retry", &subject, &detail)
+        .await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Accepted().json(RunResponse::from(run)))
 }

@@ -1,0 +1,57 @@
+//! Rescue of runs whose worker is gone: a running run whose lease expired (no heartbeat
+//! renewed it) ends `failed` with the reason "worker lost", and, while attempts are
+//! left, its next attempt is queued at once. Both happen in one transaction, and both
+//! are fenced: the old attempt changes only if its lease is still the one read, and an
+//! attempt can have only one follower (unique index), so a worker coming back late, or
+//! a second leader, cannot double anything.
+
+use crate::Error;
+use jobcenter_sql::runs::{self, Outcome};
+use jobcenter_sql::states::RunState;
+use jobcenter_sql::Pool;
+use std::time::Duration;
+
+/// Runs rescued per transaction; a bigger backlog is handled on the next ticks.
+const BATCH: i64 = 100;
+
+/// Rescues the runs whose lease expired; returns how many.
+pub async fn rescue_expired(pool: &Pool) -> Result<usize, Error> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let expired = runs::lock_expired(&tx, BATCH).await?;
+    let mut rescued = 0;
+    for run in &expired {
+        let requeue = run.attempt < run.max_attempts && !run.cancel_requested;
+        let (state, error) = if run.cancel_requested {
+            (
+                RunState::Cancelled,
+                "worker lost while cancelling".to_string(),
+            )
+        } else if requeue {
+            (
+                RunState::Failed,
+                format!("worker lost; re-queued as attempt {}", run.attempt + 1),
+            )
+        } else {
+            (RunState::Failed, "worker lost".to_string())
+        };
+        let outcome = Outcome {
+            state,
+            exit_code: None,
+            result: None,
+            error: Some(&error),
+        };
+        if !runs::finish(&tx, run.id, run.lease_id, &outcome).await? {
+            continue;
+        }
+        rescued += 1;
+        if requeue {
+            let next = runs::insert_next_attempt(&tx, run.id, Duration::ZERO).await?;
+            tracing::warn!(run_id = %run.id, next_run_id = ?next.map(|n| n.id), "worker lost; run re-queued");
+        } else {
+            tracing::warn!(run_id = %run.id, "worker lost; no attempts left, run failed");
+        }
+    }
+    tx.commit().await?;
+    Ok(rescued)
+}
