@@ -6,6 +6,7 @@ mod artifacts;
 mod authz_matrix;
 mod bad_input;
 mod execution;
+mod faults;
 mod harness;
 mod job_lifecycle;
 mod leadership;
