@@ -107,8 +107,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
     };
     let scheduler = || async {
-        jobcenter_scheduler::run(&config, pool.clone(), shutdown.clone()).await;
-        Ok(())
+        jobcenter_scheduler::run(&config, pool.clone(), shutdown.clone())
+            .await
+            .context("scheduler")
     };
     let worker = || async {
         jobcenter_worker::run(&config, pool.clone(), shutdown.clone())

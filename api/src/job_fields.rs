@@ -20,6 +20,7 @@ pub fn from_create(body: CreateJob, now: DateTime<Utc>) -> Result<JobFields, Api
         starts_at: body.starts_at,
         ends_at: body.ends_at,
         concurrency: body.concurrency.map_or(Concurrency::Allow, Into::into),
+        catch_up: body.catch_up.map_or(Default::default(), Into::into),
         timeout_seconds: body.timeout_seconds.unwrap_or(3600),
         max_attempts: body.max_attempts.unwrap_or(1),
         env: body.env,
@@ -60,6 +61,9 @@ pub fn apply_patch(
     }
     if let Some(concurrency) = patch.concurrency {
         fields.concurrency = concurrency.into();
+    }
+    if let Some(catch_up) = patch.catch_up {
+        fields.catch_up = catch_up.into();
     }
     if let Some(timeout) = patch.timeout_seconds {
         fields.timeout_seconds = timeout;

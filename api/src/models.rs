@@ -5,6 +5,7 @@
 //! describe them; the conversions below are the only bridge.
 
 use chrono::{DateTime, Utc};
+use jobcenter_core::firing::CatchUp;
 use jobcenter_core::schedule::ScheduleSpec;
 use jobcenter_core::target::Target;
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
@@ -174,6 +175,38 @@ impl From<Project> for ProjectResponse {
     }
 }
 
+/// What happens to ticks missed while no scheduler ran (by more than the misfire
+/// threshold): `once` fires one run for the latest (default), `each` fires every
+/// missed tick up to a bound (`JOBCENTER_CATCH_UP_MAX_TICKS`, the latest ones),
+/// `skip` fires none.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUpBody {
+    Once,
+    Each,
+    Skip,
+}
+
+impl From<CatchUpBody> for CatchUp {
+    fn from(body: CatchUpBody) -> Self {
+        match body {
+            CatchUpBody::Once => CatchUp::Once,
+            CatchUpBody::Each => CatchUp::Each,
+            CatchUpBody::Skip => CatchUp::Skip,
+        }
+    }
+}
+
+impl From<CatchUp> for CatchUpBody {
+    fn from(policy: CatchUp) -> Self {
+        match policy {
+            CatchUp::Once => CatchUpBody::Once,
+            CatchUp::Each => CatchUpBody::Each,
+            CatchUp::Skip => CatchUpBody::Skip,
+        }
+    }
+}
+
 /// `allow` (overlap), `queue` (one at a time) or `skip` (drop a tick while one runs).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -195,6 +228,8 @@ pub struct CreateJob {
     pub ends_at: Option<DateTime<Utc>>,
     /// Default: allow.
     pub concurrency: Option<ConcurrencyBody>,
+    /// Default: once.
+    pub catch_up: Option<CatchUpBody>,
     /// Default: 3600.
     #[schema(minimum = 1, maximum = 604800)]
     pub timeout_seconds: Option<i32>,
@@ -224,6 +259,7 @@ pub struct UpdateJob {
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub ends_at: Option<Option<DateTime<Utc>>>,
     pub concurrency: Option<ConcurrencyBody>,
+    pub catch_up: Option<CatchUpBody>,
     #[schema(minimum = 1, maximum = 604800)]
     pub timeout_seconds: Option<i32>,
     #[schema(minimum = 1, maximum = 100)]
@@ -243,6 +279,7 @@ pub struct JobResponse {
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub concurrency: ConcurrencyBody,
+    pub catch_up: CatchUpBody,
     pub timeout_seconds: i32,
     pub max_attempts: i32,
     pub env: BTreeMap<String, String>,
@@ -273,6 +310,7 @@ impl From<Job> for JobResponse {
                 Concurrency::Queue => ConcurrencyBody::Queue,
                 Concurrency::Skip => ConcurrencyBody::Skip,
             },
+            catch_up: f.catch_up.into(),
             timeout_seconds: f.timeout_seconds,
             max_attempts: f.max_attempts,
             env: f.env,

@@ -83,6 +83,11 @@ pub struct Config {
     pub log_max_bytes: usize,
     pub scheduler_tick: Duration,
     pub misfire_threshold: Duration,
+    /// Most runs one catch-up under the `each` policy queues for a job.
+    pub max_catch_up_ticks: usize,
+    /// Where the leading scheduler holds its lock: a direct connection, never
+    /// through a transaction-mode pooler. None: `database_url`.
+    pub leader_database_url: Option<Secret>,
     pub deleted_job_retention: Duration,
     pub log_json: bool,
 }
@@ -294,6 +299,9 @@ impl Config {
             log_max_bytes: v.bounded("JOBCENTER_LOG_MAX_BYTES", 10 << 20, 1024..=1 << 30)? as usize,
             scheduler_tick: ms(v.bounded("JOBCENTER_SCHEDULER_TICK_MS", 200, 10..=60_000)?),
             misfire_threshold: secs(v.bounded("JOBCENTER_MISFIRE_SECONDS", 60, 1..=86_400)?),
+            max_catch_up_ticks: v.bounded("JOBCENTER_CATCH_UP_MAX_TICKS", 100, 0..=10_000)?
+                as usize,
+            leader_database_url: v.raw("JOBCENTER_LEADER_DATABASE_URL").map(Secret::new),
             deleted_job_retention: secs(
                 3600 * v.bounded("JOBCENTER_DELETED_JOB_RETENTION_HOURS", 168, 1..=87_600)?,
             ),

@@ -1,9 +1,10 @@
 //! When a job fires: its first fire time, and what the leader does with a due tick.
 //!
-//! Catch-up policy (as Quartz's misfire threshold): a tick late by no more than the
-//! misfire threshold fires as scheduled, so a busy or briefly failing-over leader loses
-//! nothing. Ticks missed by longer (no scheduler was running) collapse into one fire,
-//! for the latest missed instant, and the schedule continues from there.
+//! A tick late by no more than the misfire threshold fires as scheduled, so a busy or
+//! briefly failing-over leader loses nothing. Ticks missed by longer (no scheduler was
+//! running) follow the job's [`CatchUp`] policy: `once` (default) fires one run, for
+//! the latest missed instant; `each` fires every missed tick, at most a bound (the
+//! latest ones); `skip` fires none. The schedule then continues after `now`'s tick.
 
 use crate::schedule::Schedule;
 use chrono::{DateTime, Duration, Utc};
@@ -11,6 +12,34 @@ use chrono::{DateTime, Duration, Utc};
 /// Upper bound on ticks walked while collapsing a long outage (a per-second cron
 /// missed for a day is 86,400 steps); past it the latest tick found is used.
 const MAX_CATCH_UP_STEPS: usize = 1_000_000;
+
+/// What the leader does with ticks missed by more than the misfire threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CatchUp {
+    /// Fire once, for the latest missed tick.
+    #[default]
+    Once,
+    /// Fire each missed tick, up to a bound (the latest ones).
+    Each,
+    /// Fire none of them.
+    Skip,
+}
+
+impl CatchUp {
+    pub const ALL: &'static [CatchUp] = &[CatchUp::Once, CatchUp::Each, CatchUp::Skip];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Once => "once",
+            CatchUp::Each => "each",
+            CatchUp::Skip => "skip",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CatchUp> {
+        CatchUp::ALL.iter().copied().find(|c| c.as_str() == text)
+    }
+}
 
 /// The window a job may fire in (`starts_at`, `ends_at`, both inclusive).
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,10 +92,20 @@ pub fn upcoming(
 /// What the leader does with a job whose tick `due` has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TickPlan {
-    /// The instant to queue a run for (`scheduled_for`); None: past the window, nothing fires.
-    pub fire: Option<DateTime<Utc>>,
-    /// The job's next fire time after this one; None: the schedule is over.
+    /// The instants to queue a run for (`scheduled_for`), oldest first; empty when
+    /// nothing fires (past the window, or missed ticks skipped).
+    pub fires: Vec<DateTime<Utc>>,
+    /// The job's next fire time after these; None: the schedule is over.
     pub next: Option<DateTime<Utc>>,
+}
+
+/// How late ticks are handled: the misfire threshold, the policy, and the bound on
+/// runs one catch-up may queue under [`CatchUp::Each`].
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    pub misfire_threshold: Duration,
+    pub catch_up: CatchUp,
+    pub max_catch_up_ticks: usize,
 }
 
 pub fn plan_tick(
@@ -74,16 +113,31 @@ pub fn plan_tick(
     window: Window,
     due: DateTime<Utc>,
     now: DateTime<Utc>,
-    misfire_threshold: Duration,
+    lateness: Lateness,
 ) -> TickPlan {
-    let fire = if now - due > misfire_threshold {
-        latest_tick_at_or_before(schedule, due, now)
-    } else {
-        due
+    if now - due <= lateness.misfire_threshold {
+        let fires: Vec<_> = window.cap(Some(due)).into_iter().collect();
+        let next = fires
+            .last()
+            .and_then(|t| window.cap(schedule.next_after(*t)));
+        return TickPlan { fires, next };
+    }
+    let latest = latest_tick_at_or_before(schedule, due, now);
+    let fires = match lateness.catch_up {
+        CatchUp::Once => vec![latest],
+        CatchUp::Skip => Vec::new(),
+        CatchUp::Each => missed_ticks(schedule, due, latest, lateness.max_catch_up_ticks),
     };
-    let fire = window.cap(Some(fire));
-    let next = fire.and_then(|t| window.cap(schedule.next_after(t)));
-    TickPlan { fire, next }
+    let fires: Vec<_> = fires
+        .into_iter()
+        .filter_map(|t| window.cap(Some(t)))
+        .collect();
+    // The schedule goes on after the latest missed tick, whatever was fired; a window
+    // that has ended stops it.
+    let next = window
+        .cap(Some(latest))
+        .and_then(|t| window.cap(schedule.next_after(t)));
+    TickPlan { fires, next }
 }
 
 fn latest_tick_at_or_before(
@@ -103,6 +157,32 @@ fn latest_tick_at_or_before(
         }
     }
     latest
+}
+
+/// The ticks from `due` to `latest` (both included), at most `max`: the latest ones.
+fn missed_ticks(
+    schedule: &Schedule,
+    due: DateTime<Utc>,
+    latest: DateTime<Utc>,
+    max: usize,
+) -> Vec<DateTime<Utc>> {
+    let mut ticks = std::collections::VecDeque::with_capacity(max.min(1024));
+    let mut tick = Some(due);
+    for _ in 0..MAX_CATCH_UP_STEPS {
+        match tick {
+            Some(t) if t <= latest => {
+                if ticks.len() == max {
+                    ticks.pop_front();
+                }
+                if max > 0 {
+                    ticks.push_back(t);
+                }
+                tick = schedule.next_after(t);
+            }
+            _ => break,
+        }
+    }
+    ticks.into()
 }
 
 #[cfg(test)]
@@ -160,6 +240,62 @@ mod tests {
         );
     }
 
+    fn late(catch_up: CatchUp) -> Lateness {
+        Lateness {
+            misfire_threshold: Duration::seconds(60),
+            catch_up,
+            max_catch_up_ticks: 5,
+        }
+    }
+
+    #[test]
+    fn catch_up_policies_after_an_outage() {
+        let due = at("2030-01-01T00:01:00Z");
+        let now = at("2030-01-01T00:30:30Z");
+        let next = Some(at("2030-01-01T00:31:00Z"));
+        let once = plan_tick(
+            &every_minute(),
+            Window::default(),
+            due,
+            now,
+            late(CatchUp::Once),
+        );
+        assert_eq!(once.fires, vec![at("2030-01-01T00:30:00Z")]);
+        assert_eq!(once.next, next);
+        let skip = plan_tick(
+            &every_minute(),
+            Window::default(),
+            due,
+            now,
+            late(CatchUp::Skip),
+        );
+        assert!(skip.fires.is_empty());
+        assert_eq!(skip.next, next);
+        let each = plan_tick(
+            &every_minute(),
+            Window::default(),
+            due,
+            now,
+            late(CatchUp::Each),
+        );
+        let expected: Vec<_> = (26..=30)
+            .map(|m| at(&format!("2030-01-01T00:{m}:00Z")))
+            .collect();
+        assert_eq!(each.fires, expected, "the latest 5 missed ticks");
+        assert_eq!(each.next, next);
+        let short = plan_tick(
+            &every_minute(),
+            Window::default(),
+            due,
+            at("2030-01-01T00:03:30Z"),
+            late(CatchUp::Each),
+        );
+        assert_eq!(short.fires.len(), 3, "{short:?}");
+        for policy in CatchUp::ALL {
+            assert_eq!(CatchUp::parse(policy.as_str()), Some(*policy));
+        }
+    }
+
     #[test]
     fn upcoming_lists_fires_within_the_window() {
         let now = at("2030-01-01T00:00:30Z");
@@ -188,9 +324,9 @@ mod tests {
             Window::default(),
             due,
             at("2030-01-01T00:01:05Z"),
-            Duration::seconds(60),
+            late(CatchUp::Skip),
         );
-        assert_eq!(plan.fire, Some(due));
+        assert_eq!(plan.fires, vec![due]);
         assert_eq!(plan.next, Some(at("2030-01-01T00:02:00Z")));
     }
 
@@ -203,21 +339,15 @@ mod tests {
             Window::default(),
             due,
             now,
-            Duration::seconds(60),
+            late(CatchUp::Once),
         );
-        assert_eq!(plan.fire, Some(at("2030-01-01T03:00:00Z")));
+        assert_eq!(plan.fires, vec![at("2030-01-01T03:00:00Z")]);
         assert_eq!(plan.next, Some(at("2030-01-01T03:01:00Z")));
         let interval = Schedule::Interval {
             every: Duration::seconds(7),
         };
-        let plan = plan_tick(
-            &interval,
-            Window::default(),
-            due,
-            now,
-            Duration::seconds(60),
-        );
-        let fire = plan.fire.unwrap();
+        let plan = plan_tick(&interval, Window::default(), due, now, late(CatchUp::Once));
+        let fire = plan.fires[0];
         assert!(fire <= now && now - fire < Duration::seconds(7), "{fire}");
         assert_eq!((fire - due).num_seconds() % 7, 0);
     }
@@ -229,20 +359,20 @@ mod tests {
             ends_at: Some(at("2030-01-01T00:01:00Z")),
         };
         let due = at("2030-01-01T00:01:00Z");
-        let plan = plan_tick(&every_minute(), window, due, due, Duration::seconds(60));
+        let plan = plan_tick(&every_minute(), window, due, due, late(CatchUp::Once));
         assert_eq!(
             plan,
             TickPlan {
-                fire: Some(due),
+                fires: vec![due],
                 next: None
             }
         );
-        let late = at("2030-01-01T00:02:00Z");
-        let plan = plan_tick(&every_minute(), window, late, late, Duration::seconds(60));
+        let after = at("2030-01-01T00:02:00Z");
+        let plan = plan_tick(&every_minute(), window, after, after, late(CatchUp::Once));
         assert_eq!(
             plan,
             TickPlan {
-                fire: None,
+                fires: vec![],
                 next: None
             }
         );

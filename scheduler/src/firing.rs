@@ -4,7 +4,7 @@
 
 use crate::Error;
 use chrono::Utc;
-use jobcenter_core::firing::{plan_tick, Window};
+use jobcenter_core::firing::{plan_tick, Lateness, Window};
 use jobcenter_sql::jobs;
 use jobcenter_sql::runs::{self, NewRun};
 use jobcenter_sql::states::RunTrigger;
@@ -14,11 +14,18 @@ use serde_json::Value;
 /// Jobs fired per transaction; a fuller backlog loops.
 const BATCH: i64 = 500;
 
+/// How late ticks are handled, apart from each job's catch-up policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Misfire {
+    pub threshold: chrono::Duration,
+    pub max_catch_up_ticks: usize,
+}
+
 /// Fires every due tick; returns how many runs were queued.
-pub async fn fire_due(pool: &Pool, misfire_threshold: chrono::Duration) -> Result<usize, Error> {
+pub async fn fire_due(pool: &Pool, misfire: Misfire) -> Result<usize, Error> {
     let mut queued = 0;
     loop {
-        let (batch_jobs, batch_runs) = fire_batch(pool, misfire_threshold).await?;
+        let (batch_jobs, batch_runs) = fire_batch(pool, misfire).await?;
         queued += batch_runs;
         if batch_jobs < BATCH as usize {
             return Ok(queued);
@@ -26,10 +33,7 @@ pub async fn fire_due(pool: &Pool, misfire_threshold: chrono::Duration) -> Resul
     }
 }
 
-async fn fire_batch(
-    pool: &Pool,
-    misfire_threshold: chrono::Duration,
-) -> Result<(usize, usize), Error> {
+async fn fire_batch(pool: &Pool, misfire: Misfire) -> Result<(usize, usize), Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let due = jobs::lock_due(&tx, BATCH).await?;
@@ -48,8 +52,13 @@ async fn fire_batch(
             starts_at: None,
             ends_at: job.ends_at,
         };
-        let plan = plan_tick(&schedule, window, job.next_fire_at, now, misfire_threshold);
-        if let Some(fire) = plan.fire {
+        let lateness = Lateness {
+            misfire_threshold: misfire.threshold,
+            catch_up: job.catch_up,
+            max_catch_up_ticks: misfire.max_catch_up_ticks,
+        };
+        let plan = plan_tick(&schedule, window, job.next_fire_at, now, lateness);
+        for fire in plan.fires {
             let new = NewRun {
                 job_id: job.id,
                 trigger: RunTrigger::Schedule,

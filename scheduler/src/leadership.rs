@@ -6,6 +6,11 @@
 //! TCP keepalives bound how long a silently cut connection can go unnoticed. The
 //! uniqueness of a tick's run in the database, not this lock, is what makes a tick
 //! impossible to fire twice.
+//!
+//! A session advisory lock does not survive a transaction-mode pooler (PgBouncer
+//! `pool_mode=transaction`): each statement may land on another server session. Right
+//! after taking the lock the leader checks that its statements keep landing on the
+//! session that holds it, and refuses leadership with [`NotASession`] otherwise.
 
 use std::time::Duration;
 
@@ -55,13 +60,25 @@ impl Lease {
     }
 }
 
+/// The leadership connection does not keep one server session.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the leadership connection does not keep its server session (statements landed on \
+     backends {lock_pid} then {other_pid}): it goes through a transaction-mode pooler? \
+     Point JOBCENTER_LEADER_DATABASE_URL at PostgreSQL directly (or a session-mode pool)"
+)]
+pub struct NotASession {
+    lock_pid: i32,
+    other_pid: i32,
+}
+
 /// Waits until this process holds the leadership lock.
-pub async fn acquire(url: &str) -> Lease {
+pub async fn acquire(url: &str) -> Result<Lease, NotASession> {
     loop {
         match jobcenter_sql::db::connect_direct_as(url, &session_name()).await {
             Ok(client) => {
-                if let Some(lease) = try_lock_until_lost(client).await {
-                    return lease;
+                if let Some(lease) = try_lock_until_lost(client).await? {
+                    return Ok(lease);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot connect for leadership; retrying"),
@@ -77,18 +94,48 @@ fn session_name() -> String {
 }
 
 /// Tries the lock every [`RETRY`] on one connection; None when the connection fails.
-async fn try_lock_until_lost(client: tokio_postgres::Client) -> Option<Lease> {
+async fn try_lock_until_lost(client: tokio_postgres::Client) -> Result<Option<Lease>, NotASession> {
     loop {
         match client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK_KEY])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
+                &[&LEADER_LOCK_KEY],
+            )
             .await
         {
-            Ok(row) if row.get::<_, bool>(0) => return Some(Lease { client }),
+            Ok(row) if row.get::<_, bool>(0) => {
+                let lease = Lease { client };
+                return match lease.check_session(row.get(1)).await {
+                    Ok(true) => Ok(Some(lease)),
+                    Ok(false) => Ok(None),
+                    Err(e) => Err(e),
+                };
+            }
             Ok(_) => tokio::time::sleep(RETRY).await,
             Err(e) => {
                 tracing::warn!(error = %e, "leadership connection failed; reconnecting");
-                return None;
+                return Ok(None);
             }
         }
+    }
+}
+
+impl Lease {
+    /// Checks that a few statements land on the session holding the lock (`lock_pid`).
+    /// Ok(false): the connection failed meanwhile.
+    async fn check_session(&self, lock_pid: i32) -> Result<bool, NotASession> {
+        for _ in 0..3 {
+            let pid = match self.client.query_one("SELECT pg_backend_pid()", &[]).await {
+                Ok(row) => row.get::<_, i32>(0),
+                Err(_) => return Ok(false),
+            };
+            if pid != lock_pid {
+                return Err(NotASession {
+                    lock_pid,
+                    other_pid: pid,
+                });
+            }
+        }
+        Ok(self.still_held().await)
     }
 }

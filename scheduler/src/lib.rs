@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub enum Error {
     #[error(transparent)]
     Db(#[from] jobcenter_sql::Error),
+    #[error(transparent)]
+    NotASession(#[from] leadership::NotASession),
 }
 
 impl From<jobcenter_sql::PoolError> for Error {
@@ -39,12 +41,17 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Runs until `shutdown` is cancelled: waits for leadership, then leads until it is
 /// lost, and again. On shutdown a leader releases the lock at once, so that a standby
 /// takes over without waiting for the connection to time out.
-pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) {
-    let url = config.database_url.expose().to_string();
+pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Result<(), Error> {
+    let url = config
+        .leader_database_url
+        .as_ref()
+        .unwrap_or(&config.database_url)
+        .expose()
+        .to_string();
     loop {
         let lease = tokio::select! {
-            lease = leadership::acquire(&url) => lease,
-            _ = shutdown.cancelled() => return,
+            lease = leadership::acquire(&url) => lease?,
+            _ = shutdown.cancelled() => return Ok(()),
         };
         tracing::info!("became the scheduling leader");
         tokio::select! {
@@ -54,7 +61,7 @@ pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => {
                 lease.release().await;
                 tracing::info!("released scheduling leadership");
-                return;
+                return Ok(());
             }
         }
     }
@@ -71,8 +78,11 @@ async fn lead(config: &Config, pool: &Pool, lease: &leadership::Lease) {
         if !lease.still_held().await {
             return;
         }
-        let misfire = chrono::Duration::from_std(config.misfire_threshold)
-            .unwrap_or(chrono::Duration::days(1));
+        let misfire = firing::Misfire {
+            threshold: chrono::Duration::from_std(config.misfire_threshold)
+                .unwrap_or(chrono::Duration::days(1)),
+            max_catch_up_ticks: config.max_catch_up_ticks,
+        };
         if let Err(e) = firing::fire_due(pool, misfire).await {
             tracing::warn!(error = %e, "firing due schedules failed; retrying next tick");
         }

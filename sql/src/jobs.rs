@@ -4,6 +4,7 @@
 use crate::states::Concurrency;
 use crate::{Error, GenericClient};
 use chrono::{DateTime, Utc};
+use jobcenter_core::firing::CatchUp;
 use jobcenter_core::schedule::ScheduleSpec;
 use jobcenter_core::target::Target;
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ pub struct JobFields {
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: Option<DateTime<Utc>>,
     pub concurrency: Concurrency,
+    /// What happens to ticks missed while no scheduler ran.
+    pub catch_up: CatchUp,
     pub timeout_seconds: i32,
     pub max_attempts: i32,
     pub env: BTreeMap<String, String>,
@@ -45,11 +48,12 @@ pub struct DueJob {
     pub next_fire_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
     pub worker_group: String,
+    pub catch_up: CatchUp,
 }
 
 const COLUMNS: &str = "j.id, j.project_id, j.name, j.target, j.schedule, j.starts_at, j.ends_at,
     j.concurrency::text, j.timeout_seconds, j.max_attempts, j.env, j.worker_group, j.enabled,
-    j.next_fire_at, j.deleted_at, j.created_at, j.updated_at";
+    j.next_fire_at, j.deleted_at, j.created_at, j.updated_at, j.catch_up::text";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &Row,
@@ -59,6 +63,13 @@ fn json_column<T: serde::de::DeserializeOwned>(
     serde_json::from_value(row.get(index)).map_err(|e| Error::Corrupt {
         column,
         reason: e.to_string(),
+    })
+}
+
+fn catch_up(text: String) -> Result<CatchUp, Error> {
+    CatchUp::parse(&text).ok_or(Error::Corrupt {
+        column: "jobs.catch_up",
+        reason: text,
     })
 }
 
@@ -77,6 +88,7 @@ fn from_row(row: &Row) -> Result<Job, Error> {
                 column: "jobs.concurrency",
                 reason: concurrency,
             })?,
+            catch_up: catch_up(row.get(17))?,
             timeout_seconds: row.get(8),
             max_attempts: row.get(9),
             env: json_column(row, 10, "jobs.env")?,
@@ -97,8 +109,10 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> Result<Job, Error> {
     let sql = format!(
         "INSERT INTO jobs AS j (project_id, name, target, schedule, starts_at, ends_at,
-            concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13)
+            concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at,
+            catch_up)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13,
+                 $14::text::catch_up_policy)
          RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -119,6 +133,7 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
                 &f.worker_group,
                 &f.enabled,
                 &f.next_fire_at,
+                &f.catch_up.as_str(),
             ],
         )
         .await?;
@@ -131,7 +146,7 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
         "UPDATE jobs AS j SET name = $2, target = $3, schedule = $4, starts_at = $5,
             ends_at = $6, concurrency = $7::text::concurrency_policy, timeout_seconds = $8,
             max_attempts = $9, env = $10, worker_group = $11, enabled = $12,
-            next_fire_at = $13, updated_at = now()
+            next_fire_at = $13, catch_up = $14::text::catch_up_policy, updated_at = now()
          WHERE j.id = $1 RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -152,6 +167,7 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
                 &f.worker_group,
                 &f.enabled,
                 &f.next_fire_at,
+                &f.catch_up.as_str(),
             ],
         )
         .await?;
@@ -258,7 +274,7 @@ pub async fn restore(
 pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>, Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT id, schedule, next_fire_at, ends_at, worker_group FROM jobs
+            "SELECT id, schedule, next_fire_at, ends_at, worker_group, catch_up::text FROM jobs
              WHERE enabled AND deleted_at IS NULL AND next_fire_at <= now()
              ORDER BY next_fire_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
@@ -272,6 +288,7 @@ pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>,
                 next_fire_at: row.get(2),
                 ends_at: row.get(3),
                 worker_group: row.get(4),
+                catch_up: catch_up(row.get(5))?,
             })
         })
         .collect()
