@@ -128,7 +128,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::hooks::receive)
         .service(routes::audit::list_audit)
         .service(routes::runs::cancel_run)
-        .service(routes::runs::retry_run);
+        .service(routes::runs::retry_run)
+        .service(routes::workers::list_workers)
+        .service(routes::workers::drain_worker)
+        .service(routes::workers::resume_worker);
 }
 
 /// Serves the API until the process is stopped. Prints the bound address on stdout
@@ -158,6 +161,7 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
         public_url: config.public_url.clone(),
         login: config.login.clone(),
         webhook_max_body_bytes: config.webhook_max_body_bytes,
+        worker_lease: config.lease,
     });
     let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Listen {
         addr: config.listen,

@@ -404,6 +404,40 @@ impl From<Run> for RunResponse {
     }
 }
 
+/// A worker process.
+#[derive(Serialize, ToSchema)]
+pub struct WorkerResponse {
+    pub id: Uuid,
+    pub worker_group: String,
+    pub hostname: String,
+    /// Runs it executes at once, at most.
+    pub capacity: i32,
+    /// Runs it holds now.
+    pub running: i64,
+    pub started_at: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    /// True when an admin drained it: it claims nothing until resumed.
+    pub drained: bool,
+    /// False once its heartbeat is older than the lease (it is presumed dead).
+    pub alive: bool,
+}
+
+impl From<jobcenter_sql::workers::WorkerRow> for WorkerResponse {
+    fn from(w: jobcenter_sql::workers::WorkerRow) -> Self {
+        WorkerResponse {
+            id: w.id,
+            worker_group: w.worker_group,
+            hostname: w.hostname,
+            capacity: w.capacity,
+            running: w.running,
+            started_at: w.started_at,
+            last_heartbeat: w.heartbeat_at,
+            drained: w.drained,
+            alive: w.alive,
+        }
+    }
+}
+
 /// Query of a collection: newest first, `limit` items (1..=200, default 50), continuing
 /// after the `next` cursor of the previous page.
 #[derive(Deserialize, IntoParams)]

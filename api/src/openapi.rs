@@ -2,7 +2,7 @@
 
 use crate::routes::{
     artifacts, audit, auth, health, hooks, jobs, logs, metrics, projects, runs, schedules, secrets,
-    tokens, users, webhooks,
+    tokens, users, webhooks, workers,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         hooks::receive,
         audit::list_audit,
         runs::cancel_run, runs::retry_run,
+        workers::list_workers, workers::drain_worker, workers::resume_worker,
     ),
     modifiers(&SecuritySchemes, &CommonResponses),
 )]

@@ -25,4 +25,6 @@ pub struct AppState {
     pub public_url: String,
     pub login: LoginThrottle,
     pub webhook_max_body_bytes: usize,
+    /// A worker whose heartbeat is older than this is shown as not alive.
+    pub worker_lease: Duration,
 }

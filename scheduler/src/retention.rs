@@ -7,6 +7,8 @@ use std::time::Duration;
 
 /// Jobs purged per statement, so that one purge never holds locks for long.
 const BATCH: i64 = 100;
+/// How long a silent (dead) worker stays listed in `GET /api/v1/workers`.
+const WORKER_MEMORY_MS: i64 = 3_600_000;
 
 pub async fn purge(pool: &Pool, retention: Duration) -> Result<u64, Error> {
     let cutoff = chrono::Utc::now()
@@ -22,6 +24,10 @@ pub async fn purge(pool: &Pool, retention: Duration) -> Result<u64, Error> {
     }
     if purged > 0 {
         tracing::info!(purged, "purged deleted jobs past retention");
+    }
+    let forgotten = jobcenter_sql::workers::purge_silent(&client, WORKER_MEMORY_MS).await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, "forgot workers silent for an hour");
     }
     Ok(purged)
 }

@@ -167,9 +167,18 @@ async fn a_sigkilled_workers_runs_are_requeued_and_succeed_elsewhere() {
     for i in 0..4 {
         first.push(api.trigger(job_id, json!({"n": i})).await);
     }
-    for run in &first {
-        api.wait_running(run).await;
-    }
+    // Killed in the middle: every first attempt has started executing.
+    eventually(
+        Duration::from_secs(20),
+        "every first attempt to execute",
+        || async {
+            first
+                .iter()
+                .all(|id| marks.path().join(id).exists())
+                .then_some(())
+        },
+    )
+    .await;
     let _survivor = Component::start("worker", &db, QUICK);
     doomed.kill();
     let killed_at = Utc::now();

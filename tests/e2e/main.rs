@@ -16,3 +16,4 @@ mod observe;
 mod runs;
 mod schedules;
 mod webhooks;
+mod workers;

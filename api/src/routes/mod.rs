@@ -16,6 +16,7 @@ pub mod secrets;
 pub mod tokens;
 pub mod users;
 pub mod webhooks;
+pub mod workers;
 
 use crate::error::ApiError;
 use crate::state::AppState;
