@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
 use jobcenter_core::schedule::ScheduleSpec;
-use jobcenter_core::target::Target;
+use jobcenter_core::target::{HttpRequest, Target};
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -45,12 +45,39 @@ pub struct MeResponse {
 pub enum TargetBody {
     /// Runs `command[0]` with the rest as arguments, without a shell unless you name one.
     Command { command: Vec<String> },
+    /// Sends one HTTP request (default method GET); a 2xx answer is success. The run's
+    /// result is `{"status": N, "body": "<start of the body>"}`. Link-local and cloud
+    /// metadata addresses are refused, private ones unless the admin allows them.
+    Http {
+        #[serde(default = "http_get")]
+        method: String,
+        url: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        #[serde(default)]
+        body: Option<String>,
+    },
+}
+
+fn http_get() -> String {
+    "GET".to_string()
 }
 
 impl From<TargetBody> for Target {
     fn from(body: TargetBody) -> Self {
         match body {
             TargetBody::Command { command } => Target::Command { command },
+            TargetBody::Http {
+                method,
+                url,
+                headers,
+                body,
+            } => Target::Http(HttpRequest {
+                method,
+                url,
+                headers,
+                body,
+            }),
         }
     }
 }
@@ -59,6 +86,17 @@ impl From<Target> for TargetBody {
     fn from(target: Target) -> Self {
         match target {
             Target::Command { command } => TargetBody::Command { command },
+            Target::Http(HttpRequest {
+                method,
+                url,
+                headers,
+                body,
+            }) => TargetBody::Http {
+                method,
+                url,
+                headers,
+                body,
+            },
         }
     }
 }

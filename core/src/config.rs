@@ -77,6 +77,9 @@ pub struct Config {
     /// Backoff before retry attempt n+1: base * 2^(n-1), capped, with full jitter.
     pub retry_backoff_base: Duration,
     pub retry_backoff_max: Duration,
+    /// HTTP targets may reach private addresses (RFC 1918, loopback, CGNAT, ULA).
+    /// Link-local and cloud metadata addresses are refused regardless.
+    pub http_allow_private: bool,
     pub worker_workdir: PathBuf,
     pub result_max_bytes: usize,
     pub state_max_bytes: usize,
@@ -279,6 +282,7 @@ impl Config {
                 1000,
                 1..=3_600_000,
             )?),
+            http_allow_private: v.parsed("JOBCENTER_HTTP_ALLOW_PRIVATE", false, "true or false")?,
             retry_backoff_max: ms(v.bounded(
                 "JOBCENTER_RETRY_BACKOFF_MAX_MS",
                 300_000,

@@ -6,13 +6,39 @@ use std::collections::BTreeMap;
 /// Longest command line accepted, in arguments; a limit on everything.
 pub const MAX_COMMAND_ARGS: usize = 256;
 
-/// The `target` of a job. Only `command` is executable today; `binary` and `http`
-/// are part of the public contract and arrive with artifacts and HTTP targets.
+/// Largest HTTP request body a job may send (bytes).
+pub const MAX_HTTP_BODY_BYTES: usize = 1 << 20;
+/// Most headers an HTTP target may set.
+pub const MAX_HTTP_HEADERS: usize = 64;
+/// Methods an HTTP target may use.
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// The `target` of a job. `binary` is part of the public contract and arrives with
+/// artifacts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Target {
     /// Run `command[0]` with the remaining elements as arguments (no shell unless asked).
     Command { command: Vec<String> },
+    /// Send one HTTP request; a 2xx answer is success.
+    Http(HttpRequest),
+}
+
+/// An HTTP call: `method` to `url` (http or https) with `headers` and `body`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    #[serde(default = "get")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
 }
 
 /// Why a target is invalid; `field` is the JSON path in the job body.
@@ -43,7 +69,77 @@ impl Target {
                 }
                 Ok(())
             }
+            Target::Http(request) => request.validate(),
         }
+    }
+}
+
+impl HttpRequest {
+    fn validate(&self) -> Result<(), InvalidTarget> {
+        let invalid = |field: &'static str, reason: String| InvalidTarget { field, reason };
+        if !HTTP_METHODS.contains(&self.method.as_str()) {
+            return Err(invalid(
+                "target.method",
+                format!("must be one of {}", HTTP_METHODS.join(", ")),
+            ));
+        }
+        let scheme_ok = self.url.starts_with("http://") || self.url.starts_with("https://");
+        let host = self
+            .url
+            .split_once("://")
+            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .unwrap_or("");
+        if !scheme_ok
+            || host.is_empty()
+            || self.url.len() > 2048
+            || self.url.contains(char::is_whitespace)
+        {
+            return Err(invalid(
+                "target.url",
+                "must be an absolute http:// or https:// URL of at most 2048 characters".into(),
+            ));
+        }
+        if host.contains('@') {
+            return Err(invalid(
+                "target.url",
+                "must not carry credentials; use an Authorization header".into(),
+            ));
+        }
+        if self.headers.len() > MAX_HTTP_HEADERS {
+            return Err(invalid(
+                "target.headers",
+                format!("at most {MAX_HTTP_HEADERS} headers"),
+            ));
+        }
+        for (name, value) in &self.headers {
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !name_ok || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err(invalid(
+                    "target.headers",
+                    format!("{name:?} is not a valid header"),
+                ));
+            }
+            if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
+                return Err(invalid(
+                    "target.headers",
+                    format!("{name} is set by the worker"),
+                ));
+            }
+        }
+        if self
+            .body
+            .as_ref()
+            .is_some_and(|b| b.len() > MAX_HTTP_BODY_BYTES)
+        {
+            return Err(invalid(
+                "target.body",
+                format!("at most {MAX_HTTP_BODY_BYTES} bytes"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -91,6 +187,45 @@ mod tests {
             command: vec!["".into()],
         };
         assert!(blank.validate().is_err());
+    }
+
+    #[test]
+    fn http_target_rules() {
+        let request = |method: &str, url: &str| {
+            Target::Http(HttpRequest {
+                method: method.into(),
+                url: url.into(),
+                headers: BTreeMap::new(),
+                body: None,
+            })
+        };
+        assert!(request("POST", "https://example.com/hook?x=1")
+            .validate()
+            .is_ok());
+        let field = |t: Target| t.validate().unwrap_err().field;
+        assert_eq!(
+            field(request("BREW", "http://example.com")),
+            "target.method"
+        );
+        assert_eq!(field(request("GET", "ftp://example.com")), "target.url");
+        assert_eq!(field(request("GET", "http://")), "target.url");
+        assert_eq!(
+            field(request("GET", "http://user:pw@example.com/")),
+            "target.url"
+        );
+        let mut bad_header = HttpRequest {
+            method: "GET".into(),
+            url: "http://example.com".into(),
+            headers: BTreeMap::new(),
+            body: None,
+        };
+        bad_header
+            .headers
+            .insert("X-Ok".into(), "a\r\nInjected: yes".into());
+        assert_eq!(field(Target::Http(bad_header)), "target.headers");
+        let parsed: Target =
+            serde_json::from_str(r#"{"kind":"http","url":"http://example.com"}"#).unwrap();
+        assert!(matches!(parsed, Target::Http(HttpRequest { ref method, .. }) if method == "GET"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod catch_up;
 mod execution;
 mod faults;
 mod harness;
+mod http_targets;
 mod job_lifecycle;
 mod leadership;
 mod migrations;

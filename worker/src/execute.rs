@@ -6,8 +6,8 @@
 
 use crate::command::{self, RunFiles};
 use crate::control::Stop;
-use crate::{log_shipper, Error, WorkerContext};
-use jobcenter_core::target::Target;
+use crate::{http_target, log_shipper, Error, WorkerContext};
+use jobcenter_core::target::{HttpRequest, Target};
 use jobcenter_sql::runs::{ClaimedRun, Outcome};
 use jobcenter_sql::states::RunState;
 use std::path::Path;
@@ -62,6 +62,79 @@ async fn execute_inner(
     run: &ClaimedRun,
     stop: watch::Receiver<Option<Stop>>,
 ) -> Result<(), Error> {
+    match &run.target {
+        Target::Command { command } => execute_command(ctx, run, command, stop).await,
+        Target::Http(request) => execute_http(ctx, run, request, stop).await,
+    }
+}
+
+/// An HTTP target: one call within the run's timeout, interruptible by a stop.
+async fn execute_http(
+    ctx: &WorkerContext,
+    run: &ClaimedRun,
+    request: &HttpRequest,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Result<(), Error> {
+    let timeout = Duration::from_secs(run.timeout_seconds.max(1) as u64);
+    let started = std::time::Instant::now();
+    let call = tokio::time::timeout(timeout, http_target::call(request, &ctx.http));
+    let (state, result, error) = tokio::select! {
+        answer = call => match answer {
+            Ok(Ok(reply)) => {
+                tracing::info!(status = reply.status, url = %reply.url, "HTTP target answered");
+                let body = String::from_utf8_lossy(&reply.body_start).into_owned();
+                let result = serde_json::json!({"status": reply.status, "body": body}).to_string();
+                let ok = (200..300).contains(&reply.status);
+                let error = (!ok).then(|| format!("HTTP status {}", reply.status));
+                let state = if ok { RunState::Succeeded } else { RunState::Failed };
+                (state, Some(result), error)
+            }
+            Ok(Err(e)) => (RunState::Failed, None, Some(e.to_string())),
+            Err(_) => (RunState::TimedOut, None, Some(format!("timed out after {} s", run.timeout_seconds))),
+        },
+        why = stopped(&mut stop) => match why {
+            Stop::Cancel => (RunState::Cancelled, None, Some("cancelled while running".to_string())),
+            Stop::HandBack => return hand_back(ctx, run).await,
+            Stop::LeaseLost => return Ok(()),
+        },
+    };
+    let line = format!(
+        "{} {} -> {} in {} ms\n",
+        request.method,
+        request.url,
+        error.as_deref().unwrap_or("ok"),
+        started.elapsed().as_millis()
+    );
+    log_shipper::write_system_line(&ctx.pool, run.id, &line).await;
+    let outcome = Outcome {
+        state,
+        exit_code: None,
+        result: result.as_deref(),
+        error: error.as_deref(),
+    };
+    record_patiently(ctx, run, &outcome, None).await;
+    Ok(())
+}
+
+/// Resolves with the first stop reason; never, if none comes.
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(why) = *stop.borrow_and_update() {
+            return why;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// A command target: a process in its own group, working directory and environment.
+async fn execute_command(
+    ctx: &WorkerContext,
+    run: &ClaimedRun,
+    argv: &[String],
+    stop: watch::Receiver<Option<Stop>>,
+) -> Result<(), Error> {
     let io = |context: &str| {
         let context = context.to_string();
         move |source| Error::Io { context, source }
@@ -83,7 +156,6 @@ async fn execute_inner(
         .await
         .map_err(io("cannot write the state file"))?;
 
-    let Target::Command { command: argv } = &run.target;
     let ending = match command::spawn(argv, run, &files) {
         Ok(child) => supervise(ctx, run, child, input, stop).await,
         Err(e) => Ending::Finished(Finished {

@@ -9,7 +9,9 @@ mod command;
 mod control;
 mod execute;
 mod heartbeat;
+mod http_target;
 mod log_shipper;
+mod ssrf;
 mod wakeup;
 
 use jobcenter_core::config::Config;
@@ -43,6 +45,9 @@ impl From<jobcenter_sql::DbError> for Error {
     }
 }
 
+/// Most of a response body an HTTP run keeps in its result.
+const HTTP_PREVIEW_MAX_BYTES: usize = 4096;
+
 /// What every run executed by this worker shares.
 #[derive(Clone)]
 pub struct WorkerContext {
@@ -56,6 +61,7 @@ pub struct WorkerContext {
     /// How long a claim's lease lasts without renewal.
     pub lease: Duration,
     pub registry: control::Registry,
+    pub http: http_target::HttpOptions,
     retry_backoff_base: Duration,
     retry_backoff_max: Duration,
 }
@@ -87,6 +93,10 @@ impl WorkerContext {
             },
             lease: config.lease,
             registry: control::Registry::default(),
+            http: http_target::HttpOptions::new(
+                config.http_allow_private,
+                config.result_max_bytes.min(HTTP_PREVIEW_MAX_BYTES),
+            ),
             retry_backoff_base: config.retry_backoff_base,
             retry_backoff_max: config.retry_backoff_max,
         }

@@ -1,0 +1,124 @@
+//! Which addresses an HTTP target may reach (server-side request forgery rules).
+//!
+//! Always refused: link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata
+//! services live there), other known metadata addresses, unspecified, multicast,
+//! broadcast and reserved ranges. Refused unless the admin sets
+//! `JOBCENTER_HTTP_ALLOW_PRIVATE=true`: loopback, RFC 1918, CGNAT (100.64.0.0/10) and
+//! unique-local IPv6 (fc00::/7). Every address a name resolves to is checked, and the
+//! worker connects to the checked address itself (no second resolution to rebind).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Public,
+    Private,
+    Forbidden(&'static str),
+}
+
+pub fn classify(ip: IpAddr) -> Class {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Class {
+    let [a, b, c, d] = ip.octets();
+    match (a, b, c, d) {
+        (169, 254, _, _) => Class::Forbidden("link-local (cloud metadata)"),
+        (100, 100, 100, 200) => Class::Forbidden("cloud metadata"),
+        (0, _, _, _) => Class::Forbidden("unspecified"),
+        (224..=255, _, _, _) => Class::Forbidden("multicast, broadcast or reserved"),
+        (127, _, _, _) | (10, _, _, _) | (192, 168, _, _) => Class::Private,
+        (172, 16..=31, _, _) | (100, 64..=127, _, _) => Class::Private,
+        _ => Class::Public,
+    }
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Class {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return classify_v4(v4);
+    }
+    let segments = ip.segments();
+    // NAT64 (64:ff9b::/96) embeds an IPv4 address.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        return classify_v4(Ipv4Addr::new(a, b, c, d));
+    }
+    if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        return Class::Forbidden("cloud metadata");
+    }
+    match segments[0] {
+        _ if ip.is_unspecified() => Class::Forbidden("unspecified"),
+        _ if ip.is_loopback() => Class::Private,
+        s if s & 0xffc0 == 0xfe80 => Class::Forbidden("link-local (cloud metadata)"),
+        s if s & 0xff00 == 0xff00 => Class::Forbidden("multicast"),
+        s if s & 0xfe00 == 0xfc00 => Class::Private,
+        _ => Class::Public,
+    }
+}
+
+/// Ok when `ip` may be reached; Err names why not.
+pub fn check(ip: IpAddr, allow_private: bool) -> Result<(), String> {
+    match classify(ip) {
+        Class::Public => Ok(()),
+        Class::Private if allow_private => Ok(()),
+        Class::Private => Err(format!(
+            "{ip} is a private address (allowed only with JOBCENTER_HTTP_ALLOW_PRIVATE=true)"
+        )),
+        Class::Forbidden(why) => Err(format!("{ip} is {why}: always refused")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(text: &str) -> Class {
+        classify(text.parse().unwrap())
+    }
+
+    #[test]
+    fn address_rules() {
+        for forbidden in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "100.100.100.200",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "::",
+            "ff02::1",
+        ] {
+            assert!(
+                matches!(class(forbidden), Class::Forbidden(_)),
+                "{forbidden}"
+            );
+        }
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd12::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert_eq!(class(private), Class::Private, "{private}");
+        }
+        for public in ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111"] {
+            assert_eq!(class(public), Class::Public, "{public}");
+        }
+        assert!(check("127.0.0.1".parse().unwrap(), true).is_ok());
+        assert!(check("127.0.0.1".parse().unwrap(), false).is_err());
+        assert!(check("169.254.169.254".parse().unwrap(), true).is_err());
+    }
+}
