@@ -14,6 +14,8 @@ mod job_lifecycle;
 mod leadership;
 mod migrations;
 mod observe;
+mod outage;
+mod private_postgres;
 mod runs;
 mod schedules;
 mod webhooks;
