@@ -77,6 +77,12 @@ pub struct Config {
     /// Backoff before retry attempt n+1: base * 2^(n-1), capped, with full jitter.
     pub retry_backoff_base: Duration,
     pub retry_backoff_max: Duration,
+    /// Resource limits of command and binary runs (setrlimit in the child); 0: none.
+    pub run_memory_max_bytes: u64,
+    pub run_open_files_max: u64,
+    pub run_processes_max: u64,
+    /// Runs execute as this (unprivileged) user when set; the worker must be root.
+    pub run_as_user: Option<String>,
     /// HTTP targets may reach private addresses (RFC 1918, loopback, CGNAT, ULA).
     /// Link-local and cloud metadata addresses are refused regardless.
     pub http_allow_private: bool,
@@ -282,6 +288,14 @@ impl Config {
                 1000,
                 1..=3_600_000,
             )?),
+            run_memory_max_bytes: v.bounded(
+                "JOBCENTER_RUN_MEMORY_MAX_BYTES",
+                4 << 30,
+                0..=1 << 50,
+            )?,
+            run_open_files_max: v.bounded("JOBCENTER_RUN_OPEN_FILES_MAX", 1024, 0..=1 << 20)?,
+            run_processes_max: v.bounded("JOBCENTER_RUN_PROCESSES_MAX", 0, 0..=1 << 22)?,
+            run_as_user: v.raw("JOBCENTER_RUN_AS_USER").map(str::to_owned),
             http_allow_private: v.parsed("JOBCENTER_HTTP_ALLOW_PRIVATE", false, "true or false")?,
             retry_backoff_max: ms(v.bounded(
                 "JOBCENTER_RETRY_BACKOFF_MAX_MS",

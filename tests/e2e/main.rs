@@ -17,6 +17,7 @@ mod observe;
 mod outage;
 mod private_postgres;
 mod runs;
+mod sandbox;
 mod schedules;
 mod webhooks;
 mod workers;

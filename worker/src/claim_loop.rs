@@ -16,14 +16,21 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Result<(), Error> {
-    let ctx = WorkerContext::new(config, pool);
-    std::fs::create_dir_all(&ctx.workdir).map_err(|source| Error::Io {
+    let ctx = WorkerContext::new(config, pool)?;
+    let workdir_error = |source| Error::Io {
         context: format!(
             "cannot create JOBCENTER_WORKER_WORKDIR {}",
             ctx.workdir.display()
         ),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(&ctx.workdir).map_err(workdir_error)?;
+    if ctx.sandbox.run_as.is_some() {
+        // The run user must traverse it to reach its own run directory, not list it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ctx.workdir, std::fs::Permissions::from_mode(0o711))
+            .map_err(workdir_error)?;
+    }
     register(&ctx).await?;
     tracing::info!(worker_id = %ctx.id, group = %ctx.group, capacity = ctx.capacity, "worker started");
     let wake = Arc::new(Notify::new());

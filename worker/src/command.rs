@@ -1,6 +1,7 @@
 //! Starting a run's process: a fresh working directory, a clean environment, its own
 //! process group (so that a timeout or cancel kills everything it started).
 
+use crate::sandbox::Sandbox;
 use jobcenter_core::run_contract as contract;
 use jobcenter_sql::runs::ClaimedRun;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,12 @@ impl RunFiles {
 }
 
 /// Spawns `argv` for `run` with the contract's environment and nothing of the worker's.
-pub fn spawn(argv: &[String], run: &ClaimedRun, files: &RunFiles) -> std::io::Result<Child> {
+pub fn spawn(
+    argv: &[String],
+    run: &ClaimedRun,
+    files: &RunFiles,
+    sandbox: Sandbox,
+) -> std::io::Result<Child> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
@@ -60,6 +66,11 @@ pub fn spawn(argv: &[String], run: &ClaimedRun, files: &RunFiles) -> std::io::Re
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (see Sandbox::apply_in_child).
+    unsafe {
+        command.pre_exec(move || sandbox.apply_in_child());
+    }
     command.spawn()
 }
 

@@ -156,7 +156,13 @@ async fn execute_command(
         .await
         .map_err(io("cannot write the state file"))?;
 
-    let ending = match command::spawn(argv, run, &files) {
+    if let Some((uid, gid)) = ctx.sandbox.run_as {
+        for path in [&files.dir, &files.input, &files.state] {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(io("cannot hand the run directory to JOBCENTER_RUN_AS_USER"))?;
+        }
+    }
+    let ending = match command::spawn(argv, run, &files, ctx.sandbox) {
         Ok(child) => supervise(ctx, run, child, input, stop).await,
         Err(e) => Ending::Finished(Finished {
             state: RunState::Failed,

@@ -11,6 +11,7 @@ mod execute;
 mod heartbeat;
 mod http_target;
 mod log_shipper;
+mod sandbox;
 mod ssrf;
 mod wakeup;
 
@@ -62,6 +63,7 @@ pub struct WorkerContext {
     pub lease: Duration,
     pub registry: control::Registry,
     pub http: http_target::HttpOptions,
+    pub sandbox: sandbox::Sandbox,
     retry_backoff_base: Duration,
     retry_backoff_max: Duration,
 }
@@ -77,8 +79,15 @@ pub struct Limits {
 }
 
 impl WorkerContext {
-    pub fn new(config: &Config, pool: Pool) -> Self {
-        WorkerContext {
+    pub fn new(config: &Config, pool: Pool) -> Result<Self, Error> {
+        let run_as = match &config.run_as_user {
+            None => None,
+            Some(user) => Some(sandbox::lookup_user(user).map_err(|source| Error::Io {
+                context: format!("JOBCENTER_RUN_AS_USER={user}"),
+                source,
+            })?),
+        };
+        Ok(WorkerContext {
             id: Uuid::new_v4(),
             pool,
             group: config.worker_group.clone(),
@@ -99,7 +108,13 @@ impl WorkerContext {
             ),
             retry_backoff_base: config.retry_backoff_base,
             retry_backoff_max: config.retry_backoff_max,
-        }
+            sandbox: sandbox::Sandbox {
+                memory_bytes: config.run_memory_max_bytes,
+                open_files: config.run_open_files_max,
+                processes: config.run_processes_max,
+                run_as,
+            },
+        })
     }
 
     /// The delay before the attempt after `attempt`, with jitter.
