@@ -6,6 +6,7 @@ mod artifacts;
 mod authz_matrix;
 mod bad_input;
 mod catch_up;
+mod chaos;
 mod execution;
 mod faults;
 mod harness;

@@ -35,6 +35,14 @@ impl Sandbox {
                 }
             }
         }
+        // If the worker dies (SIGKILL), its direct child is killed too rather than
+        // running on next to the re-queued attempt. Set last: a credential change
+        // clears it. (Grandchildren in the group are not covered: a service manager's
+        // cgroup kill is the complete answer.)
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(())
     }
 }
