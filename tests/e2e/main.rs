@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod http_targets;
 mod job_lifecycle;
+mod leader_hang;
 mod leadership;
 mod migrations;
 mod observe;
