@@ -350,8 +350,7 @@ pub async fn retry_run(
     let run = queue(&tx, &new).await?;
     let detail = json!({"job_id": job.id, "trigger": "retry", "retry_of": original.id});
     let subject = format!("run:{}", run.id);
-    jobcenter_sql::audit::record(&tx, Some(caller.user_id), "run.retry", &subject, &detail)
-        .await?;
+    jobcenter_sql::audit::record(&tx, Some(caller.user_id), "run.retry", &subject, &detail).await?;
     tx.commit().await?;
     Ok(HttpResponse::Accepted().json(RunResponse::from(run)))
 }
