@@ -136,6 +136,14 @@ const EXPECTATIONS: &[(&str, &str, Expect)] = &[
     ("DELETE", "/api/v1/projects/{id}/secrets/{name}", owned(204)),
     ("GET", "/api/v1/runs/{id}", owned(200)),
     ("GET", "/api/v1/runs/{id}/logs", owned(200)),
+    // The fixture's run stays queued (no worker runs here): cancel succeeds, a retry
+    // by hand answers 409 (not finished) once the caller is allowed to see the run.
+    ("POST", "/api/v1/runs/{id}/cancel", owned(202)),
+    ("POST", "/api/v1/runs/{id}/retry", owned(409)),
+    ("GET", "/api/v1/workers", anyone(200)),
+    // No worker runs here: an admin gets 404 for the unknown worker, others 403.
+    ("POST", "/api/v1/workers/{id}/drain", admin_only(404)),
+    ("POST", "/api/v1/workers/{id}/resume", admin_only(404)),
     // A delivery without a signature is refused whoever calls: bearer tokens do not
     // authenticate webhooks.
     ("POST", "/hooks/{webhook_id}", Expect::Public(401)),
@@ -232,6 +240,9 @@ impl World {
     }
 }
 
+/// A worker id that exists nowhere.
+const NO_SUCH_WORKER: &str = "00000000-0000-4000-8000-000000000000";
+
 /// The concrete path of a route template for the fixture.
 fn concrete(method: &str, template: &str, f: &Fixture) -> String {
     let id = if template.starts_with("/api/v1/projects/") {
@@ -252,6 +263,8 @@ fn concrete(method: &str, template: &str, f: &Fixture) -> String {
         &f.user
     } else if template.starts_with("/api/v1/tokens/") {
         &f.token
+    } else if template.starts_with("/api/v1/workers/") {
+        NO_SUCH_WORKER
     } else {
         ""
     };

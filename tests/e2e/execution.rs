@@ -165,14 +165,21 @@ async fn failed_runs_are_retried_with_backoff_as_linked_attempts() {
     assert_eq!(reply.body["attempt"], 1);
     assert_eq!(reply.body["retry_of"], last);
     assert_eq!(reply.body["input"], json!({"n": 1}));
-    // An unfinished run cannot be retried by hand.
     let retried = reply.body["id"].as_str().unwrap().to_string();
-    let state = api.get(&format!("/api/v1/runs/{retried}")).await.body["state"].clone();
-    if state == "queued" || state == "running" {
-        api.post(&format!("/api/v1/runs/{retried}/retry"), json!({}))
-            .await
-            .assert_problem(409);
-    }
+    // An unfinished run cannot be retried by hand.
+    let long = api
+        .create_job(
+            &project,
+            json!({"name": "long", "target": {"kind": "command", "command": ["sleep", "30"]}}),
+        )
+        .await;
+    let running = api.trigger(long["id"].as_str().unwrap(), json!(null)).await;
+    api.wait_running(&running).await;
+    api.post(&format!("/api/v1/runs/{running}/retry"), json!({}))
+        .await
+        .assert_problem(409);
+    api.post(&format!("/api/v1/runs/{running}/cancel"), json!({}))
+        .await;
     let run = api.wait_finished(&retried).await;
     assert_eq!(run["state"], "failed", "{run}");
 }
