@@ -6,14 +6,14 @@
 #                                start it under data/garage, print the variables to export
 #   scripts/s3-server.sh stop    stop it
 #
-# Ports (loopback): S3 JOBCENTER_GARAGE_PORT (default 3900), RPC +1, admin +3.
+# Ports (loopback): S3 JOBCENTER_GARAGE_PORT (default 3900, or the next free block), RPC +1,
+# admin +3.
 set -euo pipefail
 
 JC_SCRIPT=s3-server # read by lib.sh
 # shellcheck source=scripts/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
-port="${JOBCENTER_GARAGE_PORT:-3900}"
 dir="$JC_DATA/garage"
 config="$dir/garage.toml"
 pidfile="$dir/garage.pid"
@@ -66,8 +66,27 @@ ensure_key_files() {
     [[ -f "$dir/key-secret" ]] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/key-secret"
 }
 
+# The S3 port: the one this instance used before, else JOBCENTER_GARAGE_PORT (default
+# 3900) when it and the three above it are free, else the first free such block.
+choose_port() {
+    if [[ -f "$dir/port" ]] && running; then
+        cat "$dir/port"
+        return
+    fi
+    local base="${JOBCENTER_GARAGE_PORT:-3900}" candidate
+    for candidate in $(seq "$base" 4 $((base + 400))); do
+        if ! ss -ltn | awk '{print $4}' | grep -qE ":($candidate|$((candidate + 1))|$((candidate + 3)))\$"; then
+            printf '%s' "$candidate"
+            return
+        fi
+    done
+    jc_die "no free port block for Garage from $base"
+}
+
 start() {
-    mkdir -p "$JC_DATA"
+    mkdir -p "$JC_DATA" "$dir"
+    port="$(choose_port)"
+    printf '%s' "$port" >"$dir/port"
     [[ -n "$(garage_bin)" ]] || install_garage
     [[ -n "$(garage_bin)" ]] || jc_die "garage is still not on PATH nor in ~/.cargo/bin"
     if ! running; then
@@ -112,6 +131,7 @@ ENV
 
 stop() {
     if running; then
+        port="$(cat "$dir/port" 2>/dev/null || true)"
         kill "$(cat "$pidfile")" && rm -f "$pidfile"
         jc_say "stopped Garage"
     fi

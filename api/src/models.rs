@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
 use jobcenter_core::schedule::ScheduleSpec;
-use jobcenter_core::target::{HttpRequest, Target};
+use jobcenter_core::target::{BinaryTarget, HttpRequest, Target};
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -57,6 +57,18 @@ pub enum TargetBody {
         #[serde(default)]
         body: Option<String>,
     },
+    /// Runs an uploaded artifact of the project: `version` null follows the latest version
+    /// when the run starts, a number pins it. A bundle (.tar.gz, .zip) names the
+    /// `entrypoint` to run inside it. The version that ran is the run's `artifact_version`.
+    Binary {
+        artifact: String,
+        #[serde(default)]
+        version: Option<i32>,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default)]
+        entrypoint: Option<String>,
+    },
 }
 
 fn http_get() -> String {
@@ -78,6 +90,17 @@ impl From<TargetBody> for Target {
                 headers,
                 body,
             }),
+            TargetBody::Binary {
+                artifact,
+                version,
+                args,
+                entrypoint,
+            } => Target::Binary(BinaryTarget {
+                artifact,
+                version,
+                args,
+                entrypoint,
+            }),
         }
     }
 }
@@ -96,6 +119,17 @@ impl From<Target> for TargetBody {
                 url,
                 headers,
                 body,
+            },
+            Target::Binary(BinaryTarget {
+                artifact,
+                version,
+                args,
+                entrypoint,
+            }) => TargetBody::Binary {
+                artifact,
+                version,
+                args,
+                entrypoint,
             },
         }
     }
@@ -412,6 +446,8 @@ pub struct RunResponse {
     pub retry_of: Option<Uuid>,
     /// Not started before this instant (retry backoff).
     pub not_before: DateTime<Utc>,
+    /// The artifact version a binary-target run executed.
+    pub artifact_version: Option<i32>,
 }
 
 impl From<Run> for RunResponse {
@@ -438,6 +474,7 @@ impl From<Run> for RunResponse {
             previous_run_id: r.previous_run_id,
             retry_of: r.retry_of,
             not_before: r.not_before,
+            artifact_version: r.artifact_version,
         }
     }
 }

@@ -62,6 +62,7 @@ pub struct Config {
     pub artifacts: String,
     pub s3: crate::artifacts::S3Settings,
     pub artifact_max_bytes: u64,
+    pub worker_cache_max_bytes: u64,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub worker_group: String,
     pub worker_capacity: usize,
@@ -270,6 +271,11 @@ impl Config {
                 endpoint: v.raw("JOBCENTER_S3_ENDPOINT").map(str::to_owned),
                 region: v.string("JOBCENTER_S3_REGION", "us-east-1"),
             },
+            worker_cache_max_bytes: v.bounded(
+                "JOBCENTER_WORKER_CACHE_MAX_BYTES",
+                2 << 30,
+                1 << 20..=(1u64 << 40),
+            )?,
             artifact_max_bytes: v.bounded(
                 "JOBCENTER_ARTIFACT_MAX_BYTES",
                 100 << 20,

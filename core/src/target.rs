@@ -22,6 +22,22 @@ pub enum Target {
     Command { command: Vec<String> },
     /// Send one HTTP request; a 2xx answer is success.
     Http(HttpRequest),
+    /// Run an uploaded artifact of the job's project: the file itself, or with an
+    /// `entrypoint`, that path inside the unpacked bundle (.tar.gz or .zip).
+    /// `version` None follows the latest version at the moment the run starts.
+    Binary(BinaryTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinaryTarget {
+    pub artifact: String,
+    #[serde(default)]
+    pub version: Option<i32>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub entrypoint: Option<String>,
 }
 
 /// An HTTP call: `method` to `url` (http or https) with `headers` and `body`.
@@ -70,6 +86,7 @@ impl Target {
                 Ok(())
             }
             Target::Http(request) => request.validate(),
+            Target::Binary(binary) => binary.validate(),
         }
     }
 }
@@ -138,6 +155,56 @@ impl HttpRequest {
                 "target.body",
                 format!("at most {MAX_HTTP_BODY_BYTES} bytes"),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl BinaryTarget {
+    fn validate(&self) -> Result<(), InvalidTarget> {
+        let invalid = |field: &'static str, reason: &str| InvalidTarget {
+            field,
+            reason: reason.to_string(),
+        };
+        let name_ok = !self.artifact.is_empty()
+            && self.artifact.len() <= 128
+            && self
+                .artifact
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !name_ok {
+            return Err(invalid(
+                "target.artifact",
+                "must be 1 to 128 of [A-Za-z0-9._-]",
+            ));
+        }
+        if self.version.is_some_and(|v| v < 1) {
+            return Err(invalid(
+                "target.version",
+                "must be a version number (1 or more), or null for the latest",
+            ));
+        }
+        if self.args.len() > MAX_COMMAND_ARGS || self.args.iter().any(|a| a.contains('\0')) {
+            return Err(invalid(
+                "target.args",
+                "at most 256 arguments, without NUL bytes",
+            ));
+        }
+        if let Some(entrypoint) = &self.entrypoint {
+            let path = std::path::Path::new(entrypoint);
+            let inside = !entrypoint.is_empty()
+                && path.components().all(|c| {
+                    matches!(
+                        c,
+                        std::path::Component::Normal(_) | std::path::Component::CurDir
+                    )
+                });
+            if !inside {
+                return Err(invalid(
+                    "target.entrypoint",
+                    "must be a relative path inside the bundle",
+                ));
+            }
         }
         Ok(())
     }

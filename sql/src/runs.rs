@@ -36,6 +36,8 @@ pub struct Run {
     pub previous_run_id: Option<Uuid>,
     pub retry_of: Option<Uuid>,
     pub not_before: DateTime<Utc>,
+    /// The artifact version a binary-target run executed.
+    pub artifact_version: Option<i32>,
 }
 
 /// A run to queue as the first attempt of a chain. Under the job's `skip` policy it is
@@ -80,7 +82,7 @@ pub struct Outcome<'a> {
 const COLUMNS: &str = "r.id, r.job_id, j.project_id, r.state::text, r.trigger::text, r.attempt,
     r.worker_group, r.input, r.result, r.exit_code, r.error, r.scheduled_for, r.queued_at,
     r.started_at, r.finished_at, r.worker_id, r.cancel_requested, r.first_run_id,
-    r.previous_run_id, r.retry_of, r.not_before";
+    r.previous_run_id, r.retry_of, r.not_before, r.artifact_version";
 
 fn corrupt(column: &'static str, value: String) -> Error {
     Error::Corrupt {
@@ -114,6 +116,7 @@ fn from_row(row: &Row) -> Result<Run, Error> {
         previous_run_id: row.get(18),
         retry_of: row.get(19),
         not_before: row.get(20),
+        artifact_version: row.get(21),
     })
 }
 
@@ -297,6 +300,22 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedRun, Error> {
         max_attempts: row.get(11),
         lease_id: row.get(12),
     })
+}
+
+/// Records which artifact version a run held under `lease_id` executes.
+pub async fn record_artifact_version(
+    c: &impl GenericClient,
+    run_id: Uuid,
+    lease_id: Uuid,
+    version: i32,
+) -> Result<bool, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE runs SET artifact_version = $3
+             WHERE id = $1 AND lease_id = $2 AND state = 'running'",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&run_id, &lease_id, &version]).await? == 1)
 }
 
 /// Records the outcome of a run held under `lease_id`. False: the lease is gone (the

@@ -299,6 +299,7 @@ fn body(world: &World, method: &str, template: &str, who: Who) -> Option<Value> 
         }
         ("PATCH", "/api/v1/jobs/{id}") => json!({"name": "renamed"}),
         ("PUT", "/api/v1/projects/{id}/secrets/{name}") => json!({"value": format!("v{n}")}),
+        ("PUT", "/api/v1/projects/{id}/artifacts/{name}") => json!({"content": n}),
         ("POST", "/api/v1/schedules/preview") => {
             json!({"schedule": {"kind": "interval", "every_seconds": 60}})
         }

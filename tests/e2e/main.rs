@@ -5,6 +5,7 @@ mod accounts;
 mod artifacts;
 mod authz_matrix;
 mod bad_input;
+mod binaries;
 mod catch_up;
 mod chaos;
 mod execution;

@@ -16,7 +16,22 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Result<(), Error> {
-    let ctx = WorkerContext::new(config, pool)?;
+    let store = jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
+        .await
+        .map_err(|e| Error::Io {
+            context: "JOBCENTER_ARTIFACTS".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    let cache = crate::artifact_cache::ArtifactCache::open(
+        config.worker_workdir.join("artifact-cache"),
+        config.worker_cache_max_bytes,
+        std::sync::Arc::new(store),
+    )
+    .map_err(|e| Error::Io {
+        context: "the artifact cache in JOBCENTER_WORKER_WORKDIR".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let ctx = WorkerContext::new(config, pool, cache)?;
     let workdir_error = |source| Error::Io {
         context: format!(
             "cannot create JOBCENTER_WORKER_WORKDIR {}",

@@ -65,7 +65,67 @@ async fn execute_inner(
     match &run.target {
         Target::Command { command } => execute_command(ctx, run, command, stop).await,
         Target::Http(request) => execute_http(ctx, run, request, stop).await,
+        Target::Binary(binary) => {
+            // The lease keeps the cached artifact from eviction until the run ends.
+            let (argv, _lease) = prepare_binary(ctx, run, binary).await?;
+            execute_command(ctx, run, &argv, stop).await
+        }
     }
+}
+
+/// Resolves the artifact version (`None`: the latest now), records it on the run, and
+/// returns the command line: the cached file, or the entrypoint of the unpacked bundle.
+async fn prepare_binary(
+    ctx: &WorkerContext,
+    run: &ClaimedRun,
+    binary: &jobcenter_core::target::BinaryTarget,
+) -> Result<(Vec<String>, crate::artifact_cache::Lease), Error> {
+    let artifact = {
+        let client = ctx.pool.get().await?;
+        jobcenter_sql::artifacts::get(&client, run.project_id, &binary.artifact, binary.version)
+            .await?
+    };
+    let artifact = artifact.ok_or_else(|| {
+        let version = binary
+            .version
+            .map_or("latest".to_string(), |v| format!("version {v}"));
+        Error::Artifact(format!("{} ({version}) does not exist", binary.artifact))
+    })?;
+    {
+        let client = ctx.pool.get().await?;
+        jobcenter_sql::runs::record_artifact_version(
+            &client,
+            run.id,
+            run.lease_id,
+            artifact.version,
+        )
+        .await?;
+    }
+    let fetch_error = |e: crate::artifact_cache::CacheError| Error::Artifact(e.to_string());
+    let (lease, program) = match &binary.entrypoint {
+        None => {
+            let lease = ctx
+                .artifacts
+                .binary(&artifact.sha256, &artifact.storage_key)
+                .await
+                .map_err(fetch_error)?;
+            let program = lease.path.clone();
+            (lease, program)
+        }
+        Some(entrypoint) => {
+            let lease = ctx
+                .artifacts
+                .bundle(&artifact.sha256, &artifact.storage_key)
+                .await
+                .map_err(fetch_error)?;
+            let program = crate::bundle::entrypoint(&lease.path, entrypoint)
+                .map_err(|e| Error::Artifact(e.to_string()))?;
+            (lease, program)
+        }
+    };
+    let mut argv = vec![program.to_string_lossy().into_owned()];
+    argv.extend(binary.args.iter().cloned());
+    Ok((argv, lease))
 }
 
 /// An HTTP target: one call within the run's timeout, interruptible by a stop.
@@ -162,8 +222,17 @@ async fn execute_command(
                 .map_err(io("cannot hand the run directory to JOBCENTER_RUN_AS_USER"))?;
         }
     }
-    let ending = match command::spawn(argv, run, &files, ctx.sandbox) {
-        Ok(child) => supervise(ctx, run, child, input, stop).await,
+    // Project secrets join the project's config in the environment (the job's env still
+    // wins), and are redacted from what the run leaves in logs and result.
+    let secrets = {
+        let client = ctx.pool.get().await?;
+        jobcenter_sql::project_secrets::values(&client, run.project_id).await?
+    };
+    let redactor = log_shipper::Redactor::new(secrets.values().cloned());
+    let mut with_secrets = run.clone();
+    with_secrets.project_config.extend(secrets);
+    let ending = match command::spawn(argv, &with_secrets, &files, ctx.sandbox) {
+        Ok(child) => supervise(ctx, run, child, input, stop, redactor.clone()).await,
         Err(e) => Ending::Finished(Finished {
             state: RunState::Failed,
             exit_code: None,
@@ -184,7 +253,7 @@ async fn execute_command(
     } else {
         None
     };
-    let result_text = result.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let result_text = result.map(|bytes| redactor.apply(&String::from_utf8_lossy(&bytes)));
     let outcome = Outcome {
         state: finished.state,
         exit_code: finished.exit_code,
@@ -203,6 +272,7 @@ async fn supervise(
     mut child: tokio::process::Child,
     input: Vec<u8>,
     mut stop: watch::Receiver<Option<Stop>>,
+    redactor: log_shipper::Redactor,
 ) -> Ending {
     let pid = child.id().expect("a just-spawned child has a pid");
     tracing::info!(pid, "run started");
@@ -212,7 +282,8 @@ async fn supervise(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let (log_tx, shipper) = log_shipper::spawn(ctx.pool.clone(), run.id, ctx.limits.log_bytes);
+    let (log_tx, shipper) =
+        log_shipper::spawn(ctx.pool.clone(), run.id, ctx.limits.log_bytes, redactor);
     let stdout = child
         .stdout
         .take()

@@ -4,6 +4,8 @@
 //! Architecture invariant: no transaction is open while a run executes; a run's row is
 //! only changed by a compare-and-set that the holding worker alone can win.
 
+mod artifact_cache;
+mod bundle;
 mod claim_loop;
 mod command;
 mod control;
@@ -32,6 +34,9 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    /// The run's artifact could not be found, fetched, verified or unpacked.
+    #[error("artifact: {0}")]
+    Artifact(String),
 }
 
 impl From<jobcenter_sql::PoolError> for Error {
@@ -64,6 +69,8 @@ pub struct WorkerContext {
     pub registry: control::Registry,
     pub http: http_target::HttpOptions,
     pub sandbox: sandbox::Sandbox,
+    /// Artifacts of binary targets, downloaded once per sha256.
+    pub artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
     retry_backoff_base: Duration,
     retry_backoff_max: Duration,
 }
@@ -79,7 +86,11 @@ pub struct Limits {
 }
 
 impl WorkerContext {
-    pub fn new(config: &Config, pool: Pool) -> Result<Self, Error> {
+    pub fn new(
+        config: &Config,
+        pool: Pool,
+        artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
+    ) -> Result<Self, Error> {
         let run_as = match &config.run_as_user {
             None => None,
             Some(user) => Some(sandbox::lookup_user(user).map_err(|source| Error::Io {
@@ -108,6 +119,7 @@ impl WorkerContext {
             ),
             retry_backoff_base: config.retry_backoff_base,
             retry_backoff_max: config.retry_backoff_max,
+            artifacts,
             sandbox: sandbox::Sandbox {
                 memory_bytes: config.run_memory_max_bytes,
                 open_files: config.run_open_files_max,

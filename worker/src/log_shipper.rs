@@ -22,13 +22,58 @@ pub struct Piece {
 }
 
 /// Starts the shipper task; it ends (after a last flush) when every sender is dropped.
-pub fn spawn(pool: Pool, run_id: Uuid, max_bytes: usize) -> (mpsc::Sender<Piece>, JoinHandle<()>) {
+/// `secrets` are replaced by `***` before anything is stored.
+pub fn spawn(
+    pool: Pool,
+    run_id: Uuid,
+    max_bytes: usize,
+    secrets: Redactor,
+) -> (mpsc::Sender<Piece>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(256);
-    let task = tokio::spawn(ship(pool, run_id, max_bytes, rx));
+    let task = tokio::spawn(ship(pool, run_id, max_bytes, secrets, rx));
     (tx, task)
 }
 
-async fn ship(pool: Pool, run_id: Uuid, max_bytes: usize, mut rx: mpsc::Receiver<Piece>) {
+/// Replaces secret values in text a run produced. Values shorter than
+/// [`Redactor::MIN_LEN`] are not redacted (they would garble ordinary output).
+#[derive(Clone, Default)]
+pub struct Redactor {
+    values: std::sync::Arc<Vec<String>>,
+}
+
+impl Redactor {
+    pub const MIN_LEN: usize = 4;
+
+    pub fn new(values: impl IntoIterator<Item = String>) -> Self {
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.len() >= Self::MIN_LEN)
+            .collect();
+        // Longest first, so a secret containing another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        Redactor {
+            values: std::sync::Arc::new(values),
+        }
+    }
+
+    pub fn apply(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for value in self.values.iter() {
+            if text.contains(value.as_str()) {
+                text = text.replace(value.as_str(), "***");
+            }
+        }
+        text
+    }
+}
+
+async fn ship(
+    pool: Pool,
+    run_id: Uuid,
+    max_bytes: usize,
+    secrets: Redactor,
+    mut rx: mpsc::Receiver<Piece>,
+) {
     let mut seq = 0i32;
     let mut shipped_bytes = 0usize;
     let mut truncated = false;
@@ -46,7 +91,8 @@ async fn ship(pool: Pool, run_id: Uuid, max_bytes: usize, mut rx: mpsc::Receiver
             }
         }
         let mut kept = Vec::with_capacity(batch.len());
-        for piece in batch {
+        for mut piece in batch {
+            piece.data = secrets.apply(&piece.data);
             if truncated {
                 continue;
             }
@@ -152,6 +198,19 @@ fn cut_point(pending: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_replaced_longest_first() {
+        let redactor = Redactor::new([
+            "hunter2-long".to_string(),
+            "hunter2".to_string(),
+            "ab".to_string(),
+        ]);
+        assert_eq!(
+            redactor.apply("x hunter2-long y hunter2 ab"),
+            "x *** y *** ab"
+        );
+    }
 
     #[test]
     fn cuts_after_the_last_newline_or_on_a_char_boundary() {

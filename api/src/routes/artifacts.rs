@@ -135,7 +135,14 @@ pub async fn upload_artifact(
     }
     visible_project(&state, &caller, project_id).await?;
     let key = format!("projects/{project_id}/{name}/{}", Uuid::new_v4());
+    if declared == Some(0) {
+        return Err(ApiError::invalid("body", "the artifact is empty"));
+    }
     let stored = state.store.put(&key, payload, limit).await?;
+    if stored.size_bytes == 0 {
+        let _ = state.store.delete(&key).await;
+        return Err(ApiError::invalid("body", "the artifact is empty"));
+    }
     let recorded = async {
         let mut client = db(&state).await?;
         let tx = client.transaction().await?;
