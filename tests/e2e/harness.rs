@@ -526,18 +526,23 @@ impl Api {
 #[derive(Debug, Clone)]
 pub struct ArtifactBackend {
     pub location: String,
+    /// The local store's directory, removed with the last clone.
+    _dir: Option<std::sync::Arc<tempfile::TempDir>>,
     pub env: Vec<(String, String)>,
     pub s3: jobcenter_core::artifacts::S3Settings,
 }
 
 impl ArtifactBackend {
     pub fn local() -> ArtifactBackend {
-        let dir =
-            std::env::temp_dir().join(format!("jc-artifacts-{}", uuid::Uuid::new_v4().simple()));
-        let location = format!("file://{}", dir.display());
+        let dir = tempfile::Builder::new()
+            .prefix("jc-artifacts-")
+            .tempdir()
+            .unwrap();
+        let location = format!("file://{}", dir.path().display());
         ArtifactBackend {
             env: vec![("JOBCENTER_ARTIFACTS".into(), location.clone())],
             location,
+            _dir: Some(std::sync::Arc::new(dir)),
             s3: Default::default(),
         }
     }
@@ -563,6 +568,7 @@ impl ArtifactBackend {
                 ("AWS_SECRET_ACCESS_KEY".into(), var("AWS_SECRET_ACCESS_KEY")),
             ],
             location,
+            _dir: None,
             s3: jobcenter_core::artifacts::S3Settings {
                 endpoint: Some(endpoint),
                 region: "us-east-1".into(),
