@@ -107,20 +107,30 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
     };
     let scheduler = || async {
-        jobcenter_scheduler::run(&config, pool.clone(), shutdown.clone())
+        jobcenter_scheduler::run(&config, pool.clone(), shutdown.clone(), metrics.clone())
             .await
             .context("scheduler")
     };
     let worker = || async {
-        jobcenter_worker::run(&config, pool.clone(), shutdown.clone())
+        jobcenter_worker::run(&config, pool.clone(), shutdown.clone(), metrics.clone())
             .await
             .context("worker")
+    };
+    // A worker or scheduler on its own serves its metrics when asked to.
+    let metrics_only = || async {
+        match config.metrics_listen {
+            Some(addr) => tokio::select! {
+                result = jobcenter_api::serve_metrics(addr, metrics.clone()) => result.context("metrics"),
+                _ = shutdown.cancelled() => Ok(()),
+            },
+            None => Ok(()),
+        }
     };
     match command {
         Command::All => tokio::try_join!(api(), scheduler(), worker()).map(|_| ()),
         Command::Api => api().await,
-        Command::Scheduler => scheduler().await,
-        Command::Worker => worker().await,
+        Command::Scheduler => tokio::try_join!(scheduler(), metrics_only()).map(|_| ()),
+        Command::Worker => tokio::try_join!(worker(), metrics_only()).map(|_| ()),
         Command::Migrate | Command::Openapi => unreachable!("handled above"),
     }
 }

@@ -134,6 +134,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::workers::resume_worker);
 }
 
+/// Serves only `GET /metrics` (this process's metrics) on `addr`: for a `worker` or
+/// `scheduler` running on its own. Prints `jobcenter metrics listening on http://ADDR`.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
+) -> Result<(), StartError> {
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
+    let bound = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new().route(
+            "/metrics",
+            web::get().to(move || {
+                let metrics = metrics.clone();
+                async move {
+                    actix_web::HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4")
+                        .body(metrics.render())
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)?
+    .run();
+    println!("jobcenter metrics listening on http://{bound}");
+    server.await?;
+    Ok(())
+}
+
 /// Serves the API until the process is stopped. Prints the bound address on stdout
 /// (`jobcenter api listening on http://ADDR`) so that port 0 can be used.
 pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result<(), StartError> {

@@ -63,6 +63,8 @@ pub struct Config {
     pub s3: crate::artifacts::S3Settings,
     pub artifact_max_bytes: u64,
     pub worker_cache_max_bytes: u64,
+    /// Where a lone `worker` or `scheduler` serves `/metrics` (none: not served).
+    pub metrics_listen: Option<SocketAddr>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
     pub worker_group: String,
     pub worker_capacity: usize,
@@ -270,6 +272,13 @@ impl Config {
             s3: crate::artifacts::S3Settings {
                 endpoint: v.raw("JOBCENTER_S3_ENDPOINT").map(str::to_owned),
                 region: v.string("JOBCENTER_S3_REGION", "us-east-1"),
+            },
+            metrics_listen: match v.raw("JOBCENTER_METRICS_LISTEN") {
+                None => None,
+                Some(raw) => Some(raw.parse().map_err(|_| ConfigError {
+                    variable: "JOBCENTER_METRICS_LISTEN",
+                    reason: format!("{raw:?} is not a socket address like 127.0.0.1:9090"),
+                })?),
             },
             worker_cache_max_bytes: v.bounded(
                 "JOBCENTER_WORKER_CACHE_MAX_BYTES",

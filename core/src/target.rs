@@ -160,6 +160,17 @@ impl HttpRequest {
     }
 }
 
+impl Target {
+    /// The target's kind as spelled in the API (`command`, `http`, `binary`): a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Target::Command { .. } => "command",
+            Target::Http(_) => "http",
+            Target::Binary(_) => "binary",
+        }
+    }
+}
+
 impl BinaryTarget {
     fn validate(&self) -> Result<(), InvalidTarget> {
         let invalid = |field: &'static str, reason: &str| InvalidTarget {

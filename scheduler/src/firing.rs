@@ -5,6 +5,7 @@
 use crate::Error;
 use chrono::Utc;
 use jobcenter_core::firing::{plan_tick, Lateness, Window};
+use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::jobs;
 use jobcenter_sql::runs::{self, NewRun};
 use jobcenter_sql::states::RunTrigger;
@@ -22,10 +23,10 @@ pub struct Misfire {
 }
 
 /// Fires every due tick; returns how many runs were queued.
-pub async fn fire_due(pool: &Pool, misfire: Misfire) -> Result<usize, Error> {
+pub async fn fire_due(pool: &Pool, misfire: Misfire, metrics: &Metrics) -> Result<usize, Error> {
     let mut queued = 0;
     loop {
-        let (batch_jobs, batch_runs) = fire_batch(pool, misfire).await?;
+        let (batch_jobs, batch_runs) = fire_batch(pool, misfire, metrics).await?;
         queued += batch_runs;
         if batch_jobs < BATCH as usize {
             return Ok(queued);
@@ -33,12 +34,17 @@ pub async fn fire_due(pool: &Pool, misfire: Misfire) -> Result<usize, Error> {
     }
 }
 
-async fn fire_batch(pool: &Pool, misfire: Misfire) -> Result<(usize, usize), Error> {
+async fn fire_batch(
+    pool: &Pool,
+    misfire: Misfire,
+    metrics: &Metrics,
+) -> Result<(usize, usize), Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let due = jobs::lock_due(&tx, BATCH).await?;
     let now = Utc::now();
     let mut queued = 0;
+    let mut fired = Vec::new();
     for job in &due {
         let schedule = match job.schedule.compile() {
             Ok(schedule) => schedule,
@@ -70,6 +76,7 @@ async fn fire_batch(pool: &Pool, misfire: Misfire) -> Result<(usize, usize), Err
             runs::lock_job_queue(&tx, job.id).await?;
             if runs::insert(&tx, &new).await?.is_some() {
                 queued += 1;
+                fired.push(fire);
             } else {
                 tracing::warn!(job_id = %job.id, %fire, "tick already had its run; not fired twice");
             }
@@ -77,5 +84,11 @@ async fn fire_batch(pool: &Pool, misfire: Misfire) -> Result<(usize, usize), Err
         jobs::set_next_fire(&tx, job.id, plan.next).await?;
     }
     tx.commit().await?;
+    // Lateness of each tick: from its instant to its run being durably queued.
+    let committed = Utc::now();
+    for fire in fired {
+        let lag = (committed - fire).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+        metrics.schedule_lag.observe(lag.max(0.0));
+    }
     Ok((due.len(), queued))
 }

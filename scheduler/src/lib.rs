@@ -41,7 +41,12 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Runs until `shutdown` is cancelled: waits for leadership, then leads until it is
 /// lost, and again. On shutdown a leader releases the lock at once, so that a standby
 /// takes over without waiting for the connection to time out.
-pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    pool: Pool,
+    shutdown: CancellationToken,
+    metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
+) -> Result<(), Error> {
     let url = config
         .leader_database_url
         .as_ref()
@@ -55,7 +60,7 @@ pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Re
         };
         tracing::info!("became the scheduling leader");
         tokio::select! {
-            _ = lead(config, &pool, &lease) => {
+            _ = lead(config, &pool, &lease, &metrics) => {
                 tracing::warn!("lost scheduling leadership; standing by");
             }
             _ = shutdown.cancelled() => {
@@ -68,7 +73,12 @@ pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Re
 }
 
 /// One term of leadership: fire due ticks every scheduler tick while the lock holds.
-async fn lead(config: &Config, pool: &Pool, lease: &leadership::Lease) {
+async fn lead(
+    config: &Config,
+    pool: &Pool,
+    lease: &leadership::Lease,
+    metrics: &jobcenter_core::metrics::Metrics,
+) {
     let term_started = Instant::now();
     let mut last_retention: Option<Instant> = None;
     let mut interval = tokio::time::interval(config.scheduler_tick);
@@ -83,7 +93,7 @@ async fn lead(config: &Config, pool: &Pool, lease: &leadership::Lease) {
                 .unwrap_or(chrono::Duration::days(1)),
             max_catch_up_ticks: config.max_catch_up_ticks,
         };
-        if let Err(e) = firing::fire_due(pool, misfire).await {
+        if let Err(e) = firing::fire_due(pool, misfire, metrics).await {
             tracing::warn!(error = %e, "firing due schedules failed; retrying next tick");
         }
         // A new term (after a failover or a database outage) first gives workers one

@@ -69,6 +69,8 @@ pub struct ClaimedRun {
     pub max_attempts: i32,
     /// The fencing token of this claim: every later change names it.
     pub lease_id: Uuid,
+    /// Seconds the run waited to be claimed once it could start (claim latency).
+    pub waited_seconds: f64,
 }
 
 /// The outcome a worker reports for a run it holds.
@@ -265,7 +267,8 @@ pub async fn claim(
              WHERE r.id = picked.id AND j.id = r.job_id AND p.id = j.project_id
              RETURNING r.id, r.job_id, j.project_id, r.attempt, r.trigger::text, r.input,
                        r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds,
-                       j.max_attempts, r.lease_id",
+                       j.max_attempts, r.lease_id,
+                       extract(epoch FROM now() - greatest(r.queued_at, r.not_before))::float8",
         )
         .await?;
     let lease = lease_ms as f64;
@@ -299,6 +302,7 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedRun, Error> {
         timeout_seconds: row.get(10),
         max_attempts: row.get(11),
         lease_id: row.get(12),
+        waited_seconds: row.get(13),
     })
 }
 

@@ -341,3 +341,48 @@ async fn the_spec_and_an_offline_reference_are_served() {
         "the page loads nothing from the internet"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_runs_claim_latency_and_schedule_lag() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "tick", "target": command("exit 3"),
+                   "schedule": {"kind": "cron", "expression": "* * * * * *"}}),
+        )
+        .await;
+    let text = crate::harness::eventually(
+        Duration::from_secs(15),
+        "a scheduled run to fail",
+        || async {
+            let text = api.get("/metrics").await.text().to_string();
+            text.contains(r#"jobcenter_runs_finished_total{kind="command",state="failed"}"#)
+                .then_some(text)
+        },
+    )
+    .await;
+    api.post(
+        &format!("/api/v1/jobs/{}/disable", job["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert!(
+        text.contains(r#"jobcenter_runs_started_total{kind="command"}"#),
+        "{text}"
+    );
+    let count = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        count("jobcenter_claim_latency_seconds_count") >= 1,
+        "{text}"
+    );
+    assert!(count("jobcenter_schedule_lag_seconds_count") >= 1, "{text}");
+}

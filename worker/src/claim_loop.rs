@@ -15,7 +15,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown` is cancelled, then shuts down gracefully.
-pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(
+    config: &Config,
+    pool: Pool,
+    shutdown: CancellationToken,
+    metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
+) -> Result<(), Error> {
     let store = jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
         .await
         .map_err(|e| Error::Io {
@@ -31,7 +36,7 @@ pub async fn run(config: &Config, pool: Pool, shutdown: CancellationToken) -> Re
         context: "the artifact cache in JOBCENTER_WORKER_WORKDIR".into(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    let ctx = WorkerContext::new(config, pool, cache)?;
+    let ctx = WorkerContext::new(config, pool, cache, metrics)?;
     let workdir_error = |source| Error::Io {
         context: format!(
             "cannot create JOBCENTER_WORKER_WORKDIR {}",
@@ -126,6 +131,13 @@ async fn claim_forever(
         let runs = claim(ctx, free).await;
         let more_may_wait = runs.len() == free;
         for run in runs {
+            ctx.metrics
+                .claim_latency
+                .observe(run.waited_seconds.max(0.0));
+            ctx.metrics
+                .runs_started
+                .with_label_values(&[run.target.kind()])
+                .inc();
             let permit = slots
                 .clone()
                 .try_acquire_owned()

@@ -428,7 +428,13 @@ async fn record_patiently(
     let mut delay = Duration::from_millis(200);
     loop {
         match record(ctx, run, outcome, new_state).await {
-            Ok(()) => return,
+            Ok(()) => {
+                ctx.metrics
+                    .runs_finished
+                    .with_label_values(&[outcome.state.as_str(), run.target.kind()])
+                    .inc();
+                return;
+            }
             Err(Error::Db(e)) if e.is_unavailable() && started.elapsed() < RECORD_PATIENCE => {
                 tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
                 tokio::time::sleep(delay).await;

@@ -71,6 +71,8 @@ pub struct WorkerContext {
     pub sandbox: sandbox::Sandbox,
     /// Artifacts of binary targets, downloaded once per sha256.
     pub artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
+    /// This process's metrics (runs started and finished, claim latency).
+    pub metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
     retry_backoff_base: Duration,
     retry_backoff_max: Duration,
 }
@@ -90,6 +92,7 @@ impl WorkerContext {
         config: &Config,
         pool: Pool,
         artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
+        metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
     ) -> Result<Self, Error> {
         let run_as = match &config.run_as_user {
             None => None,
@@ -120,6 +123,7 @@ impl WorkerContext {
             retry_backoff_base: config.retry_backoff_base,
             retry_backoff_max: config.retry_backoff_max,
             artifacts,
+            metrics,
             sandbox: sandbox::Sandbox {
                 memory_bytes: config.run_memory_max_bytes,
                 open_files: config.run_open_files_max,
