@@ -72,6 +72,31 @@ pub async fn run(
     }
 }
 
+/// Sleeps until the earliest next fire time, but never longer than `tick` (so that new
+/// and changed jobs, rescue and retention are looked at at least that often).
+async fn sleep_until_due(pool: &Pool, tick: std::time::Duration) {
+    let earliest = async {
+        let client = pool.get().await?;
+        jobcenter_sql::jobs::earliest_fire(&client).await
+    }
+    .await;
+    let wait = match earliest {
+        Ok(Some(at)) => (at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .min(tick),
+        Ok(None) => tick,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the next fire time; polling");
+            tick
+        }
+    };
+    // Something still due right after firing (a row another transaction holds): back off
+    // a little rather than spin.
+    let floor = std::time::Duration::from_millis(10);
+    tokio::time::sleep(if wait.is_zero() { floor } else { wait }).await;
+}
+
 /// One term of leadership: fire due ticks every scheduler tick while the lock holds.
 async fn lead(
     config: &Config,
@@ -81,10 +106,8 @@ async fn lead(
 ) {
     let term_started = Instant::now();
     let mut last_retention: Option<Instant> = None;
-    let mut interval = tokio::time::interval(config.scheduler_tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        sleep_until_due(pool, config.scheduler_tick).await;
         if !lease.still_held().await {
             return;
         }

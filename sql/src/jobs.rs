@@ -269,6 +269,17 @@ pub async fn restore(
     Ok(())
 }
 
+/// The earliest next fire time of any live, enabled job (the leader sleeps until then).
+pub async fn earliest_fire(c: &impl GenericClient) -> Result<Option<DateTime<Utc>>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT min(next_fire_at) FROM jobs
+             WHERE enabled AND deleted_at IS NULL AND next_fire_at IS NOT NULL",
+        )
+        .await?;
+    Ok(c.query_one(&stmt, &[]).await?.get(0))
+}
+
 /// Jobs whose next tick is due, oldest tick first, locked; a concurrent leader (there
 /// should be none) skips them rather than firing them twice.
 pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>, Error> {
