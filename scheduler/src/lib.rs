@@ -7,6 +7,7 @@
 
 pub mod firing;
 pub mod leadership;
+pub mod orphans;
 pub mod rescue;
 pub mod retention;
 
@@ -37,6 +38,9 @@ impl From<jobcenter_sql::DbError> for Error {
 
 /// How often the leader runs retention.
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// How often the leader sweeps orphan artifact objects, and how old they must be.
+const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(600);
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// Runs until `shutdown` is cancelled: waits for leadership, then leads until it is
 /// lost, and again. On shutdown a leader releases the lock at once, so that a standby
@@ -106,6 +110,16 @@ async fn lead(
 ) {
     let term_started = Instant::now();
     let mut last_retention: Option<Instant> = None;
+    let mut last_sweep: Option<Instant> = None;
+    let store = match jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
+        .await
+    {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::warn!(error = %e, "artifact store unavailable: orphans are not swept this term");
+            None
+        }
+    };
     loop {
         sleep_until_due(pool, config.scheduler_tick).await;
         if !lease.still_held().await {
@@ -124,6 +138,14 @@ async fn lead(
         if term_started.elapsed() >= config.lease {
             if let Err(e) = rescue::rescue_expired(pool).await {
                 tracing::warn!(error = %e, "rescuing runs of lost workers failed; retrying next tick");
+            }
+        }
+        if last_sweep.is_none_or(|at| at.elapsed() >= ORPHAN_SWEEP_EVERY) {
+            last_sweep = Some(Instant::now());
+            if let Some(store) = &store {
+                if let Err(e) = orphans::sweep(pool, store, ORPHAN_GRACE).await {
+                    tracing::warn!(error = %e, "sweeping orphan artifacts failed; retrying later");
+                }
             }
         }
         if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {

@@ -155,10 +155,25 @@ pub async fn mark_deleted(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// True when a row (live or deleted) names this storage key (the orphan sweeper asks).
-pub async fn key_is_known(c: &impl GenericClient, storage_key: &str) -> Result<bool, Error> {
+/// True when a live version names this storage key (else the object is an orphan: a
+/// crash between object and row, or a deletion whose object removal failed).
+pub async fn key_is_live(c: &impl GenericClient, storage_key: &str) -> Result<bool, Error> {
     let stmt = c
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM artifacts WHERE storage_key = $1)")
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM artifacts WHERE storage_key = $1 AND deleted_at IS NULL)",
+        )
         .await?;
     Ok(c.query_one(&stmt, &[&storage_key]).await?.get(0))
+}
+
+/// The sha256 of every live version (at most `limit`): what a worker's cache may keep.
+pub async fn live_sha256s(c: &impl GenericClient, limit: i64) -> Result<Vec<String>, Error> {
+    let stmt = c
+        .prepare_cached("SELECT DISTINCT sha256 FROM artifacts WHERE deleted_at IS NULL LIMIT $1")
+        .await?;
+    Ok(c.query(&stmt, &[&limit])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }

@@ -201,7 +201,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 
 async fn a_100_mib_upload_streams_through_the_api(backend: ArtifactBackend) {
     let db = TestDb::new();
-    let app = Component::start("api", &db, &backend.env());
+    let app = Component::start("all", &db, &backend.env());
     let api = Api::login_admin(&app).await;
     let project = api.create_project("demo").await;
     put(&api, &project, "warmup", vec![0u8; 1 << 20]).await;
@@ -209,10 +209,15 @@ async fn a_100_mib_upload_streams_through_the_api(backend: ArtifactBackend) {
     let size = 100usize << 20;
     // Sent chunked from a generator, so the test process does not hold it either.
     let chunk_bytes = 256 * 1024;
-    let body = stream::iter(
-        (0..size / chunk_bytes)
-            .map(move |i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; chunk_bytes])),
-    );
+    // A shell script that exits before its 100 MiB comment padding.
+    let header = b"#!/bin/sh\necho big binary ran\nexit 0\n";
+    let body = stream::iter((0..size / chunk_bytes).map(move |i| {
+        let mut chunk = vec![b'#'; chunk_bytes];
+        if i == 0 {
+            chunk[..header.len()].copy_from_slice(header);
+        }
+        Ok::<_, std::io::Error>(chunk)
+    }));
     let response = api
         .http
         .put(format!(
@@ -241,7 +246,24 @@ async fn a_100_mib_upload_streams_through_the_api(backend: ArtifactBackend) {
         2,
         "{listed:?}"
     );
-    let _ = json!(null);
+    // And it runs, fetched by the worker into its cache and checked against its sha256.
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "big", "target": {"kind": "binary", "artifact": "huge"}}),
+        )
+        .await;
+    let run = api
+        .wait_finished(&api.trigger(job["id"].as_str().unwrap(), json!(null)).await)
+        .await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    let logs = api
+        .get(&format!(
+            "/api/v1/runs/{}/logs",
+            run["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(logs.text(), "big binary ran\n");
 }
 
 #[tokio::test]
@@ -383,4 +405,47 @@ async fn an_unreachable_store_answers_503_and_leaves_nothing_half_written() {
     // Only the two complete uploads exist: the cut one left no object.
     let keys = backend.object_keys().await;
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+#[tokio::test]
+async fn orphan_objects_are_swept_and_live_ones_kept() {
+    let backend = ArtifactBackend::local();
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &backend.env());
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    assert_eq!(
+        put(&api, &project, "live", b"live content".to_vec())
+            .await
+            .status,
+        201
+    );
+    // An object without a row: what a crash between the object and its row leaves.
+    let store = jobcenter_core::artifacts::ArtifactStore::open(&backend.location, &backend.s3)
+        .await
+        .unwrap();
+    let orphan = format!("projects/{project}/ghost/{}", uuid::Uuid::new_v4());
+    let body = stream::iter(vec![Ok::<_, std::io::Error>(bytes_of(b"ghost"))]);
+    store.put(&orphan, body, 1 << 20).await.unwrap();
+    assert_eq!(backend.object_keys().await.len(), 2);
+
+    let pool = jobcenter_sql::new_pool(&db.url, 2).unwrap();
+    let young = jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        young, 0,
+        "objects younger than the grace period are left alone"
+    );
+    let swept = jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    let keys = backend.object_keys().await;
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].contains("ghost"), "{keys:?}");
+}
+
+fn bytes_of(bytes: &[u8]) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(bytes)
 }

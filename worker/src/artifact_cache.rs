@@ -419,6 +419,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn copies_of_deleted_versions_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (b"a-content".to_vec(), b"b-content".to_vec());
+        let store = store_with(&tmp.path().join("store"), &[("a", &a), ("b", &b)]).await;
+        let cache = ArtifactCache::open(tmp.path().join("cache"), 1 << 20, store).unwrap();
+        drop(cache.binary(&sha(&a), "a").await.unwrap());
+        drop(cache.binary(&sha(&b), "b").await.unwrap());
+        cache.retain_only(&[sha(&a)].into_iter().collect());
+        assert!(cache.file_path(&sha(&a)).exists());
+        assert!(!cache.file_path(&sha(&b)).exists());
+        assert_eq!(cache.total_bytes(), a.len() as u64);
+    }
+
+    #[tokio::test]
     async fn concurrent_runs_share_one_download() {
         let tmp = tempfile::tempdir().unwrap();
         let content = vec![9u8; 100_000];

@@ -60,6 +60,7 @@ pub async fn run(
         wake.clone(),
         ctx.registry.clone(),
     ));
+    tokio::spawn(drop_deleted_artifacts(ctx.clone()));
     let heart = tokio::spawn(heartbeat::beat_forever(
         ctx.clone(),
         config.worker_heartbeat,
@@ -209,4 +210,21 @@ async fn claim(ctx: &WorkerContext, free: usize) -> Vec<jobcenter_sql::runs::Cla
         }
     }
     Vec::new()
+}
+
+/// Every minute, drops cached copies of artifact versions that were deleted.
+async fn drop_deleted_artifacts(ctx: WorkerContext) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let live = async {
+            let client = ctx.pool.get().await?;
+            jobcenter_sql::artifacts::live_sha256s(&client, 100_000).await
+        }
+        .await;
+        match live {
+            Ok(live) => ctx.artifacts.retain_only(&live.into_iter().collect()),
+            Err(e) => tracing::warn!(error = %e, "cannot list live artifacts; cache kept as is"),
+        }
+    }
 }
