@@ -6,24 +6,9 @@ use futures_util::stream;
 use serde_json::json;
 use std::time::Duration;
 
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn local() {
-                super::$name(crate::harness::ArtifactBackend::local()).await
-            }
-            #[tokio::test]
-            async fn s3() {
-                super::$name(crate::harness::ArtifactBackend::s3()).await
-            }
-        }
-    };
-}
-
-on_both_stores!(versions_round_trip);
-on_both_stores!(oversized_and_aborted_uploads_leave_nothing);
-on_both_stores!(a_100_mib_upload_streams_through_the_api);
+crate::on_both_stores!(versions_round_trip);
+crate::on_both_stores!(oversized_and_aborted_uploads_leave_nothing);
+crate::on_both_stores!(a_100_mib_upload_streams_through_the_api);
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

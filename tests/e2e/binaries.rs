@@ -4,23 +4,8 @@
 use crate::harness::{Api, ArtifactBackend, Component, TestDb};
 use serde_json::json;
 
-macro_rules! on_both_stores {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn local() {
-                super::$name(crate::harness::ArtifactBackend::local()).await
-            }
-            #[tokio::test]
-            async fn s3() {
-                super::$name(crate::harness::ArtifactBackend::s3()).await
-            }
-        }
-    };
-}
-
-on_both_stores!(pinned_jobs_run_their_version_and_unpinned_ones_the_latest);
-on_both_stores!(bundles_run_their_entrypoint_and_hostile_ones_are_refused);
+crate::on_both_stores!(pinned_jobs_run_their_version_and_unpinned_ones_the_latest);
+crate::on_both_stores!(bundles_run_their_entrypoint_and_hostile_ones_are_refused);
 
 async fn upload(api: &Api, project: &str, name: &str, body: Vec<u8>) -> serde_json::Value {
     let reply = api

@@ -598,3 +598,21 @@ impl ArtifactBackend {
             .collect()
     }
 }
+
+/// Declares `$name::local` and `$name::s3`: the async test `$name(backend)` run once
+/// against each artifact store.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn local() {
+                super::$name($crate::harness::ArtifactBackend::local()).await
+            }
+            #[tokio::test]
+            async fn s3() {
+                super::$name($crate::harness::ArtifactBackend::s3()).await
+            }
+        }
+    };
+}

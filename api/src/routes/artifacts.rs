@@ -6,7 +6,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::routes::db;
+use crate::routes::{db, visible_project};
 use crate::state::AppState;
 use actix_web::{delete, get, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -88,17 +88,6 @@ impl From<StoreError> for ApiError {
             other => ApiError::internal(other),
         }
     }
-}
-
-async fn visible_project(
-    state: &AppState,
-    caller: &Caller,
-    project_id: Uuid,
-) -> Result<(), ApiError> {
-    jobcenter_sql::projects::get(&db(state).await?, project_id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
-    Ok(())
 }
 
 /// Uploads a new version: the raw body is the content (at most

@@ -26,3 +26,15 @@ use deadpool_postgres::Object;
 pub async fn db(state: &AppState) -> Result<Object, ApiError> {
     Ok(state.pool.get().await?)
 }
+
+/// Fails with 404 unless the project exists and the caller may see it.
+pub async fn visible_project(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    project_id: uuid::Uuid,
+) -> Result<(), ApiError> {
+    jobcenter_sql::projects::get(&db(state).await?, project_id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    Ok(())
+}

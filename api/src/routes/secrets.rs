@@ -4,7 +4,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::routes::db;
+use crate::routes::{db, visible_project};
 use crate::state::AppState;
 use actix_web::{delete, get, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -42,17 +42,6 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.len() > 128 {
         return Err(ApiError::invalid("name", "at most 128 characters"));
     }
-    Ok(())
-}
-
-async fn visible_project(
-    state: &AppState,
-    caller: &Caller,
-    project_id: Uuid,
-) -> Result<(), ApiError> {
-    jobcenter_sql::projects::get(&db(state).await?, project_id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
     Ok(())
 }
 
