@@ -80,6 +80,19 @@ job="$(curl -sf "${auth[@]}" "$base/api/v1/projects/$project/jobs" \
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 curl -sf "${auth[@]}" "$base/api/v1/jobs/$job/runs?wait=10" -d '{"input":1}' >/dev/null
 
+# /metrics is valid Prometheus text, and its counters moved with the run above.
+python3 -c 'import prometheus_client' 2>/dev/null ||
+    python3 -m pip install --quiet 'prometheus-client>=0.17' >/dev/null
+curl -sf "$base/metrics" | python3 -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+families = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
+finished = sum(s.value for s in families["jobcenter_runs_finished"].samples if s.name.endswith("_total"))
+assert finished >= 1, "no finished run counted"
+assert "jobcenter_http_request_duration_seconds" in families
+print(f"fuzz: /metrics parses ({len(families)} families, {finished:.0f} finished runs counted)", file=sys.stderr)
+'
+
 jc_say "fuzzing $base with $examples examples per operation"
 cd "$workdir"
 "$schemathesis_bin" run "$base/openapi.json" \

@@ -5,7 +5,9 @@ use crate::routes::{
     tokens, users, webhooks, workers,
 };
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -49,9 +51,52 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
+                    .description(Some("An access token from POST /api/v1/auth/login."))
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("jc_ API token")
+                    .description(Some("A long-lived API token from POST /api/v1/tokens."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "github_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Hub-Signature-256",
+                "Webhook deliveries: sha256=<hex HMAC-SHA256 of the raw body, keyed by the webhook's secret>",
+            ))),
+        );
+        components.add_security_scheme(
+            "gitlab_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Gitlab-Token",
+                "Webhook deliveries: the webhook's secret",
+            ))),
+        );
+        // Wherever a login token is accepted, an API token is too.
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let Some(security) = operation.security.as_mut() else { continue };
+                let takes_bearer = serde_json::to_value(&*security)
+                    .is_ok_and(|v| v.to_string().contains("\"bearer\""));
+                if takes_bearer {
+                    security.push(SecurityRequirement::new("api_token", Vec::<String>::new()));
+                }
+            }
+        }
     }
 }
 

@@ -95,6 +95,7 @@ async fn read_capped(
 /// Receives a CI delivery and queues a run of the webhook's job with the body as input.
 #[utoipa::path(
     tag = "webhooks",
+    security(("github_signature" = []), ("gitlab_token" = [])),
     params(
         ("webhook_id" = Uuid, Path),
         ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: sha256=<hex HMAC-SHA256 of the body>"),
