@@ -89,7 +89,9 @@ impl Modify for SecuritySchemes {
                 &mut item.delete,
             ];
             for operation in operations.into_iter().flatten() {
-                let Some(security) = operation.security.as_mut() else { continue };
+                let Some(security) = operation.security.as_mut() else {
+                    continue;
+                };
                 let takes_bearer = serde_json::to_value(&*security)
                     .is_ok_and(|v| v.to_string().contains("\"bearer\""));
                 if takes_bearer {
