@@ -13,8 +13,7 @@ pub const MAX_HTTP_HEADERS: usize = 64;
 /// Methods an HTTP target may use.
 pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
-/// The `target` of a job. `binary` is part of the public contract and arrives with
-/// artifacts.
+/// The `target` of a job: a command, an HTTP call, or an uploaded artifact (binary or bundle).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Target {
