@@ -77,6 +77,20 @@ async fn a_queue_job_runs_one_at_a_time_in_order_across_three_workers() {
     for i in 0..50 {
         api.trigger(job_id, json!({"n": i})).await;
     }
+    // The worker that finishes a run is the first to hear of the next, so one worker
+    // could take them all. Draining the first runs' worker midway makes the others
+    // take over, so the policy is seen to hold across processes.
+    let first_worker = eventually(Duration::from_secs(30), "a finished run", || async {
+        let runs = api.runs_of(job_id).await;
+        runs.iter()
+            .find(|r| r["state"] == "succeeded")
+            .map(|r| r["worker"].as_str().unwrap().to_string())
+    })
+    .await;
+    let drained = api
+        .post(&format!("/api/v1/workers/{first_worker}/drain"), json!({}))
+        .await;
+    assert_eq!(drained.status, 204, "{drained:?}");
     let runs = all_finished(&api, job_id, 50, Duration::from_secs(90)).await;
     assert_eq!(runs.len(), 50);
     assert!(runs.iter().all(|r| r["state"] == "succeeded"), "{runs:#?}");
@@ -92,6 +106,12 @@ async fn a_queue_job_runs_one_at_a_time_in_order_across_three_workers() {
     let workers: std::collections::HashSet<_> =
         runs.iter().map(|r| r["worker"].to_string()).collect();
     assert!(workers.len() >= 2, "one worker ran everything: {workers:?}");
+    let last = by_start.last().unwrap();
+    assert_ne!(
+        last["worker"],
+        first_worker.as_str(),
+        "a drained worker claimed"
+    );
 }
 
 #[tokio::test]
