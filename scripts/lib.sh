@@ -101,3 +101,20 @@ jc_private_cluster_dir() {
         printf '%s\n' "$JC_PG_LINK"
     fi
 }
+
+# Install Debian package $1 with apt-get unless program $2 is already there; dies when
+# that cannot be done (not root, no apt-get, no network).
+jc_apt_install() {
+    local package="$1" program="$2"
+    if [[ -x "$program" ]] || command -v -- "$program" >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        jc_die "$program is missing: apt-get install $package"
+    fi
+    jc_say "installing $package (apt-get)..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" >/dev/null 2>&1 ||
+        { apt-get update >/dev/null 2>&1 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" >/dev/null; } ||
+        jc_die "could not install $package"
+}

@@ -17,6 +17,9 @@ if [[ -z "${JOBCENTER_TEST_DATABASE_URL:-}" ]]; then
     export JOBCENTER_TEST_DATABASE_URL="postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres"
 fi
 
+# PgBouncer, which the leadership test puts in front of a test database (it starts its own).
+jc_apt_install pgbouncer /usr/sbin/pgbouncer
+
 # A real S3-compatible server (Garage) for the artifact tests' S3 variants. Installs it
 # once when missing (cargo install, 20-30 minutes), starts it if it is not running.
 eval "$("$JC_ROOT/scripts/s3-server.sh" start)"

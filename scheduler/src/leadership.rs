@@ -8,9 +8,13 @@
 //! impossible to fire twice.
 //!
 //! A session advisory lock does not survive a transaction-mode pooler (PgBouncer
-//! `pool_mode=transaction`): each statement may land on another server session. Right
-//! after taking the lock the leader checks that its statements keep landing on the
-//! session that holds it, and refuses leadership with [`NotASession`] otherwise.
+//! `pool_mode=transaction`): the server session that holds it is lent to other clients
+//! between statements. Right after taking the lock the leader checks that its own
+//! statements keep landing on the session that holds it, and that a second connection
+//! to the same URL does not land there; either finding refuses leadership with
+//! [`NotASession`]. On a quiet pooler the second check is certain (the pooler hands
+//! the idle session that holds the lock to the next client); on a busy one the first
+//! check and the check before every firing catch what it misses.
 
 use std::time::Duration;
 
@@ -63,13 +67,12 @@ impl Lease {
 /// The leadership connection does not keep one server session.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the leadership connection does not keep its server session (statements landed on \
-     backends {lock_pid} then {other_pid}): it goes through a transaction-mode pooler? \
-     Point JOBCENTER_LEADER_DATABASE_URL at PostgreSQL directly (or a session-mode pool)"
+    "the leadership connection does not keep its own server session ({evidence}): it \
+     goes through a transaction-mode pooler? Point JOBCENTER_LEADER_DATABASE_URL at \
+     PostgreSQL directly (or a session-mode pool)"
 )]
 pub struct NotASession {
-    lock_pid: i32,
-    other_pid: i32,
+    evidence: String,
 }
 
 /// Waits until this process holds the leadership lock.
@@ -77,7 +80,7 @@ pub async fn acquire(url: &str) -> Result<Lease, NotASession> {
     loop {
         match jobcenter_sql::db::connect_direct_as(url, &session_name()).await {
             Ok(client) => {
-                if let Some(lease) = try_lock_until_lost(client).await? {
+                if let Some(lease) = try_lock_until_lost(url, client).await? {
                     return Ok(lease);
                 }
             }
@@ -94,7 +97,10 @@ fn session_name() -> String {
 }
 
 /// Tries the lock every [`RETRY`] on one connection; None when the connection fails.
-async fn try_lock_until_lost(client: tokio_postgres::Client) -> Result<Option<Lease>, NotASession> {
+async fn try_lock_until_lost(
+    url: &str,
+    client: tokio_postgres::Client,
+) -> Result<Option<Lease>, NotASession> {
     loop {
         match client
             .query_one(
@@ -105,7 +111,7 @@ async fn try_lock_until_lost(client: tokio_postgres::Client) -> Result<Option<Le
         {
             Ok(row) if row.get::<_, bool>(0) => {
                 let lease = Lease { client };
-                return match lease.check_session(row.get(1)).await {
+                return match lease.check_session(url, row.get(1)).await {
                     Ok(true) => Ok(Some(lease)),
                     Ok(false) => Ok(None),
                     Err(e) => Err(e),
@@ -121,21 +127,43 @@ async fn try_lock_until_lost(client: tokio_postgres::Client) -> Result<Option<Le
 }
 
 impl Lease {
-    /// Checks that a few statements land on the session holding the lock (`lock_pid`).
-    /// Ok(false): the connection failed meanwhile.
-    async fn check_session(&self, lock_pid: i32) -> Result<bool, NotASession> {
+    /// Checks that a few statements land on the session holding the lock (`lock_pid`)
+    /// and that another connection does not. Ok(false): a connection failed meanwhile.
+    async fn check_session(&self, url: &str, lock_pid: i32) -> Result<bool, NotASession> {
         for _ in 0..3 {
             let pid = match self.client.query_one("SELECT pg_backend_pid()", &[]).await {
                 Ok(row) => row.get::<_, i32>(0),
                 Err(_) => return Ok(false),
             };
             if pid != lock_pid {
-                return Err(NotASession {
-                    lock_pid,
-                    other_pid: pid,
-                });
+                return self
+                    .refuse(format!(
+                        "its statements landed on backends {lock_pid} then {pid}"
+                    ))
+                    .await;
             }
         }
+        let probe = match jobcenter_sql::db::connect_direct_as(url, "jobcenter-probe").await {
+            Ok(probe) => probe,
+            Err(_) => return Ok(false),
+        };
+        match probe.query_one("SELECT pg_backend_pid()", &[]).await {
+            Ok(row) if row.get::<_, i32>(0) == lock_pid => {
+                return self
+                    .refuse(format!(
+                        "another connection was served by backend {lock_pid}, which holds the lock"
+                    ))
+                    .await;
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(false),
+        }
         Ok(self.still_held().await)
+    }
+
+    /// Gives the lock back (a pooled session would otherwise keep it) and refuses.
+    async fn refuse(&self, evidence: String) -> Result<bool, NotASession> {
+        self.release().await;
+        Err(NotASession { evidence })
     }
 }
