@@ -27,6 +27,7 @@ pub fn from_create(body: CreateJob, now: DateTime<Utc>) -> Result<JobFields, Api
         worker_group: body.worker_group.unwrap_or_else(|| "default".into()),
         enabled: body.enabled.unwrap_or(true),
         next_fire_at: None,
+        pause_after_failures: body.pause_after_failures,
     };
     fields.next_fire_at = validate_and_plan(&fields, now)?;
     Ok(fields)
@@ -79,6 +80,9 @@ pub fn apply_patch(
     }
     if let Some(enabled) = patch.enabled {
         fields.enabled = enabled;
+    }
+    if let Some(limit) = patch.pause_after_failures {
+        fields.pause_after_failures = limit;
     }
     let planned = validate_and_plan(&fields, now)?;
     if timing_changed {
@@ -137,6 +141,14 @@ fn validate_and_plan(f: &JobFields, now: DateTime<Utc>) -> Result<Option<DateTim
         return Err(ApiError::invalid(
             "worker_group",
             "must be 1 to 64 of [A-Za-z0-9._-]",
+        ));
+    }
+    if f.pause_after_failures
+        .is_some_and(|n| !(1..=1000).contains(&n))
+    {
+        return Err(ApiError::invalid(
+            "pause_after_failures",
+            "must be in 1..=1000, or null for never",
         ));
     }
     if !f.enabled {

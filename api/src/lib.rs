@@ -4,6 +4,7 @@
 //! the public contract. It never talks to the scheduler or workers, only to Postgres.
 
 pub mod auth;
+mod children;
 pub mod error;
 pub mod extract;
 mod job_fields;

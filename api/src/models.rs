@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
 use jobcenter_core::schedule::ScheduleSpec;
 use jobcenter_core::target::{BinaryTarget, HttpRequest, Target};
+use jobcenter_sql::job_children::{Child, Condition};
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -279,6 +280,51 @@ impl From<CatchUp> for CatchUpBody {
     }
 }
 
+/// A child job: it runs when a run of this job ends as `when` says, with the parent's
+/// `parent_run_id`, `parent_job_id`, `parent_state` and `parent_result` as its input.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChildBody {
+    pub job_id: Uuid,
+    pub when: ChildWhen,
+}
+
+/// `on_success`; `on_failure` (failed or timed out); `on_finish` (any of those three;
+/// a cancelled run triggers no child).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildWhen {
+    OnSuccess,
+    OnFailure,
+    OnFinish,
+}
+
+impl From<ChildBody> for Child {
+    fn from(body: ChildBody) -> Self {
+        Child {
+            job_id: body.job_id,
+            condition: match body.when {
+                ChildWhen::OnSuccess => Condition::OnSuccess,
+                ChildWhen::OnFailure => Condition::OnFailure,
+                ChildWhen::OnFinish => Condition::OnFinish,
+            },
+        }
+    }
+}
+
+impl From<Child> for ChildBody {
+    fn from(child: Child) -> Self {
+        ChildBody {
+            job_id: child.job_id,
+            when: match child.condition {
+                Condition::OnSuccess => ChildWhen::OnSuccess,
+                Condition::OnFailure => ChildWhen::OnFailure,
+                Condition::OnFinish => ChildWhen::OnFinish,
+            },
+        }
+    }
+}
+
 /// `allow` (overlap), `queue` (one at a time) or `skip` (drop a tick while one runs).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -314,6 +360,12 @@ pub struct CreateJob {
     pub worker_group: Option<String>,
     /// Default: true.
     pub enabled: Option<bool>,
+    /// Jobs to run on this job's outcome. Default: none.
+    #[serde(default)]
+    pub children: Vec<ChildBody>,
+    /// Pause (disable) the job after this many consecutive failed runs. Default: never.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub pause_after_failures: Option<i32>,
 }
 
 /// A partial update: absent fields keep their value; `starts_at`/`ends_at` accept null.
@@ -339,6 +391,12 @@ pub struct UpdateJob {
     pub env: Option<BTreeMap<String, String>>,
     pub worker_group: Option<String>,
     pub enabled: Option<bool>,
+    /// Replaces the job's children.
+    pub children: Option<Vec<ChildBody>>,
+    /// Null: never pause.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 1000)]
+    pub pause_after_failures: Option<Option<i32>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -359,6 +417,15 @@ pub struct JobResponse {
     pub enabled: bool,
     /// The next instant the schedule fires, if any.
     pub next_fire_at: Option<DateTime<Utc>>,
+    pub children: Vec<ChildBody>,
+    /// Null: the job never pauses itself.
+    pub pause_after_failures: Option<i32>,
+    /// When the job last paused itself after repeated failures, and why.
+    pub paused_at: Option<DateTime<Utc>>,
+    pub paused_reason: Option<String>,
+    /// When the job was enabled again after that pause, and by which user.
+    pub resumed_at: Option<DateTime<Utc>>,
+    pub resumed_by: Option<Uuid>,
     /// Set while the job is deleted (restorable until retention purges it).
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -389,6 +456,12 @@ impl From<Job> for JobResponse {
             worker_group: f.worker_group,
             enabled: f.enabled,
             next_fire_at: f.next_fire_at,
+            children: job.children.into_iter().map(Into::into).collect(),
+            pause_after_failures: f.pause_after_failures,
+            paused_at: job.pause.paused_at,
+            paused_reason: job.pause.reason,
+            resumed_at: job.pause.resumed_at,
+            resumed_by: job.pause.resumed_by,
             deleted_at: job.deleted_at,
             created_at: job.created_at,
             updated_at: job.updated_at,
@@ -421,7 +494,7 @@ pub struct RunResponse {
     pub project_id: Uuid,
     /// `queued`, `running`, `succeeded`, `failed`, `timed_out`, `cancelled` or `skipped`.
     pub state: String,
-    /// `manual`, `schedule`, `webhook` or `retry`.
+    /// `manual`, `schedule`, `webhook`, `retry` or `parent` (a child job's run).
     pub trigger: String,
     pub attempt: i32,
     pub input: Value,
@@ -448,6 +521,19 @@ pub struct RunResponse {
     pub not_before: DateTime<Utc>,
     /// The artifact version a binary-target run executed.
     pub artifact_version: Option<i32>,
+    /// The run whose outcome started this one (a child job's run).
+    pub parent_run_id: Option<Uuid>,
+    /// The child jobs' runs this run's outcome started (`GET /api/v1/runs/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<ChildRun>>,
+}
+
+/// A run started by a parent run's outcome.
+#[derive(Serialize, ToSchema)]
+pub struct ChildRun {
+    pub id: Uuid,
+    pub job_id: Uuid,
+    pub state: String,
 }
 
 impl From<Run> for RunResponse {
@@ -475,6 +561,8 @@ impl From<Run> for RunResponse {
             retry_of: r.retry_of,
             not_before: r.not_before,
             artifact_version: r.artifact_version,
+            parent_run_id: r.parent_run_id,
+            children: None,
         }
     }
 }

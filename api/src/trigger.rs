@@ -55,6 +55,7 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
             worker_group: request.worker_group,
             scheduled_for: None,
             retry_of: None,
+            parent_run_id: None,
         };
         // Serializes the job's inserts, so that the skip policy sees every run.
         runs::lock_job_queue(&tx, request.job_id).await?;

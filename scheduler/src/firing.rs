@@ -72,6 +72,7 @@ async fn fire_batch(
                 worker_group: &job.worker_group,
                 scheduled_for: Some(fire),
                 retry_of: None,
+                parent_run_id: None,
             };
             runs::lock_job_queue(&tx, job.id).await?;
             if runs::insert(&tx, &new).await?.is_some() {

@@ -1,6 +1,7 @@
 //! The scheduler: decides *when*. Any number run; one leads (see [`leadership`]).
 //! The leader fires due schedule ticks ([`firing`]), rescues the runs of dead workers
-//! and queues their next attempt ([`rescue`]) and applies retention ([`retention`]).
+//! and queues their next attempt ([`rescue`]), acts on final run outcomes (child jobs,
+//! pause on failures: [`outcomes`]) and applies retention ([`retention`]).
 //!
 //! Architecture invariant: the scheduler never executes anything and never talks to
 //! the API or workers; it only writes rows (runs) that workers claim.
@@ -8,6 +9,7 @@
 pub mod firing;
 pub mod leadership;
 pub mod orphans;
+pub mod outcomes;
 pub mod rescue;
 pub mod retention;
 
@@ -132,6 +134,9 @@ async fn lead(
         };
         if let Err(e) = firing::fire_due(pool, misfire, metrics).await {
             tracing::warn!(error = %e, "firing due schedules failed; retrying next tick");
+        }
+        if let Err(e) = outcomes::process_pending(pool).await {
+            tracing::warn!(error = %e, "acting on run outcomes failed; retrying next tick");
         }
         // A new term (after a failover or a database outage) first gives workers one
         // lease period to renew, so a live worker's runs are not taken for lost.

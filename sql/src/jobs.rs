@@ -28,6 +28,27 @@ pub struct JobFields {
     pub worker_group: String,
     pub enabled: bool,
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Pause (disable) the job after this many consecutive failed runs; None: never.
+    pub pause_after_failures: Option<i32>,
+}
+
+/// The job's last pause on failures and its end; None where it never happened.
+#[derive(Debug, Clone, Default)]
+pub struct Pause {
+    pub paused_at: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
+    pub resumed_at: Option<DateTime<Utc>>,
+    pub resumed_by: Option<Uuid>,
+}
+
+impl Pause {
+    /// True from the job's pause until it is enabled again.
+    pub fn is_active(&self) -> bool {
+        match (self.paused_at, self.resumed_at) {
+            (Some(paused), Some(resumed)) => paused > resumed,
+            (paused, _) => paused.is_some(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +56,9 @@ pub struct Job {
     pub id: Uuid,
     pub project_id: Uuid,
     pub fields: JobFields,
+    /// The jobs a run's outcome triggers (`job_children`).
+    pub children: Vec<crate::job_children::Child>,
+    pub pause: Pause,
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -53,7 +77,11 @@ pub struct DueJob {
 
 const COLUMNS: &str = "j.id, j.project_id, j.name, j.target, j.schedule, j.starts_at, j.ends_at,
     j.concurrency::text, j.timeout_seconds, j.max_attempts, j.env, j.worker_group, j.enabled,
-    j.next_fire_at, j.deleted_at, j.created_at, j.updated_at, j.catch_up::text";
+    j.next_fire_at, j.deleted_at, j.created_at, j.updated_at, j.catch_up::text,
+    j.pause_after_failures, j.paused_at, j.paused_reason, j.resumed_at, j.resumed_by,
+    (SELECT coalesce(array_agg(c.child_job_id::text || ' ' || c.condition::text
+                               ORDER BY c.condition, c.child_job_id), '{}')
+     FROM job_children c WHERE c.job_id = j.id)";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &Row,
@@ -71,6 +99,25 @@ fn catch_up(text: String) -> Result<CatchUp, Error> {
         column: "jobs.catch_up",
         reason: text,
     })
+}
+
+/// Children as `"<job id> <condition>"` strings (one array column, no second query).
+fn children(texts: Vec<String>) -> Result<Vec<crate::job_children::Child>, Error> {
+    texts
+        .into_iter()
+        .map(|text| {
+            let parsed = text.split_once(' ').and_then(|(id, condition)| {
+                Some(crate::job_children::Child {
+                    job_id: id.parse().ok()?,
+                    condition: crate::job_children::Condition::parse(condition)?,
+                })
+            });
+            parsed.ok_or(Error::Corrupt {
+                column: "job_children",
+                reason: text,
+            })
+        })
+        .collect()
 }
 
 fn from_row(row: &Row) -> Result<Job, Error> {
@@ -95,6 +142,14 @@ fn from_row(row: &Row) -> Result<Job, Error> {
             worker_group: row.get(11),
             enabled: row.get(12),
             next_fire_at: row.get(13),
+            pause_after_failures: row.get(18),
+        },
+        children: children(row.get(23))?,
+        pause: Pause {
+            paused_at: row.get(19),
+            reason: row.get(20),
+            resumed_at: row.get(21),
+            resumed_by: row.get(22),
         },
         deleted_at: row.get(14),
         created_at: row.get(15),
@@ -110,9 +165,9 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
     let sql = format!(
         "INSERT INTO jobs AS j (project_id, name, target, schedule, starts_at, ends_at,
             concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at,
-            catch_up)
+            catch_up, pause_after_failures)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13,
-                 $14::text::catch_up_policy)
+                 $14::text::catch_up_policy, $15)
          RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -134,6 +189,7 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
                 &f.enabled,
                 &f.next_fire_at,
                 &f.catch_up.as_str(),
+                &f.pause_after_failures,
             ],
         )
         .await?;
@@ -146,7 +202,8 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
         "UPDATE jobs AS j SET name = $2, target = $3, schedule = $4, starts_at = $5,
             ends_at = $6, concurrency = $7::text::concurrency_policy, timeout_seconds = $8,
             max_attempts = $9, env = $10, worker_group = $11, enabled = $12,
-            next_fire_at = $13, catch_up = $14::text::catch_up_policy, updated_at = now()
+            next_fire_at = $13, catch_up = $14::text::catch_up_policy,
+            pause_after_failures = $15, updated_at = now()
          WHERE j.id = $1 RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -168,6 +225,7 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
                 &f.enabled,
                 &f.next_fire_at,
                 &f.catch_up.as_str(),
+                &f.pause_after_failures,
             ],
         )
         .await?;
@@ -266,6 +324,28 @@ pub async fn restore(
         )
         .await?;
     c.execute(&stmt, &[&id, &next_fire_at]).await?;
+    Ok(())
+}
+
+/// Pauses an enabled job on its own (repeated failures): disabled, schedule stopped,
+/// the pause and its reason recorded. False: it was not enabled (nothing changed).
+pub async fn pause(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE jobs SET enabled = false, next_fire_at = NULL, paused_at = now(),
+                    paused_reason = $2, updated_at = now()
+             WHERE id = $1 AND enabled AND deleted_at IS NULL",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&id, &reason]).await? == 1)
+}
+
+/// Records who ended a job's pause (enabling it again) and when.
+pub async fn record_resume(c: &impl GenericClient, id: Uuid, by: Uuid) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached("UPDATE jobs SET resumed_at = now(), resumed_by = $2 WHERE id = $1")
+        .await?;
+    c.execute(&stmt, &[&id, &by]).await?;
     Ok(())
 }
 

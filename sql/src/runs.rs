@@ -38,6 +38,8 @@ pub struct Run {
     pub not_before: DateTime<Utc>,
     /// The artifact version a binary-target run executed.
     pub artifact_version: Option<i32>,
+    /// The run whose outcome triggered this one (child jobs).
+    pub parent_run_id: Option<Uuid>,
 }
 
 /// A run to queue as the first attempt of a chain. Under the job's `skip` policy it is
@@ -50,6 +52,8 @@ pub struct NewRun<'a> {
     pub scheduled_for: Option<DateTime<Utc>>,
     /// The finished run this one re-runs by hand.
     pub retry_of: Option<Uuid>,
+    /// The run whose outcome triggers this one (a child job's run).
+    pub parent_run_id: Option<Uuid>,
 }
 
 /// A run a worker has just claimed, with everything needed to execute it.
@@ -84,7 +88,7 @@ pub struct Outcome<'a> {
 const COLUMNS: &str = "r.id, r.job_id, j.project_id, r.state::text, r.trigger::text, r.attempt,
     r.worker_group, r.input, r.result, r.exit_code, r.error, r.scheduled_for, r.queued_at,
     r.started_at, r.finished_at, r.worker_id, r.cancel_requested, r.first_run_id,
-    r.previous_run_id, r.retry_of, r.not_before, r.artifact_version";
+    r.previous_run_id, r.retry_of, r.not_before, r.artifact_version, r.parent_run_id";
 
 fn corrupt(column: &'static str, value: String) -> Error {
     Error::Corrupt {
@@ -119,6 +123,7 @@ fn from_row(row: &Row) -> Result<Run, Error> {
         retry_of: row.get(19),
         not_before: row.get(20),
         artifact_version: row.get(21),
+        parent_run_id: row.get(22),
     })
 }
 
@@ -133,7 +138,8 @@ pub async fn lock_job_queue(c: &impl GenericClient, job_id: Uuid) -> Result<(), 
 }
 
 /// Queues a run and wakes the workers of its group, in one statement. A schedule tick
-/// that already has its run inserts nothing and returns `None`. Call
+/// that already has its run, or a parent's child that already has its run, inserts
+/// nothing and returns `None` (the unique indexes decide). Call
 /// [`lock_job_queue`] first in the same transaction for the skip policy to be exact.
 pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<Run>, Error> {
     let sql = format!(
@@ -142,14 +148,13 @@ pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<R
                                  AND state IN ('queued', 'running')) AS busy),
          r AS (
            INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, retry_of,
-                             exclusive, state, finished_at, error)
-           SELECT $1, $2::text::run_trigger, $3, $4, $5, $6, j.concurrency <> 'allow',
+                             parent_run_id, exclusive, state, finished_at, error)
+           SELECT $1, $2::text::run_trigger, $3, $4, $5, $6, $7, j.concurrency <> 'allow',
                   CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
                   CASE WHEN skip THEN now() END,
                   CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
            FROM j, busy, LATERAL (SELECT j.concurrency = 'skip' AND busy.busy AS skip) s
-           ON CONFLICT (job_id, scheduled_for) WHERE trigger = 'schedule' AND attempt = 1
-           DO NOTHING RETURNING *)
+           ON CONFLICT DO NOTHING RETURNING *)
          SELECT {COLUMNS}, pg_notify('{channel}', r.worker_group)
          FROM r JOIN jobs j ON j.id = r.job_id",
         channel = crate::RUNS_CHANNEL
@@ -165,10 +170,34 @@ pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<R
                 &new.worker_group,
                 &new.scheduled_for,
                 &new.retry_of,
+                &new.parent_run_id,
             ],
         )
         .await?;
     row.map(|r| from_row(&r)).transpose()
+}
+
+/// The runs a parent run's outcome started (first attempts), scoped to `owner`, as
+/// (run id, job id, state), oldest first.
+pub async fn children_of(
+    c: &impl GenericClient,
+    parent_run_id: Uuid,
+    owner: Option<Uuid>,
+) -> Result<Vec<(Uuid, Uuid, String)>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT r.id, r.job_id, r.state::text FROM runs r
+             JOIN jobs j ON j.id = r.job_id JOIN projects p ON p.id = j.project_id
+             WHERE r.parent_run_id = $1 AND r.attempt = 1 AND r.retry_of IS NULL
+               AND ($2::uuid IS NULL OR p.owner_id = $2)
+             ORDER BY r.queued_at, r.id",
+        )
+        .await?;
+    Ok(c.query(&stmt, &[&parent_run_id, &owner])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect())
 }
 
 /// Queues the attempt that follows `previous` (a retry or a rescue), not claimable
@@ -183,9 +212,10 @@ pub async fn insert_next_attempt(
         "WITH p AS (SELECT * FROM runs WHERE id = $1),
          r AS (
            INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, attempt,
-                             exclusive, first_run_id, previous_run_id, retry_of, not_before)
+                             exclusive, first_run_id, previous_run_id, retry_of, parent_run_id,
+                             not_before)
            SELECT job_id, trigger, input, worker_group, scheduled_for, attempt + 1,
-                  exclusive, coalesce(first_run_id, id), id, retry_of,
+                  exclusive, coalesce(first_run_id, id), id, retry_of, parent_run_id,
                   now() + $2 * interval '1 millisecond' FROM p
            ON CONFLICT (previous_run_id) WHERE previous_run_id IS NOT NULL
            DO NOTHING RETURNING *)

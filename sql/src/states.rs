@@ -45,12 +45,13 @@ text_enum!(
 );
 
 text_enum!(
-    /// What created a run.
+    /// What created a run (`parent`: a child job's run, started by its parent's outcome).
     RunTrigger {
         Manual => "manual",
         Schedule => "schedule",
         Webhook => "webhook",
         Retry => "retry",
+        Parent => "parent",
     }
 );
 

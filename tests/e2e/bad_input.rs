@@ -6,7 +6,15 @@ use serde_json::json;
 /// Row counts of every table the API writes.
 async fn snapshot(db: &TestDb) -> Vec<i64> {
     let mut counts = Vec::new();
-    for table in ["users", "projects", "jobs", "runs", "run_logs", "audit_log"] {
+    for table in [
+        "users",
+        "projects",
+        "jobs",
+        "job_children",
+        "runs",
+        "run_logs",
+        "audit_log",
+    ] {
         counts.push(db.count(&format!("SELECT count(*) FROM {table}")).await);
     }
     counts
@@ -94,6 +102,42 @@ async fn bad_inputs_answer_problems_and_store_nothing() {
     );
 
     let unknown = uuid::Uuid::new_v4();
+    let command = json!({"kind": "command", "command": ["true"]});
+    for (extra, field) in [
+        (json!({"pause_after_failures": 0}), "pause_after_failures"),
+        (
+            json!({"pause_after_failures": 1001}),
+            "pause_after_failures",
+        ),
+        (
+            json!({"children": [{"job_id": unknown, "when": "sometimes"}]}),
+            "children[0].when",
+        ),
+        (
+            json!({"children": [{"job_id": "not-a-uuid", "when": "on_success"}]}),
+            "children[0].job_id",
+        ),
+    ] {
+        let mut body = json!({"name": "x", "target": command});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let reply = api.post(&jobs, body).await;
+        assert_eq!(
+            reply.assert_problem(400).as_deref(),
+            Some(field),
+            "{reply:?}"
+        );
+    }
+    let reply = api
+        .post(
+            &jobs,
+            json!({"name": "x", "target": command,
+                            "children": [{"job_id": unknown, "when": "on_success"}]}),
+        )
+        .await;
+    reply.assert_problem(404);
+
     api.get(&format!("/api/v1/jobs/{unknown}"))
         .await
         .assert_problem(404);

@@ -18,6 +18,7 @@ mod leadership;
 mod migrations;
 mod observe;
 mod outage;
+mod pipelines;
 mod pooler;
 mod private_postgres;
 mod runs;

@@ -29,6 +29,19 @@ async fn audit(
     Ok(())
 }
 
+/// Enabling a job that paused itself ends the pause: who and when go on the job and in
+/// the audit log.
+async fn record_resume(tx: &Transaction<'_>, caller: &Caller, job: &Job) -> Result<(), ApiError> {
+    if !job.pause.is_active() {
+        return Ok(());
+    }
+    jobs::record_resume(tx, job.id, caller.user_id).await?;
+    let detail = json!({"paused_at": job.pause.paused_at, "reason": job.pause.reason});
+    let subject = format!("job:{}", job.id);
+    jobcenter_sql::audit::record(tx, Some(caller.user_id), "job.resume", &subject, &detail).await?;
+    Ok(())
+}
+
 async fn locked_job(
     tx: &Transaction<'_>,
     caller: &Caller,
@@ -56,13 +69,21 @@ pub async fn create_job(
     project_id: web::Path<Uuid>,
     JsonBody(body): JsonBody<CreateJob>,
 ) -> Result<HttpResponse, ApiError> {
+    let children = body.children.clone();
     let fields = job_fields::from_create(body, Utc::now())?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
     jobcenter_sql::projects::get(&tx, *project_id, caller.owner_scope())
         .await?
         .ok_or(ApiError::NotFound("project"))?;
-    let job = jobs::insert(&tx, *project_id, &fields).await?;
+    let mut job = jobs::insert(&tx, *project_id, &fields).await?;
+    if !children.is_empty() {
+        crate::children::save(&tx, &caller, job.id, children).await?;
+        job.children = jobs::get(&tx, job.id, None, Including::Live)
+            .await?
+            .map(|saved| saved.children)
+            .unwrap_or_default();
+    }
     audit(&tx, &caller, "job.create", job.id).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(JobResponse::from(job)))
@@ -141,9 +162,16 @@ pub async fn update_job(
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
     let current = locked_job(&tx, &caller, *id, Including::Live).await?;
+    let children = body.children.clone();
     let fields = job_fields::apply_patch(&current.fields, body, Utc::now())?;
+    if let Some(children) = children {
+        crate::children::save(&tx, &caller, *id, children).await?;
+    }
     if current.fields.enabled && !fields.enabled {
         jobcenter_sql::runs::cancel_queued_for_job(&tx, *id, "job disabled").await?;
+    }
+    if !current.fields.enabled && fields.enabled {
+        record_resume(&tx, &caller, &current).await?;
     }
     let job = jobs::update(&tx, *id, &fields).await?;
     audit(&tx, &caller, "job.update", *id).await?;
@@ -194,11 +222,13 @@ async fn set_enabled(
     let mut client = db(state).await?;
     let tx = client.transaction().await?;
     let current = locked_job(&tx, caller, id, Including::Live).await?;
-    let mut fields = current.fields;
+    let mut fields = current.fields.clone();
     fields.enabled = enabled;
     fields.next_fire_at = job_fields::plan_next_fire(&fields, Utc::now())?;
     if !enabled {
         jobcenter_sql::runs::cancel_queued_for_job(&tx, id, "job disabled").await?;
+    } else if !current.fields.enabled {
+        record_resume(&tx, caller, &current).await?;
     }
     let job = jobs::update(&tx, id, &fields).await?;
     audit(

@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBodyOrDefault;
-use crate::models::{Page, PageQuery, RunResponse, TriggerRun};
+use crate::models::{ChildRun, Page, PageQuery, RunResponse, TriggerRun};
 use crate::pagination::page;
 use crate::routes::db;
 use crate::run_events::RunEvent;
@@ -212,10 +212,19 @@ pub async fn get_run(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let run = runs::get(&db(&state).await?, *id, caller.owner_scope())
+    let client = db(&state).await?;
+    let run = runs::get(&client, *id, caller.owner_scope())
         .await?
         .ok_or(ApiError::NotFound("run"))?;
-    Ok(HttpResponse::Ok().json(RunResponse::from(run)))
+    let children = runs::children_of(&client, run.id, caller.owner_scope()).await?;
+    let mut response = RunResponse::from(run);
+    response.children = Some(
+        children
+            .into_iter()
+            .map(|(id, job_id, state)| ChildRun { id, job_id, state })
+            .collect(),
+    );
+    Ok(HttpResponse::Ok().json(response))
 }
 
 /// Runs visible to the caller, newest first, filtered.
@@ -346,6 +355,7 @@ pub async fn retry_run(
         worker_group: &job.fields.worker_group,
         scheduled_for: original.scheduled_for,
         retry_of: Some(original.id),
+        parent_run_id: None,
     };
     let run = queue(&tx, &new).await?;
     let detail = json!({"job_id": job.id, "trigger": "retry", "retry_of": original.id});
