@@ -44,17 +44,25 @@ CREATE TABLE run_outcomes (
 CREATE INDEX run_outcomes_pending_idx ON run_outcomes (finished_at) WHERE processed_at IS NULL;
 CREATE INDEX run_outcomes_job_idx ON run_outcomes (job_id, finished_at DESC);
 
+-- Whether anything acts on the outcomes of `job`: only then is one recorded, so that
+-- runs of jobs without children or a pause rule cost no extra writes. A later feature
+-- that consumes outcomes replaces this function (CREATE OR REPLACE) to add its test.
+CREATE FUNCTION jobcenter_outcome_wanted(job uuid) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM job_children WHERE job_id = job)
+        OR EXISTS (SELECT 1 FROM jobs WHERE id = job AND pause_after_failures IS NOT NULL)
+$$;
+
 -- Deferred to commit, so it sees whether the same transaction queued a next attempt.
 CREATE FUNCTION jobcenter_record_run_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM runs WHERE previous_run_id = NEW.id) THEN
+    IF EXISTS (SELECT 1 FROM runs WHERE previous_run_id = NEW.id)
+       OR NOT jobcenter_outcome_wanted(NEW.job_id) THEN
         RETURN NULL;
     END IF;
     INSERT INTO run_outcomes (run_id, job_id, state, finished_at)
     SELECT id, job_id, state, finished_at FROM runs
     WHERE id = NEW.id AND finished_at IS NOT NULL
     ON CONFLICT (run_id) DO NOTHING;
-    PERFORM pg_notify('jobcenter_run_outcome', NEW.id::text);
     RETURN NULL;
 END $$;
 
