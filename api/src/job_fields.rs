@@ -27,6 +27,7 @@ pub fn from_create(body: CreateJob, now: DateTime<Utc>) -> Result<JobFields, Api
         worker_group: body.worker_group.unwrap_or_else(|| "default".into()),
         enabled: body.enabled.unwrap_or(true),
         next_fire_at: None,
+        jitter_seconds: body.jitter_seconds.unwrap_or(0),
     };
     fields.next_fire_at = validate_and_plan(&fields, now)?;
     Ok(fields)
@@ -79,6 +80,9 @@ pub fn apply_patch(
     }
     if let Some(enabled) = patch.enabled {
         fields.enabled = enabled;
+    }
+    if let Some(jitter) = patch.jitter_seconds {
+        fields.jitter_seconds = jitter;
     }
     let planned = validate_and_plan(&fields, now)?;
     if timing_changed {
@@ -137,6 +141,13 @@ fn validate_and_plan(f: &JobFields, now: DateTime<Utc>) -> Result<Option<DateTim
         return Err(ApiError::invalid(
             "worker_group",
             "must be 1 to 64 of [A-Za-z0-9._-]",
+        ));
+    }
+    let max_jitter = jobcenter_core::jitter::MAX_JITTER_SECONDS as i32;
+    if !(0..=max_jitter).contains(&f.jitter_seconds) {
+        return Err(ApiError::invalid(
+            "jitter_seconds",
+            format!("must be in 0..={max_jitter} (one hour)"),
         ));
     }
     if !f.enabled {

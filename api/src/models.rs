@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
-use jobcenter_core::schedule::ScheduleSpec;
+use jobcenter_core::schedule::{DstGap, DstRepeat, ScheduleSpec};
 use jobcenter_core::target::{BinaryTarget, HttpRequest, Target};
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -148,11 +148,71 @@ pub enum ScheduleBody {
         expression: String,
         #[serde(default = "utc")]
         timezone: String,
+        #[serde(default)]
+        dst_gap: DstGapBody,
+        #[serde(default)]
+        dst_repeat: DstRepeatBody,
     },
 }
 
 fn utc() -> String {
     "UTC".to_string()
+}
+
+/// A matching local time that does not exist (spring-forward gap): `next` runs at the
+/// first valid instant after the gap (default), `skip` does not run.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DstGapBody {
+    #[default]
+    Next,
+    Skip,
+}
+
+/// A matching local time that occurs twice (fall-back): `once` runs at its first
+/// occurrence (default), `twice` at both.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DstRepeatBody {
+    #[default]
+    Once,
+    Twice,
+}
+
+impl From<DstGapBody> for DstGap {
+    fn from(body: DstGapBody) -> Self {
+        match body {
+            DstGapBody::Next => DstGap::Next,
+            DstGapBody::Skip => DstGap::Skip,
+        }
+    }
+}
+
+impl From<DstGap> for DstGapBody {
+    fn from(gap: DstGap) -> Self {
+        match gap {
+            DstGap::Next => DstGapBody::Next,
+            DstGap::Skip => DstGapBody::Skip,
+        }
+    }
+}
+
+impl From<DstRepeatBody> for DstRepeat {
+    fn from(body: DstRepeatBody) -> Self {
+        match body {
+            DstRepeatBody::Once => DstRepeat::Once,
+            DstRepeatBody::Twice => DstRepeat::Twice,
+        }
+    }
+}
+
+impl From<DstRepeat> for DstRepeatBody {
+    fn from(repeat: DstRepeat) -> Self {
+        match repeat {
+            DstRepeat::Once => DstRepeatBody::Once,
+            DstRepeat::Twice => DstRepeatBody::Twice,
+        }
+    }
 }
 
 impl From<ScheduleBody> for ScheduleSpec {
@@ -163,9 +223,13 @@ impl From<ScheduleBody> for ScheduleSpec {
             ScheduleBody::Cron {
                 expression,
                 timezone,
+                dst_gap,
+                dst_repeat,
             } => ScheduleSpec::Cron {
                 expression,
                 timezone,
+                dst_gap: dst_gap.into(),
+                dst_repeat: dst_repeat.into(),
             },
         }
     }
@@ -179,9 +243,13 @@ impl From<ScheduleSpec> for ScheduleBody {
             ScheduleSpec::Cron {
                 expression,
                 timezone,
+                dst_gap,
+                dst_repeat,
             } => ScheduleBody::Cron {
                 expression,
                 timezone,
+                dst_gap: dst_gap.into(),
+                dst_repeat: dst_repeat.into(),
             },
         }
     }
@@ -314,6 +382,10 @@ pub struct CreateJob {
     pub worker_group: Option<String>,
     /// Default: true.
     pub enabled: Option<bool>,
+    /// Each scheduled run starts up to this many seconds after its tick, by an offset
+    /// fixed per job (derived from its id). Default: 0.
+    #[schema(minimum = 0, maximum = 3600)]
+    pub jitter_seconds: Option<i32>,
 }
 
 /// A partial update: absent fields keep their value; `starts_at`/`ends_at` accept null.
@@ -339,6 +411,8 @@ pub struct UpdateJob {
     pub env: Option<BTreeMap<String, String>>,
     pub worker_group: Option<String>,
     pub enabled: Option<bool>,
+    #[schema(minimum = 0, maximum = 3600)]
+    pub jitter_seconds: Option<i32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -359,6 +433,8 @@ pub struct JobResponse {
     pub enabled: bool,
     /// The next instant the schedule fires, if any.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Scheduled runs start up to this many seconds after their tick.
+    pub jitter_seconds: i32,
     /// Set while the job is deleted (restorable until retention purges it).
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -389,6 +465,7 @@ impl From<Job> for JobResponse {
             worker_group: f.worker_group,
             enabled: f.enabled,
             next_fire_at: f.next_fire_at,
+            jitter_seconds: f.jitter_seconds,
             deleted_at: job.deleted_at,
             created_at: job.created_at,
             updated_at: job.updated_at,

@@ -51,6 +51,7 @@ text_enum!(
         Schedule => "schedule",
         Webhook => "webhook",
         Retry => "retry",
+        Backfill => "backfill",
     }
 );
 
