@@ -148,11 +148,23 @@ pub enum ScheduleBody {
         expression: String,
         #[serde(default = "utc")]
         timezone: String,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "dst_gap_field")]
         dst_gap: DstGapBody,
-        #[serde(default)]
+        #[serde(default, deserialize_with = "dst_repeat_field")]
         dst_repeat: DstRepeatBody,
     },
+}
+
+/// Fields inside an internally tagged enum lose their JSON path in serde: these name
+/// themselves (`invalid field `…``), so that a 400 names `schedule.dst_gap`.
+fn dst_gap_field<'de, D: Deserializer<'de>>(de: D) -> Result<DstGapBody, D::Error> {
+    DstGapBody::deserialize(de)
+        .map_err(|e| serde::de::Error::custom(format!("invalid field `dst_gap`: {e}")))
+}
+
+fn dst_repeat_field<'de, D: Deserializer<'de>>(de: D) -> Result<DstRepeatBody, D::Error> {
+    DstRepeatBody::deserialize(de)
+        .map_err(|e| serde::de::Error::custom(format!("invalid field `dst_repeat`: {e}")))
 }
 
 fn utc() -> String {
