@@ -132,7 +132,7 @@ fn path_of_nul(value: &serde_json::Value, path: String) -> Option<String> {
 /// The JSON path to name: the path serde stopped at, plus the field a "missing field"
 /// or "unknown field" message names.
 fn field_at_fault(path: &str, reason: &str) -> String {
-    let named = ["missing field `", "unknown field `"]
+    let named = ["missing field `", "unknown field `", "invalid field `"]
         .iter()
         .find_map(|prefix| reason.strip_prefix(prefix))
         .and_then(|rest| rest.split('`').next());

@@ -27,6 +27,7 @@ pub fn from_create(body: CreateJob, now: DateTime<Utc>) -> Result<JobFields, Api
         worker_group: body.worker_group.unwrap_or_else(|| "default".into()),
         enabled: body.enabled.unwrap_or(true),
         next_fire_at: None,
+        jitter_seconds: body.jitter_seconds.unwrap_or(0),
         pause_after_failures: body.pause_after_failures,
     };
     fields.next_fire_at = validate_and_plan(&fields, now)?;
@@ -80,6 +81,9 @@ pub fn apply_patch(
     }
     if let Some(enabled) = patch.enabled {
         fields.enabled = enabled;
+    }
+    if let Some(jitter) = patch.jitter_seconds {
+        fields.jitter_seconds = jitter;
     }
     if let Some(limit) = patch.pause_after_failures {
         fields.pause_after_failures = limit;
@@ -141,6 +145,13 @@ fn validate_and_plan(f: &JobFields, now: DateTime<Utc>) -> Result<Option<DateTim
         return Err(ApiError::invalid(
             "worker_group",
             "must be 1 to 64 of [A-Za-z0-9._-]",
+        ));
+    }
+    let max_jitter = jobcenter_core::jitter::MAX_JITTER_SECONDS as i32;
+    if !(0..=max_jitter).contains(&f.jitter_seconds) {
+        return Err(ApiError::invalid(
+            "jitter_seconds",
+            format!("must be in 0..={max_jitter} (one hour)"),
         ));
     }
     if f.pause_after_failures

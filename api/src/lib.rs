@@ -105,6 +105,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::logs::get_run_logs)
         .service(routes::schedules::next_fires)
         .service(routes::schedules::preview_schedule)
+        .service(routes::backfill::backfill_job)
         .service(routes::artifacts::upload_artifact)
         .service(routes::artifacts::list_artifacts)
         .service(routes::artifacts::list_versions)

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
-use jobcenter_core::schedule::ScheduleSpec;
+use jobcenter_core::schedule::{DstGap, DstRepeat, ScheduleSpec};
 use jobcenter_core::target::{BinaryTarget, HttpRequest, Target};
 use jobcenter_sql::job_children::{Child, Condition};
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
@@ -149,11 +149,83 @@ pub enum ScheduleBody {
         expression: String,
         #[serde(default = "utc")]
         timezone: String,
+        #[serde(default, deserialize_with = "dst_gap_field")]
+        dst_gap: DstGapBody,
+        #[serde(default, deserialize_with = "dst_repeat_field")]
+        dst_repeat: DstRepeatBody,
     },
+}
+
+/// Fields inside an internally tagged enum lose their JSON path in serde: these name
+/// themselves (`invalid field `…``), so that a 400 names `schedule.dst_gap`.
+fn dst_gap_field<'de, D: Deserializer<'de>>(de: D) -> Result<DstGapBody, D::Error> {
+    DstGapBody::deserialize(de)
+        .map_err(|e| serde::de::Error::custom(format!("invalid field `dst_gap`: {e}")))
+}
+
+fn dst_repeat_field<'de, D: Deserializer<'de>>(de: D) -> Result<DstRepeatBody, D::Error> {
+    DstRepeatBody::deserialize(de)
+        .map_err(|e| serde::de::Error::custom(format!("invalid field `dst_repeat`: {e}")))
 }
 
 fn utc() -> String {
     "UTC".to_string()
+}
+
+/// A matching local time that does not exist (spring-forward gap): `next` runs at the
+/// first valid instant after the gap (default), `skip` does not run.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DstGapBody {
+    #[default]
+    Next,
+    Skip,
+}
+
+/// A matching local time that occurs twice (fall-back): `once` runs at its first
+/// occurrence (default), `twice` at both.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DstRepeatBody {
+    #[default]
+    Once,
+    Twice,
+}
+
+impl From<DstGapBody> for DstGap {
+    fn from(body: DstGapBody) -> Self {
+        match body {
+            DstGapBody::Next => DstGap::Next,
+            DstGapBody::Skip => DstGap::Skip,
+        }
+    }
+}
+
+impl From<DstGap> for DstGapBody {
+    fn from(gap: DstGap) -> Self {
+        match gap {
+            DstGap::Next => DstGapBody::Next,
+            DstGap::Skip => DstGapBody::Skip,
+        }
+    }
+}
+
+impl From<DstRepeatBody> for DstRepeat {
+    fn from(body: DstRepeatBody) -> Self {
+        match body {
+            DstRepeatBody::Once => DstRepeat::Once,
+            DstRepeatBody::Twice => DstRepeat::Twice,
+        }
+    }
+}
+
+impl From<DstRepeat> for DstRepeatBody {
+    fn from(repeat: DstRepeat) -> Self {
+        match repeat {
+            DstRepeat::Once => DstRepeatBody::Once,
+            DstRepeat::Twice => DstRepeatBody::Twice,
+        }
+    }
 }
 
 impl From<ScheduleBody> for ScheduleSpec {
@@ -164,9 +236,13 @@ impl From<ScheduleBody> for ScheduleSpec {
             ScheduleBody::Cron {
                 expression,
                 timezone,
+                dst_gap,
+                dst_repeat,
             } => ScheduleSpec::Cron {
                 expression,
                 timezone,
+                dst_gap: dst_gap.into(),
+                dst_repeat: dst_repeat.into(),
             },
         }
     }
@@ -180,9 +256,13 @@ impl From<ScheduleSpec> for ScheduleBody {
             ScheduleSpec::Cron {
                 expression,
                 timezone,
+                dst_gap,
+                dst_repeat,
             } => ScheduleBody::Cron {
                 expression,
                 timezone,
+                dst_gap: dst_gap.into(),
+                dst_repeat: dst_repeat.into(),
             },
         }
     }
@@ -360,6 +440,10 @@ pub struct CreateJob {
     pub worker_group: Option<String>,
     /// Default: true.
     pub enabled: Option<bool>,
+    /// Each scheduled run starts up to this many seconds after its tick, by an offset
+    /// fixed per job (derived from its id). Default: 0.
+    #[schema(minimum = 0, maximum = 3600)]
+    pub jitter_seconds: Option<i32>,
     /// Jobs to run on this job's outcome. Default: none.
     #[serde(default)]
     pub children: Vec<ChildBody>,
@@ -391,6 +475,8 @@ pub struct UpdateJob {
     pub env: Option<BTreeMap<String, String>>,
     pub worker_group: Option<String>,
     pub enabled: Option<bool>,
+    #[schema(minimum = 0, maximum = 3600)]
+    pub jitter_seconds: Option<i32>,
     /// Replaces the job's children.
     pub children: Option<Vec<ChildBody>>,
     /// Null: never pause.
@@ -417,6 +503,8 @@ pub struct JobResponse {
     pub enabled: bool,
     /// The next instant the schedule fires, if any.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Scheduled runs start up to this many seconds after their tick.
+    pub jitter_seconds: i32,
     pub children: Vec<ChildBody>,
     /// Null: the job never pauses itself.
     pub pause_after_failures: Option<i32>,
@@ -456,6 +544,7 @@ impl From<Job> for JobResponse {
             worker_group: f.worker_group,
             enabled: f.enabled,
             next_fire_at: f.next_fire_at,
+            jitter_seconds: f.jitter_seconds,
             children: job.children.into_iter().map(Into::into).collect(),
             pause_after_failures: f.pause_after_failures,
             paused_at: job.pause.paused_at,

@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use crate::routes::{
-    artifacts, audit, auth, health, hooks, jobs, logs, metrics, projects, runs, schedules, secrets,
-    tokens, users, webhooks, workers,
+    artifacts, audit, auth, backfill, health, hooks, jobs, logs, metrics, projects, runs,
+    schedules, secrets, tokens, users, webhooks, workers,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{
@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
         jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::update_job,
         jobs::disable_job, jobs::enable_job, jobs::delete_job, jobs::restore_job,
         runs::trigger_run, runs::list_job_runs, runs::get_run, runs::list_runs, logs::get_run_logs,
-        schedules::next_fires, schedules::preview_schedule,
+        schedules::next_fires, schedules::preview_schedule, backfill::backfill_job,
         artifacts::upload_artifact, artifacts::list_artifacts, artifacts::list_versions,
         artifacts::download_artifact, artifacts::delete_version, artifacts::delete_artifact,
         secrets::set_secret, secrets::list_secrets, secrets::delete_secret,

@@ -195,12 +195,7 @@ mod tests {
     }
 
     fn every_minute() -> Schedule {
-        ScheduleSpec::Cron {
-            expression: "* * * * *".into(),
-            timezone: "UTC".into(),
-        }
-        .compile()
-        .unwrap()
+        ScheduleSpec::cron("* * * * *", "UTC").compile().unwrap()
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! nothing of HTTP or SQL.
 
 pub mod artifacts;
+pub mod backfill;
 pub mod config;
 pub mod firing;
+pub mod jitter;
 pub mod metrics;
 pub mod password_policy;
 pub mod retry;

@@ -30,6 +30,16 @@
 //!   repeated stretch fires nothing;
 //! - so a daily `30 2 * * *` job fires exactly once every local calendar day.
 //!
+//! These are the defaults. A cron schedule may choose otherwise per job:
+//! - `"dst_gap": "skip"`: a matching time inside a gap does not fire at all (the time the
+//!   clock jumps to still fires if it matches itself); `"next"` is the default above;
+//! - `"dst_repeat": "twice"`: a matching time in a repeated stretch fires at both of its
+//!   occurrences (so every instant whose wall-clock reading matches fires); `"once"` is
+//!   the default above.
+//!
+//! [`CronSchedule::dst_shift`] tells which fire times DST moved (a gap's end standing in
+//! for a time that did not exist) or added (the second occurrence of a repeated time).
+//!
 //! # Implementation: `croner` plus a thin layer
 //! Parsing and matching are done by the [`croner`] crate (POSIX day-of-week numbering,
 //! optional seconds, Vixie day-of-month/day-of-week OR rule, bit-set fields). The `cron`
@@ -78,11 +88,61 @@ pub enum ScheduleSpec {
         expression: String,
         #[serde(default = "utc")]
         timezone: String,
+        /// Absent when default, so stored schedules without DST choices are unchanged.
+        #[serde(default, skip_serializing_if = "DstGap::is_default")]
+        dst_gap: DstGap,
+        #[serde(default, skip_serializing_if = "DstRepeat::is_default")]
+        dst_repeat: DstRepeat,
     },
 }
 
 fn utc() -> String {
     "UTC".to_owned()
+}
+
+/// What a matching local time that does not exist (spring-forward gap) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DstGap {
+    /// Fires at the first valid instant after the gap (several collapse into one).
+    #[default]
+    Next,
+    /// Does not fire.
+    Skip,
+}
+
+impl DstGap {
+    fn is_default(&self) -> bool {
+        *self == DstGap::default()
+    }
+}
+
+/// What a matching local time that occurs twice (fall-back) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DstRepeat {
+    /// Fires at its first occurrence only.
+    #[default]
+    Once,
+    /// Fires at both occurrences.
+    Twice,
+}
+
+impl DstRepeat {
+    fn is_default(&self) -> bool {
+        *self == DstRepeat::default()
+    }
+}
+
+/// How DST changed a fire time (see [`CronSchedule::dst_shift`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DstShift {
+    /// Stands in for a matching local time that did not exist: the first instant after
+    /// a spring-forward gap (`dst_gap: next`).
+    Gap,
+    /// The second occurrence of a repeated local time (`dst_repeat: twice`).
+    Repeat,
 }
 
 /// Why a schedule is invalid; `field` is the JSON path in the job body, e.g.
@@ -133,7 +193,20 @@ impl ScheduleSpec {
             ScheduleSpec::Cron {
                 expression,
                 timezone,
-            } => CronSchedule::new(expression, timezone).map(Schedule::Cron),
+                dst_gap,
+                dst_repeat,
+            } => CronSchedule::new(expression, timezone)
+                .map(|cron| Schedule::Cron(cron.with_dst(*dst_gap, *dst_repeat))),
+        }
+    }
+
+    /// A cron spec with the default DST choices.
+    pub fn cron(expression: impl Into<String>, timezone: impl Into<String>) -> ScheduleSpec {
+        ScheduleSpec::Cron {
+            expression: expression.into(),
+            timezone: timezone.into(),
+            dst_gap: DstGap::default(),
+            dst_repeat: DstRepeat::default(),
         }
     }
 }
@@ -148,6 +221,14 @@ impl Schedule {
             Schedule::Cron(cron) => cron.next_after(after),
         }
     }
+
+    /// How DST moved or added the fire time `fire` (None for other schedules).
+    pub fn dst_shift(&self, fire: DateTime<Utc>) -> Option<DstShift> {
+        match self {
+            Schedule::Cron(cron) => cron.dst_shift(fire),
+            _ => None,
+        }
+    }
 }
 
 /// A parsed cron expression bound to its time zone.
@@ -157,6 +238,8 @@ pub struct CronSchedule {
     tz: Tz,
     /// Boxed: croner's `Cron` is ~300 bytes and `Schedule` is passed around by value.
     cron: Box<Cron>,
+    gap: DstGap,
+    repeat: DstRepeat,
 }
 
 /// Days in a 400-year Gregorian cycle: dates repeat with the same weekdays after it.
@@ -178,7 +261,16 @@ impl CronSchedule {
             expression: expression.to_owned(),
             tz,
             cron: Box::new(cron),
+            gap: DstGap::default(),
+            repeat: DstRepeat::default(),
         })
+    }
+
+    /// The same schedule with these DST choices.
+    pub fn with_dst(mut self, gap: DstGap, repeat: DstRepeat) -> Self {
+        self.gap = gap;
+        self.repeat = repeat;
+        self
     }
 
     /// The expression as given.
@@ -192,8 +284,42 @@ impl CronSchedule {
     }
 
     /// The first fire instant strictly after `after`, following the DST rules of the
-    /// module documentation.
+    /// module documentation and this schedule's DST choices.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let first = self.next_first_occurrence(after);
+        if self.repeat == DstRepeat::Once {
+            return first;
+        }
+        match (first, self.next_second_occurrence(after)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How DST moved or added `fire`, a fire time of this schedule: `Gap` when it is
+    /// the end of a spring-forward gap that swallowed a matching time (which fired
+    /// here), `Repeat` when it is the second occurrence of a repeated local time.
+    pub fn dst_shift(&self, fire: DateTime<Utc>) -> Option<DstShift> {
+        let reading = self.reading_at(fire)?;
+        if let LocalResult::Ambiguous(a, b) = self.tz.from_local_datetime(&reading) {
+            if fire == a.max(b).with_timezone(&Utc) {
+                return Some(DstShift::Repeat);
+            }
+        }
+        let just_before = self.reading_at(fire - Duration::seconds(1))?;
+        let jumped = reading - just_before > Duration::seconds(1);
+        if jumped && self.gap == DstGap::Next {
+            let swallowed = self.next_local_match(just_before)?;
+            if swallowed < reading {
+                return Some(DstShift::Gap);
+            }
+        }
+        None
+    }
+
+    /// The first instant after `after` at which the clock reaches a matching local time
+    /// it never showed before (or the end of a gap that swallowed one, under `next`).
+    fn next_first_occurrence(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // A local time `n` fires at e(n), the first instant the wall clock reads >= n.
         // e is non-decreasing in n, and every n <= the clock's reading at `after` has
         // e(n) <= after, so scan matching local times upwards from that reading.
@@ -203,12 +329,52 @@ impl CronSchedule {
         for _ in 0..1_000 {
             let local = self.next_local_match(cursor)?;
             let fire = self.first_instant_reaching(local)?;
+            if self.gap == DstGap::Skip && self.tz.from_local_datetime(&local).earliest().is_none()
+            {
+                // Skipped: go on from the first existing reading after the gap.
+                let end = self.reading_at(fire)? - Duration::seconds(1);
+                cursor = local.max(end);
+                continue;
+            }
             if fire > after {
                 return Some(fire);
             }
             // `after` lies in the repeated stretch of a fall-back: the clock already
             // showed `local` (and more) before. Skip every time it has shown so far.
             cursor = local.max(self.highest_reading_between(fire, after));
+        }
+        None
+    }
+
+    /// Under `dst_repeat: twice`: the first second occurrence of a matching repeated
+    /// local time after `after`. Only a local time whose first occurrence is at or before
+    /// `after` can have its second one before the next first occurrence, so this looks
+    /// only when the clock's reading at `after` lies in a repeated stretch.
+    fn next_second_occurrence(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let reading = self.reading_at(after)?;
+        let LocalResult::Ambiguous(a, b) = self.tz.from_local_datetime(&reading) else {
+            return None;
+        };
+        let (early, late) = (a.min(b), a.max(b));
+        let late_offset = late.offset().fix();
+        let repeated = early.offset().fix().local_minus_utc() - late_offset.local_minus_utc();
+        // The stretch ends before this reading; a match n repeats after `after` when
+        // n - late_offset > after.
+        let limit = reading.checked_add_signed(Duration::seconds(i64::from(repeated)))?;
+        let mut cursor = after.naive_utc().checked_add_offset(late_offset)?;
+        // Bounded by the matches inside one repeated stretch (3600 for a per-second cron).
+        for _ in 0..200_000 {
+            let n = self.next_local_match(cursor)?;
+            if n >= limit {
+                return None;
+            }
+            if let LocalResult::Ambiguous(x, y) = self.tz.from_local_datetime(&n) {
+                let second = x.max(y).with_timezone(&Utc);
+                if second > after {
+                    return Some(second);
+                }
+            }
+            cursor = n;
         }
         None
     }
@@ -562,21 +728,15 @@ mod tests {
     }
 
     fn cron(expression: &str, timezone: &str) -> Schedule {
-        ScheduleSpec::Cron {
-            expression: expression.into(),
-            timezone: timezone.into(),
-        }
-        .compile()
-        .unwrap_or_else(|e| panic!("{expression:?}: {e}"))
+        ScheduleSpec::cron(expression, timezone)
+            .compile()
+            .unwrap_or_else(|e| panic!("{expression:?}: {e}"))
     }
 
     fn cron_err(expression: &str) -> InvalidSchedule {
-        ScheduleSpec::Cron {
-            expression: expression.into(),
-            timezone: "UTC".into(),
-        }
-        .compile()
-        .expect_err(expression)
+        ScheduleSpec::cron(expression, "UTC")
+            .compile()
+            .expect_err(expression)
     }
 
     fn fires(schedule: &Schedule, after: &str, n: usize) -> Vec<String> {
@@ -605,10 +765,7 @@ mod tests {
             ),
             (
                 r#"{"kind":"cron","expression":"*/5 * * * *","timezone":"Europe/Berlin"}"#,
-                ScheduleSpec::Cron {
-                    expression: "*/5 * * * *".into(),
-                    timezone: "Europe/Berlin".into(),
-                },
+                ScheduleSpec::cron("*/5 * * * *", "Europe/Berlin"),
             ),
         ];
         for (json, spec) in cases {
@@ -617,13 +774,7 @@ mod tests {
         }
         let defaulted: ScheduleSpec =
             serde_json::from_str(r#"{"kind":"cron","expression":"* * * * *"}"#).unwrap();
-        assert_eq!(
-            defaulted,
-            ScheduleSpec::Cron {
-                expression: "* * * * *".into(),
-                timezone: "UTC".into()
-            }
-        );
+        assert_eq!(defaulted, ScheduleSpec::cron("* * * * *", "UTC"));
         for bad in [
             r#"{"kind":"interval","every_seconds":60,"extra":1}"#,
             r#"{"kind":"hourly"}"#,
@@ -883,12 +1034,7 @@ mod tests {
             ("", r#"unknown time zone """#),
             ("europe/berlin", r#"unknown time zone "europe/berlin""#),
         ] {
-            let err = ScheduleSpec::Cron {
-                expression: "* * * * *".into(),
-                timezone: tz.into(),
-            }
-            .compile()
-            .unwrap_err();
+            let err = ScheduleSpec::cron("* * * * *", tz).compile().unwrap_err();
             assert_eq!(err.field, "schedule.timezone");
             assert_eq!(err.reason, reason);
         }
@@ -1101,6 +1247,138 @@ mod tests {
         );
     }
 
+    fn cron_with(expression: &str, timezone: &str, gap: DstGap, repeat: DstRepeat) -> Schedule {
+        ScheduleSpec::Cron {
+            expression: expression.into(),
+            timezone: timezone.into(),
+            dst_gap: gap,
+            dst_repeat: repeat,
+        }
+        .compile()
+        .unwrap()
+    }
+
+    fn shifts(schedule: &Schedule, after: &str, n: usize) -> Vec<Option<DstShift>> {
+        fires(schedule, after, n)
+            .iter()
+            .map(|t| schedule.dst_shift(at(t)))
+            .collect()
+    }
+
+    #[test]
+    fn dst_choices_and_marks() {
+        use DstShift::{Gap, Repeat};
+        let skip = cron_with("30 2 * * *", "Europe/Berlin", DstGap::Skip, DstRepeat::Once);
+        // 2021-03-28 has no 02:30: nothing that day.
+        assert_eq!(
+            fires(&skip, "2021-03-26T12:00:00Z", 2),
+            ["2021-03-27T01:30:00Z", "2021-03-29T00:30:00Z"]
+        );
+        let next = cron("30 2 * * *", "Europe/Berlin");
+        assert_eq!(
+            shifts(&next, "2021-03-26T12:00:00Z", 3),
+            [None, Some(Gap), None]
+        );
+        assert_eq!(shifts(&skip, "2021-03-26T12:00:00Z", 2), [None, None]);
+        // Twice: 02:30 CEST and 02:30 CET on 2021-10-31; the second one is marked.
+        let twice = cron_with(
+            "30 2 * * *",
+            "Europe/Berlin",
+            DstGap::Next,
+            DstRepeat::Twice,
+        );
+        assert_eq!(
+            fires(&twice, "2021-10-29T12:00:00Z", 4),
+            [
+                "2021-10-30T00:30:00Z",
+                "2021-10-31T00:30:00Z",
+                "2021-10-31T01:30:00Z",
+                "2021-11-01T01:30:00Z"
+            ]
+        );
+        assert_eq!(
+            shifts(&twice, "2021-10-29T12:00:00Z", 4),
+            [None, None, Some(Repeat), None]
+        );
+        // Quarter hours, twice: the repeated hour's eight fires interleave in time order,
+        // also when asked from inside either occurrence.
+        let quarter = cron_with(
+            "*/15 * * * *",
+            "Europe/Berlin",
+            DstGap::Next,
+            DstRepeat::Twice,
+        );
+        let expected: Vec<String> = (0..10)
+            .map(|i| {
+                (at("2021-10-31T00:00:00Z") + Duration::minutes(15 * i))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+            .collect();
+        assert_eq!(fires(&quarter, "2021-10-30T23:50:00Z", 10), expected);
+        assert_eq!(
+            fires(&quarter, "2021-10-31T00:40:00Z", 2),
+            ["2021-10-31T00:45:00Z", "2021-10-31T01:00:00Z"]
+        );
+        assert_eq!(
+            fires(&quarter, "2021-10-31T01:10:00Z", 1),
+            ["2021-10-31T01:15:00Z"]
+        );
+        assert_eq!(
+            shifts(&quarter, "2021-10-31T00:40:00Z", 2),
+            [None, Some(Repeat)]
+        );
+        // Skip a gap with quarter hours: 03:00 CEST still fires (it exists), unmarked.
+        let quarter_skip = cron_with(
+            "*/15 * * * *",
+            "Europe/Berlin",
+            DstGap::Skip,
+            DstRepeat::Once,
+        );
+        assert_eq!(
+            fires(&quarter_skip, "2021-03-28T00:40:00Z", 2),
+            ["2021-03-28T00:45:00Z", "2021-03-28T01:00:00Z"]
+        );
+        assert_eq!(
+            shifts(&quarter_skip, "2021-03-28T00:40:00Z", 2),
+            [None, None]
+        );
+        // Default: 03:00 CEST stands in for 02:00-02:45 and is marked.
+        assert_eq!(
+            shifts(
+                &cron("*/15 * * * *", "Europe/Berlin"),
+                "2021-03-28T00:40:00Z",
+                2
+            ),
+            [None, Some(Gap)]
+        );
+        // A per-second cron skips a whole gap hour without giving up.
+        let every_second = cron_with(
+            "* * 2 * * *",
+            "Europe/Berlin",
+            DstGap::Skip,
+            DstRepeat::Once,
+        );
+        assert_eq!(
+            fires(&every_second, "2021-03-28T00:59:59Z", 1),
+            ["2021-03-29T00:00:00Z"]
+        );
+        // JSON: the defaults are not written, so stored schedules are unchanged.
+        let spec: ScheduleSpec = serde_json::from_str(
+            r#"{"kind":"cron","expression":"0 2 * * *","dst_gap":"skip","dst_repeat":"twice"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&spec).unwrap(),
+            r#"{"kind":"cron","expression":"0 2 * * *","timezone":"UTC","dst_gap":"skip","dst_repeat":"twice"}"#
+        );
+        for bad in [
+            r#"{"kind":"cron","expression":"0 2 * * *","dst_gap":"later"}"#,
+            r#"{"kind":"cron","expression":"0 2 * * *","dst_repeat":2}"#,
+        ] {
+            assert!(serde_json::from_str::<ScheduleSpec>(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn yearly_expressions_answer_fast() {
         let s = cron("0 0 29 2 *", "Europe/Berlin");
@@ -1261,9 +1539,13 @@ mod tests {
             } else {
                 zone.to_owned()
             };
+            let dst_gap = [DstGap::Next, DstGap::Skip][next(2)];
+            let dst_repeat = [DstRepeat::Once, DstRepeat::Twice][next(2)];
             if let Ok(s) = (ScheduleSpec::Cron {
                 expression,
                 timezone,
+                dst_gap,
+                dst_repeat,
             })
             .compile()
             {
@@ -1281,18 +1563,9 @@ mod tests {
         );
         for spec in [
             ScheduleSpec::Interval { every_seconds: 1 },
-            ScheduleSpec::Cron {
-                expression: "* * * * * *".into(),
-                timezone: "Pacific/Kiritimati".into(),
-            },
-            ScheduleSpec::Cron {
-                expression: "59 59 23 31 12 *".into(),
-                timezone: "Etc/GMT-14".into(),
-            },
-            ScheduleSpec::Cron {
-                expression: "0 0 1 1 *".into(),
-                timezone: "Etc/GMT+12".into(),
-            },
+            ScheduleSpec::cron("* * * * * *", "Pacific/Kiritimati"),
+            ScheduleSpec::cron("59 59 23 31 12 *", "Etc/GMT-14"),
+            ScheduleSpec::cron("0 0 1 1 *", "Etc/GMT+12"),
         ] {
             let s = spec.compile().unwrap();
             for t in instants {

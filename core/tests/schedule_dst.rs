@@ -10,10 +10,15 @@
 //! expression. So a skipped time fires at the first instant after the gap, several
 //! skipped times fire once, and a repeated time fires only the first time.
 //! Expressions are matched by hand-written predicates, not by parsing.
+//!
+//! The per-job DST choices change the rule literally too: `dst_gap: skip` ignores the
+//! skipped readings (only `t`'s own reading can match); `dst_repeat: twice` fires at
+//! every `t` whose reading matches, whether or not the clock showed it before (skipped
+//! readings are then those between the previous step's reading and `t`'s).
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
-use jobcenter_core::schedule::{Schedule, ScheduleSpec};
+use jobcenter_core::schedule::{DstGap, DstRepeat, Schedule, ScheduleSpec};
 use std::collections::BTreeMap;
 
 const DAY: i64 = 86_400;
@@ -155,10 +160,44 @@ const TWENTY_SECONDS_AT_1: Case = Case {
     matches: |w| w.hour == 1 && w.second % 20 == 10,
 };
 
+/// A job's DST choices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Policy {
+    gap: DstGap,
+    repeat: DstRepeat,
+}
+
+const DEFAULT_POLICY: Policy = Policy {
+    gap: DstGap::Next,
+    repeat: DstRepeat::Once,
+};
+
+/// The choices other than the default.
+const OTHER_POLICIES: [Policy; 3] = [
+    Policy {
+        gap: DstGap::Skip,
+        repeat: DstRepeat::Once,
+    },
+    Policy {
+        gap: DstGap::Next,
+        repeat: DstRepeat::Twice,
+    },
+    Policy {
+        gap: DstGap::Skip,
+        repeat: DstRepeat::Twice,
+    },
+];
+
 fn compile(zone: &str, case: &Case) -> Schedule {
+    compile_with(zone, case, DEFAULT_POLICY)
+}
+
+fn compile_with(zone: &str, case: &Case, policy: Policy) -> Schedule {
     ScheduleSpec::Cron {
         expression: case.expression.into(),
         timezone: zone.into(),
+        dst_gap: policy.gap,
+        dst_repeat: policy.repeat,
     }
     .compile()
     .unwrap()
@@ -166,8 +205,16 @@ fn compile(zone: &str, case: &Case) -> Schedule {
 
 /// The oracle: every fire of each case in `(from, to]`, walking UTC in `step` seconds
 /// (60, or 1 for the seconds field; transitions are whole minutes in these zones).
-fn oracle(zone: &Zone, cases: &[&Case], from: i64, to: i64, step: i64) -> Vec<Vec<i64>> {
+fn oracle(
+    zone: &Zone,
+    cases: &[&Case],
+    from: i64,
+    to: i64,
+    step: i64,
+    policy: Policy,
+) -> Vec<Vec<i64>> {
     assert_eq!(from % step, 0);
+    let mut previous = from + zone.offset(from);
     // The highest reading the clock showed at the sampled instants up to `from`.
     let mut highest = from + zone.offset(from);
     for &(at, _) in &zone.transitions {
@@ -185,10 +232,20 @@ fn oracle(zone: &Zone, cases: &[&Case], from: i64, to: i64, step: i64) -> Vec<Ve
             next_transition += 1;
         }
         let reading = t + offset;
-        if reading > highest {
-            // Readings reached since the last step: skipped ones and `reading` itself.
+        // The readings that count at `t`: skipped ones (unless the gap policy is skip)
+        // and `reading` itself; under `once`, only readings never shown before.
+        let lowest = match policy.repeat {
+            DstRepeat::Once if reading <= highest => None,
+            DstRepeat::Once => Some(highest + step),
+            DstRepeat::Twice => Some((previous + step).min(reading)),
+        };
+        let lowest = match policy.gap {
+            DstGap::Next => lowest,
+            DstGap::Skip => lowest.map(|_| reading),
+        };
+        if let Some(lowest) = lowest {
             for (case, fires) in cases.iter().zip(&mut fires) {
-                let mut n = highest + step;
+                let mut n = lowest;
                 while n <= reading {
                     if (case.matches)(wall(n)) {
                         fires.push(t);
@@ -197,8 +254,9 @@ fn oracle(zone: &Zone, cases: &[&Case], from: i64, to: i64, step: i64) -> Vec<Ve
                     n += step;
                 }
             }
-            highest = reading;
         }
+        highest = highest.max(reading);
+        previous = reading;
         t += step;
     }
     fires
@@ -251,11 +309,23 @@ fn assert_same(zone: &Zone, case: &Case, what: &str, expected: &[i64], got: &[i6
 /// Compares the chain of fires, and `next_after` from arbitrary instants (including
 /// ones inside repeated hours, with sub-second parts) against the oracle.
 fn check(zone: &Zone, cases: &[&Case], from: i64, to: i64, step: i64, probe_every: i64) {
-    let expected = oracle(zone, cases, from, to, step);
+    check_with(zone, cases, from, to, step, probe_every, DEFAULT_POLICY);
+}
+
+fn check_with(
+    zone: &Zone,
+    cases: &[&Case],
+    from: i64,
+    to: i64,
+    step: i64,
+    probe_every: i64,
+    policy: Policy,
+) {
+    let expected = oracle(zone, cases, from, to, step, policy);
     for (case, expected) in cases.iter().zip(&expected) {
-        let schedule = compile(zone.tz.name(), case);
+        let schedule = compile_with(zone.tz.name(), case, policy);
         let got = chain(&schedule, from, to);
-        assert_same(zone, case, "chain", expected, &got);
+        assert_same(zone, case, &format!("chain, {policy:?}"), expected, &got);
         let mut probe = from + 17;
         while probe < to {
             let at = instant(probe) + Duration::milliseconds(250);
@@ -266,7 +336,7 @@ fn check(zone: &Zone, cases: &[&Case], from: i64, to: i64, step: i64, probe_ever
             if let Some(want) = want {
                 if got != Some(want) {
                     panic!(
-                        "{} `{}`: next_after({}) = {:?}, oracle says {}",
+                        "{} `{}` {policy:?}: next_after({}) = {:?}, oracle says {}",
                         zone.tz.name(),
                         case.expression,
                         zone.describe(probe),
@@ -399,6 +469,78 @@ fn around_transitions_seconds(name: &str) {
     }
 }
 
+/// The non-default DST choices around every transition, minute and second fields.
+fn around_transitions_policies(name: &str) {
+    let (from, to) = range();
+    let zone = Zone::scan(name, from, to);
+    for policy in OTHER_POLICIES {
+        for (start, end) in windows(&zone) {
+            check_with(
+                &zone,
+                &[&QUARTERS, &EARLY_QUARTERS, &EVEN_HOURS, &DAILY_0230],
+                start,
+                end,
+                60,
+                7 * 60 + 13,
+                policy,
+            );
+            check_with(
+                &zone,
+                &[&TWENTY_SECONDS_AT_2, &TWENTY_SECONDS_AT_1],
+                start,
+                end,
+                1,
+                307,
+                policy,
+            );
+        }
+    }
+}
+
+/// The product promise of each choice for a daily 02:30 job over 2020-2035: on the day
+/// clocks go forward over 02:30 it fires once (`next`) or not at all (`skip`); on the
+/// day 02:30 repeats it fires once (`once`) or twice (`twice`); once on every other day.
+fn daily_policies(name: &str) {
+    let (from, to) = range();
+    let zone = Zone::scan(name, from, to);
+    for policy in OTHER_POLICIES {
+        let fires = chain(&compile_with(name, &DAILY_0230, policy), from, to);
+        let mut per_day: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+        for &f in &fires {
+            *per_day
+                .entry(instant(f).with_timezone(&zone.tz).date_naive())
+                .or_default() += 1;
+        }
+        let mut day = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+        let (mut skipped, mut doubled) = (0, 0);
+        while day.year() <= 2035 {
+            let local = day.and_hms_opt(2, 30, 0).unwrap();
+            let expected = match zone.tz.from_local_datetime(&local) {
+                chrono::LocalResult::None if policy.gap == DstGap::Skip => 0,
+                chrono::LocalResult::Ambiguous(..) if policy.repeat == DstRepeat::Twice => 2,
+                _ => 1,
+            };
+            skipped += usize::from(expected == 0);
+            doubled += usize::from(expected == 2);
+            assert_eq!(
+                per_day.get(&day).copied().unwrap_or(0),
+                expected,
+                "{name} {policy:?} on {day}"
+            );
+            day = day.succ_opt().unwrap();
+        }
+        if name == "Europe/Berlin" {
+            // 02:30 falls in the gap and in the repeated hour once a year each.
+            let skip = policy.gap == DstGap::Skip;
+            let twice = policy.repeat == DstRepeat::Twice;
+            assert_eq!(
+                (skipped, doubled),
+                (16 * usize::from(skip), 16 * usize::from(twice))
+            );
+        }
+    }
+}
+
 macro_rules! zone_tests {
     ($module:ident, $zone:literal, $transitions:expr) => {
         mod $module {
@@ -425,6 +567,14 @@ macro_rules! zone_tests {
             fn around_transitions_seconds_field() {
                 super::around_transitions_seconds($zone);
             }
+            #[test]
+            fn around_transitions_dst_choices() {
+                super::around_transitions_policies($zone);
+            }
+            #[test]
+            fn daily_dst_choices_2020_2035() {
+                super::daily_policies($zone);
+            }
         }
     };
 }
@@ -449,12 +599,9 @@ fn lord_howe_shifts_by_thirty_minutes() {
 
 #[test]
 fn yearly_expression_is_fast() {
-    let schedule = ScheduleSpec::Cron {
-        expression: "0 0 29 2 *".into(),
-        timezone: "America/New_York".into(),
-    }
-    .compile()
-    .unwrap();
+    let schedule = ScheduleSpec::cron("0 0 29 2 *", "America/New_York")
+        .compile()
+        .unwrap();
     let start = std::time::Instant::now();
     let mut t = instant(ts("2020-03-01T00:00:00Z"));
     for _ in 0..1_000 {

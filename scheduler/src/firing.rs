@@ -1,10 +1,13 @@
 //! Fires due schedule ticks: each tick's run is inserted and the job's next fire time
 //! advanced in one transaction. The unique index on (job, scheduled_for) makes a second
-//! insert of the same tick a no-op, even from a second leader.
+//! insert of the same tick a no-op, even from a second leader. A job with jitter gets
+//! its run queued at the tick (`scheduled_for` is the tick) but claimable only from the
+//! tick plus the job's fixed offset (`not_before`).
 
 use crate::Error;
 use chrono::Utc;
 use jobcenter_core::firing::{plan_tick, Lateness, Window};
+use jobcenter_core::jitter;
 use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::jobs;
 use jobcenter_sql::runs::{self, NewRun};
@@ -75,7 +78,11 @@ async fn fire_batch(
                 parent_run_id: None,
             };
             runs::lock_job_queue(&tx, job.id).await?;
-            if runs::insert(&tx, &new).await?.is_some() {
+            if let Some(run) = runs::insert(&tx, &new).await? {
+                let offset = jitter::offset(job.id, job.jitter_seconds.max(0) as u32);
+                if offset > chrono::Duration::zero() {
+                    runs::delay_start(&tx, run.id, fire + offset).await?;
+                }
                 queued += 1;
                 fired.push(fire);
             } else {

@@ -28,6 +28,8 @@ pub struct JobFields {
     pub worker_group: String,
     pub enabled: bool,
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Each tick's run starts up to this many seconds late, by a fixed per-job offset.
+    pub jitter_seconds: i32,
     /// Pause (disable) the job after this many consecutive failed runs; None: never.
     pub pause_after_failures: Option<i32>,
 }
@@ -73,12 +75,14 @@ pub struct DueJob {
     pub ends_at: Option<DateTime<Utc>>,
     pub worker_group: String,
     pub catch_up: CatchUp,
+    pub jitter_seconds: i32,
 }
 
 const COLUMNS: &str = "j.id, j.project_id, j.name, j.target, j.schedule, j.starts_at, j.ends_at,
     j.concurrency::text, j.timeout_seconds, j.max_attempts, j.env, j.worker_group, j.enabled,
     j.next_fire_at, j.deleted_at, j.created_at, j.updated_at, j.catch_up::text,
-    j.pause_after_failures, j.paused_at, j.paused_reason, j.resumed_at, j.resumed_by,
+    j.jitter_seconds, j.pause_after_failures, j.paused_at, j.paused_reason, j.resumed_at,
+    j.resumed_by,
     (SELECT coalesce(array_agg(c.child_job_id::text || ' ' || c.condition::text
                                ORDER BY c.condition, c.child_job_id), '{}')
      FROM job_children c WHERE c.job_id = j.id)";
@@ -142,14 +146,15 @@ fn from_row(row: &Row) -> Result<Job, Error> {
             worker_group: row.get(11),
             enabled: row.get(12),
             next_fire_at: row.get(13),
-            pause_after_failures: row.get(18),
+            jitter_seconds: row.get(18),
+            pause_after_failures: row.get(19),
         },
-        children: children(row.get(23))?,
+        children: children(row.get(24))?,
         pause: Pause {
-            paused_at: row.get(19),
-            reason: row.get(20),
-            resumed_at: row.get(21),
-            resumed_by: row.get(22),
+            paused_at: row.get(20),
+            reason: row.get(21),
+            resumed_at: row.get(22),
+            resumed_by: row.get(23),
         },
         deleted_at: row.get(14),
         created_at: row.get(15),
@@ -165,9 +170,9 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
     let sql = format!(
         "INSERT INTO jobs AS j (project_id, name, target, schedule, starts_at, ends_at,
             concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at,
-            catch_up, pause_after_failures)
+            catch_up, jitter_seconds, pause_after_failures)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13,
-                 $14::text::catch_up_policy, $15)
+                 $14::text::catch_up_policy, $15, $16)
          RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -189,6 +194,7 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
                 &f.enabled,
                 &f.next_fire_at,
                 &f.catch_up.as_str(),
+                &f.jitter_seconds,
                 &f.pause_after_failures,
             ],
         )
@@ -202,8 +208,8 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
         "UPDATE jobs AS j SET name = $2, target = $3, schedule = $4, starts_at = $5,
             ends_at = $6, concurrency = $7::text::concurrency_policy, timeout_seconds = $8,
             max_attempts = $9, env = $10, worker_group = $11, enabled = $12,
-            next_fire_at = $13, catch_up = $14::text::catch_up_policy,
-            pause_after_failures = $15, updated_at = now()
+            next_fire_at = $13, catch_up = $14::text::catch_up_policy, jitter_seconds = $15,
+            pause_after_failures = $16, updated_at = now()
          WHERE j.id = $1 RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -225,6 +231,7 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
                 &f.enabled,
                 &f.next_fire_at,
                 &f.catch_up.as_str(),
+                &f.jitter_seconds,
                 &f.pause_after_failures,
             ],
         )
@@ -365,7 +372,8 @@ pub async fn earliest_fire(c: &impl GenericClient) -> Result<Option<DateTime<Utc
 pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>, Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT id, schedule, next_fire_at, ends_at, worker_group, catch_up::text FROM jobs
+            "SELECT id, schedule, next_fire_at, ends_at, worker_group, catch_up::text,
+                    jitter_seconds FROM jobs
              WHERE enabled AND deleted_at IS NULL AND next_fire_at <= now()
              ORDER BY next_fire_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
@@ -380,6 +388,7 @@ pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>,
                 ends_at: row.get(3),
                 worker_group: row.get(4),
                 catch_up: catch_up(row.get(5))?,
+                jitter_seconds: row.get(6),
             })
         })
         .collect()

@@ -127,6 +127,10 @@ fn from_row(row: &Row) -> Result<Run, Error> {
     })
 }
 
+/// The predicate of the unique index `runs_one_per_tick_idx` (migration V10): first
+/// attempts of scheduled and backfilled ticks.
+const ONE_PER_TICK: &str = "attempt = 1 AND trigger NOT IN ('manual', 'webhook', 'retry')";
+
 /// Serializes run insertion for one job until the transaction ends, so that two
 /// concurrent triggers of a `skip` job cannot both find it idle.
 pub async fn lock_job_queue(c: &impl GenericClient, job_id: Uuid) -> Result<(), Error> {
@@ -574,4 +578,44 @@ pub async fn list(
         )
         .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Queues one backfilled run (trigger `backfill`) for each of `ticks` that has no run
+/// yet (the tick index), and wakes the workers; returns the ids created, oldest tick
+/// first. Backfilled runs are always queued, even under the `skip` policy (they were
+/// asked for); under `queue` and `skip` they run one at a time, oldest tick first
+/// (each row's `queued_at` is the clock at its insert, in tick order).
+pub async fn insert_backfill(
+    c: &impl GenericClient,
+    job_id: Uuid,
+    worker_group: &str,
+    ticks: &[DateTime<Utc>],
+) -> Result<Vec<Uuid>, Error> {
+    let sql = format!(
+        "WITH r AS (
+           INSERT INTO runs (job_id, trigger, worker_group, scheduled_for, exclusive, queued_at)
+           SELECT $1, 'backfill', $2, tick, j.concurrency <> 'allow', clock_timestamp()
+           FROM jobs j, unnest($3::timestamptz[]) AS tick
+           WHERE j.id = $1 ORDER BY tick
+           ON CONFLICT (job_id, scheduled_for) WHERE {ONE_PER_TICK}
+           DO NOTHING RETURNING id, scheduled_for, worker_group)
+         SELECT id, pg_notify('{channel}', worker_group) FROM r ORDER BY scheduled_for",
+        channel = crate::RUNS_CHANNEL
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let rows = c.query(&stmt, &[&job_id, &worker_group, &ticks]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Makes a queued run claimable only from `not_before` (a jittered schedule tick).
+pub async fn delay_start(
+    c: &impl GenericClient,
+    run_id: Uuid,
+    not_before: DateTime<Utc>,
+) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached("UPDATE runs SET not_before = $2 WHERE id = $1 AND state = 'queued'")
+        .await?;
+    c.execute(&stmt, &[&run_id, &not_before]).await?;
+    Ok(())
 }

@@ -52,6 +52,7 @@ text_enum!(
         Webhook => "webhook",
         Retry => "retry",
         Parent => "parent",
+        Backfill => "backfill",
     }
 );
 

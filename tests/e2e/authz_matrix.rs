@@ -79,6 +79,9 @@ const EXPECTATIONS: &[(&str, &str, Expect)] = &[
     ("POST", "/api/v1/schedules/preview", anyone(200)),
     ("GET", "/api/v1/runs", anyone(200)),
     ("GET", "/api/v1/jobs/{id}/next-fires", owned(200)),
+    // The fixture's job is manual: a backfill answers 400 (`schedule`) once the caller
+    // may see the job (tests/e2e/schedule_policies.rs covers success).
+    ("POST", "/api/v1/jobs/{id}/backfill", owned(400)),
     ("POST", "/api/v1/auth/login", Expect::Public(200)),
     ("GET", "/api/v1/auth/me", anyone(200)),
     ("POST", "/api/v1/auth/password", anyone(204)),
@@ -304,6 +307,9 @@ fn body(world: &World, method: &str, template: &str, who: Who) -> Option<Value> 
             json!({"schedule": {"kind": "interval", "every_seconds": 60}})
         }
         ("POST", "/api/v1/jobs/{id}/runs") => json!({"input": {"n": n}}),
+        ("POST", "/api/v1/jobs/{id}/backfill") => {
+            json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
+        }
         ("POST", "/hooks/{webhook_id}") => json!({"ref": "main"}),
         (_, _) if method == "POST" || method == "PATCH" => json!({}),
         _ => return None,

@@ -27,6 +27,25 @@ async fn bad_inputs_answer_problems_and_store_nothing() {
     let api = Api::login_admin(&app).await;
     let project = api.create_project("demo").await;
     let jobs = format!("/api/v1/projects/{project}/jobs");
+    let hourly = api
+        .create_job(
+            &project,
+            json!({"name": "hourly", "target": {"kind": "command", "command": ["true"]},
+                   "schedule": {"kind": "cron", "expression": "0 * * * *"}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manual = api
+        .create_job(
+            &project,
+            json!({"name": "manual", "target": {"kind": "command", "command": ["true"]}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = snapshot(&db).await;
 
     let reply = api
@@ -101,6 +120,99 @@ async fn bad_inputs_answer_problems_and_store_nothing() {
         "{reply:?}"
     );
 
+    // Schedule policies: jitter, DST choices, backfill ranges.
+    let command = json!({"kind": "command", "command": ["true"]});
+    for bad in [json!(-1), json!(3601), json!("soon"), json!(1.5)] {
+        let reply = api
+            .post(
+                &jobs,
+                json!({"name": "x", "target": command, "jitter_seconds": bad}),
+            )
+            .await;
+        assert_eq!(
+            reply.assert_problem(400).as_deref(),
+            Some("jitter_seconds"),
+            "{bad}: {reply:?}"
+        );
+    }
+    let reply = api
+        .patch(
+            &format!("/api/v1/jobs/{hourly}"),
+            json!({"jitter_seconds": 7200}),
+        )
+        .await;
+    assert_eq!(reply.assert_problem(400).as_deref(), Some("jitter_seconds"));
+    for (field, bad) in [
+        ("dst_gap", json!("later")),
+        ("dst_gap", json!(1)),
+        ("dst_repeat", json!("thrice")),
+        ("dst_repeat", json!(null)),
+    ] {
+        let mut schedule = json!({"kind": "cron", "expression": "30 2 * * *",
+                                  "timezone": "Europe/Berlin"});
+        schedule[field] = bad.clone();
+        let reply = api
+            .post(
+                &jobs,
+                json!({"name": "x", "target": command, "schedule": schedule}),
+            )
+            .await;
+        assert_eq!(
+            reply.assert_problem(400).as_deref(),
+            Some(format!("schedule.{field}").as_str()),
+            "{field}={bad}: {reply:?}"
+        );
+        let reply = api
+            .post("/api/v1/schedules/preview", json!({"schedule": schedule}))
+            .await;
+        assert_eq!(
+            reply.assert_problem(400).as_deref(),
+            Some(format!("schedule.{field}").as_str()),
+            "preview {field}={bad}: {reply:?}"
+        );
+    }
+    let backfill = format!("/api/v1/jobs/{hourly}/backfill");
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    for (body, field) in [
+        (json!({"from": "2024-01-02T00:00:00Z", "to": future}), "to"),
+        (
+            json!({"from": "2024-01-02T00:00:00Z", "to": "2024-01-01T00:00:00Z"}),
+            "to",
+        ),
+        (
+            json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-01T00:00:00Z"}),
+            "to",
+        ),
+        (json!({"to": "2024-01-01T00:00:00Z"}), "from"),
+        (
+            json!({"from": "yesterday", "to": "2024-01-01T00:00:00Z"}),
+            "from",
+        ),
+        (
+            json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z", "x": 1}),
+            "x",
+        ),
+        // 1001 hourly ticks.
+        (
+            json!({"from": "2024-01-01T00:00:00Z", "to": "2024-02-11T17:00:01Z"}),
+            "from",
+        ),
+    ] {
+        let reply = api.post(&backfill, body.clone()).await;
+        assert_eq!(
+            reply.assert_problem(400).as_deref(),
+            Some(field),
+            "{body}: {reply:?}"
+        );
+    }
+    let reply = api
+        .post(
+            &format!("/api/v1/jobs/{manual}/backfill"),
+            json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(reply.assert_problem(400).as_deref(), Some("schedule"));
+
     let unknown = uuid::Uuid::new_v4();
     let command = json!({"kind": "command", "command": ["true"]});
     for (extra, field) in [
@@ -144,6 +256,12 @@ async fn bad_inputs_answer_problems_and_store_nothing() {
     api.post(&format!("/api/v1/jobs/{unknown}/runs"), json!({"input": 1}))
         .await
         .assert_problem(404);
+    api.post(
+        &format!("/api/v1/jobs/{unknown}/backfill"),
+        json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"}),
+    )
+    .await
+    .assert_problem(404);
     api.get("/api/v1/jobs/not-a-uuid").await.assert_problem(404);
     api.post(
         &format!("/api/v1/projects/{unknown}/jobs"),

@@ -23,6 +23,7 @@ mod pooler;
 mod private_postgres;
 mod runs;
 mod sandbox;
+mod schedule_policies;
 mod schedules;
 mod webhooks;
 mod workers;

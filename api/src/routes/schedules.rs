@@ -1,4 +1,8 @@
 //! Schedule previews: the next fire times of a saved job, or of a schedule before saving.
+//!
+//! `fires` lists the ticks (each run's `scheduled_for`), as always; `entries` adds, per
+//! tick, when its run may start (the tick plus the job's jitter offset) and whether DST
+//! moved the tick (`gap`) or added it (`repeat`).
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
@@ -7,9 +11,10 @@ use crate::models::ScheduleBody;
 use crate::routes::db;
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use jobcenter_core::firing::{upcoming, Window};
-use jobcenter_core::schedule::ScheduleSpec;
+use jobcenter_core::jitter;
+use jobcenter_core::schedule::{DstShift, ScheduleSpec};
 use jobcenter_sql::jobs::{self, Including};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -40,7 +45,32 @@ pub struct PreviewRequest {
 /// Upcoming fire instants (UTC), in order.
 #[derive(Serialize, ToSchema)]
 pub struct NextFires {
+    /// The ticks: each run's `scheduled_for`.
     pub fires: Vec<DateTime<Utc>>,
+    /// The same ticks, with details.
+    pub entries: Vec<FireEntry>,
+}
+
+/// One upcoming tick.
+#[derive(Serialize, ToSchema)]
+pub struct FireEntry {
+    /// The tick (the run's `scheduled_for`).
+    pub scheduled_for: DateTime<Utc>,
+    /// The earliest instant the run may start: the tick plus the job's jitter offset.
+    /// The preview of an unsaved schedule has no job id, hence no offset: the tick.
+    pub start_at: DateTime<Utc>,
+    /// Set when DST changed this tick: `gap` (it stands in for a local time that did
+    /// not exist, skipped by a spring-forward gap) or `repeat` (the second occurrence of
+    /// a repeated local time, under `dst_repeat: twice`).
+    pub dst: Option<DstShiftBody>,
+}
+
+/// How DST changed a tick.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DstShiftBody {
+    Gap,
+    Repeat,
 }
 
 fn count(requested: Option<usize>) -> Result<usize, ApiError> {
@@ -53,13 +83,28 @@ fn count(requested: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-fn preview(spec: &ScheduleSpec, window: Window, count: usize) -> Result<NextFires, ApiError> {
+fn preview(
+    spec: &ScheduleSpec,
+    window: Window,
+    count: usize,
+    jitter: Duration,
+) -> Result<NextFires, ApiError> {
     let schedule = spec
         .compile()
         .map_err(|e| ApiError::invalid(e.field, e.reason))?;
-    Ok(NextFires {
-        fires: upcoming(&schedule, window, Utc::now(), count),
-    })
+    let fires = upcoming(&schedule, window, Utc::now(), count);
+    let entries = fires
+        .iter()
+        .map(|&tick| FireEntry {
+            scheduled_for: tick,
+            start_at: tick + jitter,
+            dst: schedule.dst_shift(tick).map(|shift| match shift {
+                DstShift::Gap => DstShiftBody::Gap,
+                DstShift::Repeat => DstShiftBody::Repeat,
+            }),
+        })
+        .collect();
+    Ok(NextFires { fires, entries })
 }
 
 /// The job's next fire times from now, as its schedule and window say (also while the
@@ -92,7 +137,8 @@ pub async fn next_fires(
         starts_at: job.fields.starts_at,
         ends_at: job.fields.ends_at,
     };
-    Ok(HttpResponse::Ok().json(preview(&job.fields.schedule, window, count)?))
+    let jitter = jitter::offset(job.id, job.fields.jitter_seconds.max(0) as u32);
+    Ok(HttpResponse::Ok().json(preview(&job.fields.schedule, window, count, jitter)?))
 }
 
 /// The fire times a schedule would have, before saving it.
@@ -113,5 +159,10 @@ pub async fn preview_schedule(
         starts_at: body.starts_at,
         ends_at: body.ends_at,
     };
-    Ok(HttpResponse::Ok().json(preview(&body.schedule.into(), window, count)?))
+    Ok(HttpResponse::Ok().json(preview(
+        &body.schedule.into(),
+        window,
+        count,
+        Duration::zero(),
+    )?))
 }
