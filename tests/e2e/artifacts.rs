@@ -159,7 +159,7 @@ async fn oversized_and_aborted_uploads_leave_nothing(backend: ArtifactBackend) {
     assert_eq!(reply.status, 201, "{reply:?}");
 
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "only the accepted upload to remain",
         || async { (backend.object_keys().await.len() == 1).then_some(()) },
     )

@@ -35,7 +35,7 @@ async fn missed_ticks_are_fired_once_each_up_to_a_bound_or_skipped() {
     let cutoff = chrono::Utc::now();
     let _scheduler = Component::start("scheduler", &db, &[("JOBCENTER_CATCH_UP_MAX_TICKS", "10")]);
     let expected = [("once", 1), ("each", 10), ("skip", 0)];
-    eventually(Duration::from_secs(15), "the catch-up", || async {
+    eventually(Duration::from_secs(40), "the catch-up", || async {
         let fired = db
             .count("SELECT count(*) FROM jobs WHERE next_fire_at > now()")
             .await;

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// How long `wait_running`/`wait_finished` wait: generous, because CI machines have two
+/// cores shared by parallel tests; a passing test never waits this long.
+const RUN_WAIT: Duration = Duration::from_secs(60);
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 
 fn admin_url() -> String {
@@ -492,7 +495,7 @@ impl Api {
 
     /// Waits until the run is running and returns it.
     pub async fn wait_running(&self, run: &str) -> Value {
-        eventually(Duration::from_secs(20), "the run to start", || async {
+        eventually(RUN_WAIT, "the run to start", || async {
             let reply = self.get(&format!("/api/v1/runs/{run}")).await;
             (reply.body["state"] == "running").then_some(reply.body)
         })
@@ -501,7 +504,7 @@ impl Api {
 
     /// Waits until the run reaches a final state and returns it.
     pub async fn wait_finished(&self, run: &str) -> Value {
-        eventually(Duration::from_secs(20), "the run to finish", || async {
+        eventually(RUN_WAIT, "the run to finish", || async {
             let reply = self.get(&format!("/api/v1/runs/{run}")).await;
             let state = reply.body["state"].as_str().unwrap_or("").to_string();
             (state != "queued" && state != "running").then_some(reply.body)

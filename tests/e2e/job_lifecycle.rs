@@ -25,7 +25,7 @@ async fn disabling_cancels_queued_runs_and_stops_the_schedule() {
         .await;
     let job_id = job["id"].as_str().unwrap();
     let manual = api.trigger(job_id, json!(1)).await;
-    eventually(Duration::from_secs(10), "a scheduled tick", || async {
+    eventually(Duration::from_secs(30), "a scheduled tick", || async {
         (api.runs_of(job_id).await.len() >= 2).then_some(())
     })
     .await;
@@ -60,7 +60,7 @@ async fn disabling_cancels_queued_runs_and_stops_the_schedule() {
         .await;
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(reply.body["next_fire_at"].is_string(), "{reply:?}");
-    eventually(Duration::from_secs(10), "ticks after enabling", || async {
+    eventually(Duration::from_secs(30), "ticks after enabling", || async {
         (api.runs_of(job_id).await.len() > count).then_some(())
     })
     .await;

@@ -36,7 +36,7 @@ async fn a_leader_whose_connection_hangs_stops_firing_and_no_tick_is_doubled() {
     let job_id = job["id"].as_str().unwrap().to_string();
     let leader = Component::start("scheduler", &db, &[]);
     let ticks = || async { api.runs_of(&job_id).await.len() };
-    eventually(Duration::from_secs(15), "ticks", || async {
+    eventually(Duration::from_secs(30), "ticks", || async {
         (ticks().await >= 3).then_some(())
     })
     .await;

@@ -21,7 +21,7 @@ async fn a_standby_scheduler_takes_over_when_the_leader_dies() {
     let mut first = Component::start("scheduler", &db, &[]);
     let mut second = Component::start("scheduler", &db, &[]);
     // No worker runs: scheduled runs stay queued, which is all this test counts.
-    eventually(Duration::from_secs(15), "two ticks", || async {
+    eventually(Duration::from_secs(30), "two ticks", || async {
         (api.runs_of(&job_id).await.len() >= 2).then_some(())
     })
     .await;

@@ -70,7 +70,7 @@ async fn a_postgres_restart_under_load_loses_no_accepted_run() {
         }
     });
     let accepted_count = || accepted.lock().unwrap().len();
-    eventually(Duration::from_secs(10), "runs accepted before", || async {
+    eventually(Duration::from_secs(30), "runs accepted before", || async {
         (accepted_count() >= 20).then_some(())
     })
     .await;

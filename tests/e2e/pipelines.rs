@@ -200,7 +200,7 @@ async fn a_job_pauses_after_three_failures_in_a_row_and_a_resume_is_recorded() {
         async move {
             let run = api.trigger(job, json!(null)).await;
             assert_eq!(api.wait_finished(&run).await["state"], "failed");
-            eventually(Duration::from_secs(20), "the outcome handled", || async {
+            eventually(Duration::from_secs(40), "the outcome handled", || async {
                 (processed().await >= expected_processed).then_some(())
             })
             .await;

@@ -18,7 +18,7 @@ async fn workers(api: &Api) -> Vec<Value> {
 
 async fn worker_of_group(api: &Api, group: &str) -> Value {
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the worker to register",
         || async {
             workers(api)
