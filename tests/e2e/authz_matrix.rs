@@ -147,6 +147,12 @@ const EXPECTATIONS: &[(&str, &str, Expect)] = &[
     // A delivery without a signature is refused whoever calls: bearer tokens do not
     // authenticate webhooks.
     ("POST", "/hooks/{webhook_id}", Expect::Public(401)),
+    ("GET", "/api/v1/projects/{id}/notifications", owned(200)),
+    ("POST", "/api/v1/projects/{id}/notifications", owned(201)),
+    ("GET", "/api/v1/jobs/{id}/notifications", owned(200)),
+    ("POST", "/api/v1/jobs/{id}/notifications", owned(201)),
+    ("DELETE", "/api/v1/notifications/{id}", owned(204)),
+    ("GET", "/api/v1/notifications/{id}/deliveries", owned(200)),
 ];
 
 /// What the routes act on, all owned by developer A (created anew for mutating routes).
@@ -160,6 +166,7 @@ struct Fixture {
     webhook: String,
     token: String,
     user: String,
+    notification: String,
 }
 
 struct World {
@@ -227,6 +234,14 @@ impl World {
             .admin
             .create_user(&format!("target{n}"), PASSWORD, "developer")
             .await;
+        let reply = a
+            .post(
+                &format!("/api/v1/projects/{project}/notifications"),
+                notification_body(),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        let notification = reply.body["id"].as_str().unwrap().to_string();
         Fixture {
             project,
             empty_project,
@@ -236,8 +251,13 @@ impl World {
             webhook,
             token,
             user,
+            notification,
         }
     }
+}
+
+fn notification_body() -> Value {
+    json!({"url": "https://hooks.example.com/jobcenter", "events": ["failure"]})
 }
 
 /// A worker id that exists nowhere.
@@ -265,6 +285,8 @@ fn concrete(method: &str, template: &str, f: &Fixture) -> String {
         &f.token
     } else if template.starts_with("/api/v1/workers/") {
         NO_SUCH_WORKER
+    } else if template.starts_with("/api/v1/notifications/") {
+        &f.notification
     } else {
         ""
     };
@@ -305,6 +327,9 @@ fn body(world: &World, method: &str, template: &str, who: Who) -> Option<Value> 
         }
         ("POST", "/api/v1/jobs/{id}/runs") => json!({"input": {"n": n}}),
         ("POST", "/hooks/{webhook_id}") => json!({"ref": "main"}),
+        ("POST", "/api/v1/projects/{id}/notifications" | "/api/v1/jobs/{id}/notifications") => {
+            notification_body()
+        }
         (_, _) if method == "POST" || method == "PATCH" => json!({}),
         _ => return None,
     };
