@@ -279,6 +279,14 @@ async fn notifications_are_signed_and_fire_on_exactly_the_right_events() {
     );
     assert!(listed.body["items"][0].get("secret").is_none());
 
+    // Cloud metadata is refused even with private addresses allowed.
+    let (metadata, _) = channel(
+        &api,
+        &project_path,
+        json!({"url": "http://169.254.169.254/latest/meta-data", "events": ["failure"]}),
+    )
+    .await;
+
     // success, failure, success (a recovery), success (no recovery), timeout.
     let ok1 = run_to_end(&api, &job, json!(0)).await;
     let failed = run_to_end(&api, &job, json!(3)).await;
@@ -289,6 +297,22 @@ async fn notifications_are_signed_and_fire_on_exactly_the_right_events() {
     assert_eq!(timed_out["state"], "timed_out");
 
     let alert_rows = all_delivered(&api, &alerts, 3).await;
+    let refused = eventually(Duration::from_secs(20), "a refused attempt", || async {
+        let items = deliveries(&api, &metadata).await;
+        items
+            .first()
+            .filter(|d| d["last_error"].is_string())
+            .cloned()
+    })
+    .await;
+    assert!(
+        refused["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("always refused"),
+        "{refused}"
+    );
+    assert!(refused["delivered_at"].is_null() && refused["last_status"].is_null());
     let chat_rows = all_delivered(&api, &chat, 4).await;
     // Nothing more arrives.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -389,7 +413,7 @@ async fn notifications_are_signed_and_fire_on_exactly_the_right_events() {
     assert_eq!(
         db.count("SELECT count(*) FROM audit_log WHERE action LIKE 'notification.%'")
             .await,
-        3
+        4
     );
 }
 
