@@ -133,7 +133,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(routes::runs::retry_run)
         .service(routes::workers::list_workers)
         .service(routes::workers::drain_worker)
-        .service(routes::workers::resume_worker);
+        .service(routes::workers::resume_worker)
+        .service(routes::notifications::create_project_notification)
+        .service(routes::notifications::list_project_notifications)
+        .service(routes::notifications::create_job_notification)
+        .service(routes::notifications::list_job_notifications)
+        .service(routes::notifications::delete_notification)
+        .service(routes::notifications::list_deliveries);
 }
 
 /// Serves only `GET /metrics` (this process's metrics) on `addr`: for a `worker` or

@@ -1,8 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use crate::routes::{
-    artifacts, audit, auth, backfill, health, hooks, jobs, logs, metrics, projects, runs,
-    schedules, secrets, tokens, users, webhooks, workers,
+    artifacts, audit, auth, backfill, health, hooks, jobs, logs, metrics, notifications, projects,
+    runs, schedules, secrets, tokens, users, webhooks, workers,
 };
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{
@@ -35,6 +35,9 @@ use utoipa::{Modify, OpenApi};
         audit::list_audit,
         runs::cancel_run, runs::retry_run,
         workers::list_workers, workers::drain_worker, workers::resume_worker,
+        notifications::create_project_notification, notifications::list_project_notifications,
+        notifications::create_job_notification, notifications::list_job_notifications,
+        notifications::delete_notification, notifications::list_deliveries,
     ),
     modifiers(&SecuritySchemes, &CommonResponses),
 )]

@@ -102,6 +102,19 @@ pub struct Config {
     pub leader_database_url: Option<Secret>,
     pub deleted_job_retention: Duration,
     pub log_json: bool,
+    pub notify: NotifyConfig,
+}
+
+/// Delivery of notifications (sent by the scheduling leader).
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// One HTTP attempt's limit (connect, send, answer).
+    pub timeout: Duration,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: i32,
+    /// Backoff before the second attempt (doubling, with jitter) and its cap.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
 }
 
 /// Limits on failed logins (shared by every API node through Postgres).
@@ -347,6 +360,20 @@ impl Config {
                         reason: format!("{other:?} is not \"text\" or \"json\""),
                     })
                 }
+            },
+            notify: NotifyConfig {
+                timeout: secs(v.bounded("JOBCENTER_NOTIFY_TIMEOUT_SECONDS", 10, 1..=300)?),
+                max_attempts: v.bounded("JOBCENTER_NOTIFY_MAX_ATTEMPTS", 12, 1..=100)? as i32,
+                backoff_base: ms(v.bounded(
+                    "JOBCENTER_NOTIFY_BACKOFF_BASE_MS",
+                    2000,
+                    1..=3_600_000,
+                )?),
+                backoff_max: ms(v.bounded(
+                    "JOBCENTER_NOTIFY_BACKOFF_MAX_MS",
+                    3_600_000,
+                    1..=86_400_000,
+                )?),
             },
         })
     }

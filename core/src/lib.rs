@@ -14,4 +14,5 @@ pub mod password_policy;
 pub mod retry;
 pub mod run_contract;
 pub mod schedule;
+pub mod ssrf;
 pub mod target;

@@ -1,13 +1,18 @@
 //! The scheduler: decides *when*. Any number run; one leads (see [`leadership`]).
 //! The leader fires due schedule ticks ([`firing`]), rescues the runs of dead workers
 //! and queues their next attempt ([`rescue`]), acts on final run outcomes (child jobs,
-//! pause on failures: [`outcomes`]) and applies retention ([`retention`]).
+//! pause on failures: [`outcomes`]; notifications: [`notify_enqueue`], sent by
+//! [`notify_dispatch`]) and applies retention ([`retention`]).
 //!
 //! Architecture invariant: the scheduler never executes anything and never talks to
 //! the API or workers; it only writes rows (runs) that workers claim.
 
 pub mod firing;
 pub mod leadership;
+pub mod notify_dispatch;
+pub mod notify_enqueue;
+pub mod notify_http;
+pub mod notify_message;
 pub mod orphans;
 pub mod outcomes;
 pub mod rescue;
@@ -111,6 +116,12 @@ async fn lead(
     metrics: &jobcenter_core::metrics::Metrics,
 ) {
     let term_started = Instant::now();
+    let _notifications = notify_dispatch::spawn(
+        pool.clone(),
+        config.notify.clone(),
+        config.public_url.clone(),
+        config.http_allow_private,
+    );
     let mut last_retention: Option<Instant> = None;
     let mut last_sweep: Option<Instant> = None;
     let store = match jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)

@@ -1,5 +1,6 @@
 //! Acting on final run outcomes (the `run_outcomes` outbox): start the child jobs the
-//! outcome calls for, and pause a job after too many failures in a row.
+//! outcome calls for, pause a job after too many failures in a row, and enqueue its
+//! notifications ([`crate::notify_enqueue`]).
 //!
 //! Each outcome is handled in one transaction that also marks it processed, so a crash
 //! at any point either did all of it or none of it; the child's run is unique per
@@ -25,6 +26,7 @@ pub async fn process_pending(pool: &Pool) -> Result<usize, crate::Error> {
         };
         start_children(&tx, &outcome).await?;
         pause_on_failures(&tx, &outcome).await?;
+        crate::notify_enqueue::enqueue(&tx, &outcome).await?;
         run_outcomes::mark_processed(&tx, outcome.run_id).await?;
         tx.commit().await?;
         handled += 1;

@@ -15,6 +15,8 @@ pub mod job_state;
 pub mod jobs;
 pub mod listen;
 pub mod login_throttle;
+pub mod notification_channels;
+pub mod notification_deliveries;
 pub mod project_secrets;
 pub mod projects;
 pub mod run_idempotency_keys;

@@ -81,3 +81,25 @@ pub async fn failed_in_a_row(
         .await?;
     Ok(row.get(0))
 }
+
+/// The state of `job_id`'s final outcome before `run_id`'s (cancelled runs do not count),
+/// if there is one: a success after a failure is a recovery.
+pub async fn previous_state(
+    c: &impl GenericClient,
+    job_id: Uuid,
+    run_id: Uuid,
+    finished_at: DateTime<Utc>,
+) -> Result<Option<RunState>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT state::text FROM run_outcomes
+             WHERE job_id = $1 AND run_id <> $2 AND state <> 'cancelled'
+               AND finished_at <= $3
+             ORDER BY finished_at DESC LIMIT 1",
+        )
+        .await?;
+    let row = c
+        .query_opt(&stmt, &[&job_id, &run_id, &finished_at])
+        .await?;
+    Ok(row.and_then(|r| RunState::parse(r.get::<_, &str>(0))))
+}

@@ -150,6 +150,12 @@ const EXPECTATIONS: &[(&str, &str, Expect)] = &[
     // A delivery without a signature is refused whoever calls: bearer tokens do not
     // authenticate webhooks.
     ("POST", "/hooks/{webhook_id}", Expect::Public(401)),
+    ("GET", "/api/v1/projects/{id}/notifications", owned(200)),
+    ("POST", "/api/v1/projects/{id}/notifications", owned(201)),
+    ("GET", "/api/v1/jobs/{id}/notifications", owned(200)),
+    ("POST", "/api/v1/jobs/{id}/notifications", owned(201)),
+    ("DELETE", "/api/v1/notifications/{id}", owned(204)),
+    ("GET", "/api/v1/notifications/{id}/deliveries", owned(200)),
 ];
 
 /// What the routes act on, all owned by developer A (created anew for mutating routes).
@@ -163,6 +169,7 @@ struct Fixture {
     webhook: String,
     token: String,
     user: String,
+    notification: String,
 }
 
 struct World {
@@ -230,6 +237,14 @@ impl World {
             .admin
             .create_user(&format!("target{n}"), PASSWORD, "developer")
             .await;
+        let reply = a
+            .post(
+                &format!("/api/v1/projects/{project}/notifications"),
+                notification_body(),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        let notification = reply.body["id"].as_str().unwrap().to_string();
         Fixture {
             project,
             empty_project,
@@ -239,8 +254,13 @@ impl World {
             webhook,
             token,
             user,
+            notification,
         }
     }
+}
+
+fn notification_body() -> Value {
+    json!({"url": "https://hooks.example.com/jobcenter", "events": ["failure"]})
 }
 
 /// A worker id that exists nowhere.
@@ -268,6 +288,8 @@ fn concrete(method: &str, template: &str, f: &Fixture) -> String {
         &f.token
     } else if template.starts_with("/api/v1/workers/") {
         NO_SUCH_WORKER
+    } else if template.starts_with("/api/v1/notifications/") {
+        &f.notification
     } else {
         ""
     };
@@ -311,6 +333,9 @@ fn body(world: &World, method: &str, template: &str, who: Who) -> Option<Value> 
             json!({"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
         }
         ("POST", "/hooks/{webhook_id}") => json!({"ref": "main"}),
+        ("POST", "/api/v1/projects/{id}/notifications" | "/api/v1/jobs/{id}/notifications") => {
+            notification_body()
+        }
         (_, _) if method == "POST" || method == "PATCH" => json!({}),
         _ => return None,
     };

@@ -16,6 +16,7 @@ mod job_lifecycle;
 mod leader_hang;
 mod leadership;
 mod migrations;
+mod notifications;
 mod observe;
 mod outage;
 mod pipelines;

@@ -1,5 +1,5 @@
 //! HTTP targets: one request (hyper 1), redirects followed up to a bound, every hop's
-//! addresses checked against the SSRF rules ([`crate::ssrf`]) and connected to directly.
+//! addresses checked against the SSRF rules ([`jobcenter_core::ssrf`]) and connected to directly.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -194,7 +194,7 @@ async fn vetted_address(
         })?
         .collect();
     for addr in &addrs {
-        crate::ssrf::check(addr.ip(), allow_private).map_err(CallError::Refused)?;
+        jobcenter_core::ssrf::check(addr.ip(), allow_private).map_err(CallError::Refused)?;
     }
     addrs.first().copied().ok_or_else(|| CallError::Resolve {
         host: host.to_string(),

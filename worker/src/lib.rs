@@ -14,7 +14,6 @@ mod heartbeat;
 mod http_target;
 mod log_shipper;
 mod sandbox;
-mod ssrf;
 mod wakeup;
 
 use jobcenter_core::config::Config;

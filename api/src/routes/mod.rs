@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
+pub mod notifications;
 pub mod projects;
 pub mod runs;
 pub mod schedules;

@@ -1,11 +1,12 @@
-//! Which addresses an HTTP target may reach (server-side request forgery rules).
+//! Which addresses an outgoing HTTP request may reach (server-side request forgery
+//! rules), shared by HTTP targets (worker) and notifications (scheduler).
 //!
 //! Always refused: link-local addresses (169.254.0.0/16, fe80::/10: cloud metadata
 //! services live there), other known metadata addresses, unspecified, multicast,
 //! broadcast and reserved ranges. Refused unless the admin sets
 //! `JOBCENTER_HTTP_ALLOW_PRIVATE=true`: loopback, RFC 1918, CGNAT (100.64.0.0/10) and
 //! unique-local IPv6 (fc00::/7). Every address a name resolves to is checked, and the
-//! worker connects to the checked address itself (no second resolution to rebind).
+//! caller connects to the checked address itself (no second resolution to rebind).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -1,0 +1,184 @@
+//! The `notification_deliveries` table: the durable outbox of notifications. A row is
+//! written in the transaction that processes a run's final outcome (one per channel,
+//! unique per channel and run), claimed by the leader's dispatcher with a lease, sent,
+//! then recorded delivered, retried later, or given up. Its id is the event id.
+
+use crate::notification_channels::Endpoint;
+use crate::{Error, GenericClient};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// A delivery as the API shows it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    pub run_id: Uuid,
+    pub event: String,
+    pub events: Vec<String>,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub gave_up_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A delivery claimed for sending: `attempt` is this attempt's number (the fence of
+/// its outcome), `payload` the stored body without its id.
+#[derive(Clone)]
+pub struct Claimed {
+    pub id: Uuid,
+    pub run_id: Uuid,
+    pub event: String,
+    pub events: Vec<String>,
+    pub payload: Value,
+    pub attempt: i32,
+    pub endpoint: Endpoint,
+}
+
+const COLUMNS: &str = "d.id, d.channel_id, d.run_id, d.event, d.events, d.attempts,
+    d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error, d.delivered_at,
+    d.gave_up_at, d.created_at";
+
+fn from_row(row: &Row) -> Delivery {
+    Delivery {
+        id: row.get(0),
+        channel_id: row.get(1),
+        run_id: row.get(2),
+        event: row.get(3),
+        events: row.get(4),
+        attempts: row.get(5),
+        next_attempt_at: row.get(6),
+        last_attempt_at: row.get(7),
+        last_status: row.get(8),
+        last_error: row.get(9),
+        delivered_at: row.get(10),
+        gave_up_at: row.get(11),
+        created_at: row.get(12),
+    }
+}
+
+/// Enqueues one delivery; false when this channel already has one for this run.
+pub async fn insert(
+    c: &impl GenericClient,
+    channel_id: Uuid,
+    run_id: Uuid,
+    event: &str,
+    events: &[String],
+    payload: &Value,
+) -> Result<bool, Error> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO notification_deliveries (channel_id, run_id, event, events, payload)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel_id, run_id) DO NOTHING",
+        )
+        .await?;
+    Ok(
+        c.execute(&stmt, &[&channel_id, &run_id, &event, &events, payload])
+            .await?
+            == 1,
+    )
+}
+
+/// Claims up to `limit` due deliveries (one statement, committed at once): counts the
+/// attempt and leases the row until `now() + lease`, after which another dispatcher
+/// (this one restarted, or the next leader) may send it again.
+pub async fn claim_due(
+    c: &impl GenericClient,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Claimed>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE notification_deliveries d
+             SET attempts = d.attempts + 1, last_attempt_at = now(),
+                 next_attempt_at = now() + make_interval(secs => $2)
+             FROM (SELECT id FROM notification_deliveries
+                   WHERE delivered_at IS NULL AND gave_up_at IS NULL
+                     AND next_attempt_at <= now()
+                   ORDER BY next_attempt_at LIMIT $1
+                   FOR UPDATE SKIP LOCKED) due, notification_channels n
+             WHERE d.id = due.id AND n.id = d.channel_id
+             RETURNING d.id, d.run_id, d.event, d.events, d.payload, d.attempts,
+                       n.url, n.format, n.secret",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&limit, &lease.as_secs_f64()]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Claimed {
+            id: r.get(0),
+            run_id: r.get(1),
+            event: r.get(2),
+            events: r.get(3),
+            payload: r.get(4),
+            attempt: r.get(5),
+            endpoint: Endpoint {
+                url: r.get(6),
+                format: r.get(7),
+                secret: r.get(8),
+            },
+        })
+        .collect())
+}
+
+/// Records a 2xx answer, whichever attempt got it (a late success still counts).
+pub async fn record_delivered(c: &impl GenericClient, id: Uuid, status: i32) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE notification_deliveries
+             SET delivered_at = now(), last_status = $2, last_error = NULL
+             WHERE id = $1 AND delivered_at IS NULL",
+        )
+        .await?;
+    c.execute(&stmt, &[&id, &status]).await?;
+    Ok(())
+}
+
+/// Records a failed attempt, if it is still the latest one and nothing was delivered:
+/// retried after `retry_in`, or given up when None. False when fenced off.
+pub async fn record_failed(
+    c: &impl GenericClient,
+    id: Uuid,
+    attempt: i32,
+    status: Option<i32>,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> Result<bool, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE notification_deliveries
+             SET last_status = $3, last_error = $4,
+                 next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0)),
+                 gave_up_at = CASE WHEN $5::float8 IS NULL THEN now() END
+             WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL AND gave_up_at IS NULL",
+        )
+        .await?;
+    let retry_in = retry_in.map(|d| d.as_secs_f64());
+    Ok(
+        c.execute(&stmt, &[&id, &attempt, &status, &error, &retry_in])
+            .await?
+            == 1,
+    )
+}
+
+/// A channel's deliveries, newest first.
+pub async fn list_by_channel(
+    c: &impl GenericClient,
+    channel_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Delivery>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM notification_deliveries d WHERE d.channel_id = $1
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $2"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let rows = c.query(&stmt, &[&channel_id, &limit]).await?;
+    Ok(rows.iter().map(from_row).collect())
+}
