@@ -1,6 +1,7 @@
-//! Fires due schedule ticks: each tick's run is inserted and the job's next fire time
-//! advanced in one transaction. The unique index on (job, scheduled_for) makes a second
-//! insert of the same tick a no-op, even from a second leader. A job with jitter gets
+//! Fires due schedule ticks: a batch of due jobs has its ticks' runs inserted and the
+//! jobs' next fire times advanced in one transaction, one statement for each (not one
+//! per job). The unique index on (job, scheduled_for) makes a second insert of the
+//! same tick a no-op, even from a second leader. A job with jitter gets
 //! its run queued at the tick (`scheduled_for` is the tick) but claimable only from the
 //! tick plus the job's fixed offset (`not_before`).
 
@@ -10,10 +11,9 @@ use jobcenter_core::firing::{plan_tick, Lateness, Window};
 use jobcenter_core::jitter;
 use jobcenter_core::metrics::Metrics;
 use jobcenter_sql::jobs;
-use jobcenter_sql::runs::{self, NewRun};
-use jobcenter_sql::states::RunTrigger;
+use jobcenter_sql::runs::{self, Tick};
 use jobcenter_sql::Pool;
-use serde_json::Value;
+use std::collections::HashSet;
 
 /// Jobs fired per transaction; a fuller backlog loops.
 const BATCH: i64 = 500;
@@ -46,14 +46,14 @@ async fn fire_batch(
     let tx = client.transaction().await?;
     let due = jobs::lock_due(&tx, BATCH).await?;
     let now = Utc::now();
-    let mut queued = 0;
-    let mut fired = Vec::new();
+    let mut ticks = Vec::new();
+    let mut next_fires = Vec::with_capacity(due.len());
     for job in &due {
         let schedule = match job.schedule.compile() {
             Ok(schedule) => schedule,
             Err(e) => {
                 tracing::error!(job_id = %job.id, error = %e, "stored schedule is invalid; stopping it");
-                jobs::set_next_fire(&tx, job.id, None).await?;
+                next_fires.push((job.id, None));
                 continue;
             }
         };
@@ -67,36 +67,40 @@ async fn fire_batch(
             max_catch_up_ticks: misfire.max_catch_up_ticks,
         };
         let plan = plan_tick(&schedule, window, job.next_fire_at, now, lateness);
+        let offset = jitter::offset(job.id, job.jitter_seconds.max(0) as u32);
         for fire in plan.fires {
-            let new = NewRun {
+            ticks.push(Tick {
                 job_id: job.id,
-                trigger: RunTrigger::Schedule,
-                input: &Value::Null,
                 worker_group: &job.worker_group,
-                scheduled_for: Some(fire),
-                retry_of: None,
-                parent_run_id: None,
-            };
-            runs::lock_job_queue(&tx, job.id).await?;
-            if let Some(run) = runs::insert(&tx, &new).await? {
-                let offset = jitter::offset(job.id, job.jitter_seconds.max(0) as u32);
-                if offset > chrono::Duration::zero() {
-                    runs::delay_start(&tx, run.id, fire + offset).await?;
-                }
-                queued += 1;
-                fired.push(fire);
-            } else {
-                tracing::warn!(job_id = %job.id, %fire, "tick already had its run; not fired twice");
-            }
+                scheduled_for: fire,
+                not_before: (offset > chrono::Duration::zero()).then(|| fire + offset),
+            });
         }
-        jobs::set_next_fire(&tx, job.id, plan.next).await?;
+        next_fires.push((job.id, plan.next));
+    }
+    let fired = if ticks.is_empty() {
+        Vec::new()
+    } else {
+        runs::insert_ticks(&tx, &ticks).await?
+    };
+    if fired.len() < ticks.len() {
+        let fired: HashSet<_> = fired.iter().collect();
+        for tick in ticks
+            .iter()
+            .filter(|t| !fired.contains(&(t.job_id, t.scheduled_for)))
+        {
+            tracing::warn!(job_id = %tick.job_id, fire = %tick.scheduled_for, "tick already had its run; not fired twice");
+        }
+    }
+    if !next_fires.is_empty() {
+        jobs::set_next_fires(&tx, &next_fires).await?;
     }
     tx.commit().await?;
     // Lateness of each tick: from its instant to its run being durably queued.
     let committed = Utc::now();
-    for fire in fired {
-        let lag = (committed - fire).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+    for (_, fire) in &fired {
+        let lag = (committed - *fire).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
         metrics.schedule_lag.observe(lag.max(0.0));
     }
-    Ok((due.len(), queued))
+    Ok((due.len(), fired.len()))
 }

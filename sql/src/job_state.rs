@@ -3,13 +3,6 @@
 use crate::{Error, GenericClient};
 use uuid::Uuid;
 
-pub async fn get(c: &impl GenericClient, job_id: Uuid) -> Result<Option<Vec<u8>>, Error> {
-    let stmt = c
-        .prepare_cached("SELECT data FROM job_state WHERE job_id = $1")
-        .await?;
-    Ok(c.query_opt(&stmt, &[&job_id]).await?.map(|r| r.get(0)))
-}
-
 pub async fn put(
     c: &impl GenericClient,
     job_id: Uuid,

@@ -394,15 +394,20 @@ pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>,
         .collect()
 }
 
-pub async fn set_next_fire(
+/// Sets each job's next fire time (None: the schedule has no more ticks), in one statement.
+pub async fn set_next_fires(
     c: &impl GenericClient,
-    id: Uuid,
-    next_fire_at: Option<DateTime<Utc>>,
+    next: &[(Uuid, Option<DateTime<Utc>>)],
 ) -> Result<(), Error> {
     let stmt = c
-        .prepare_cached("UPDATE jobs SET next_fire_at = $2 WHERE id = $1")
+        .prepare_cached(
+            "UPDATE jobs SET next_fire_at = n.at
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS n(id, at) WHERE jobs.id = n.id",
+        )
         .await?;
-    c.execute(&stmt, &[&id, &next_fire_at]).await?;
+    let ids: Vec<Uuid> = next.iter().map(|(id, _)| *id).collect();
+    let ats: Vec<Option<DateTime<Utc>>> = next.iter().map(|(_, at)| *at).collect();
+    c.execute(&stmt, &[&ids, &ats]).await?;
     Ok(())
 }
 

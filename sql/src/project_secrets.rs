@@ -3,7 +3,6 @@
 
 use crate::{Error, GenericClient};
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Creates or replaces a secret.
@@ -42,16 +41,4 @@ pub async fn delete(c: &impl GenericClient, project_id: Uuid, name: &str) -> Res
         .prepare_cached("DELETE FROM project_secrets WHERE project_id = $1 AND name = $2")
         .await?;
     Ok(c.execute(&stmt, &[&project_id, &name]).await? == 1)
-}
-
-/// Every secret of a project, for the worker about to run one of its jobs.
-pub async fn values(
-    c: &impl GenericClient,
-    project_id: Uuid,
-) -> Result<BTreeMap<String, String>, Error> {
-    let stmt = c
-        .prepare_cached("SELECT name, value FROM project_secrets WHERE project_id = $1 LIMIT 1000")
-        .await?;
-    let rows = c.query(&stmt, &[&project_id]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

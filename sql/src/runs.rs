@@ -75,6 +75,11 @@ pub struct ClaimedRun {
     pub lease_id: Uuid,
     /// Seconds the run waited to be claimed once it could start (claim latency).
     pub waited_seconds: f64,
+    /// What the job's last successful run left in its state file, read with the claim.
+    pub previous_state: Option<Vec<u8>>,
+    /// The project's secrets (name → value), read with the claim: a worker gets them
+    /// only for a run it holds.
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// The outcome a worker reports for a run it holds.
@@ -131,11 +136,16 @@ fn from_row(row: &Row) -> Result<Run, Error> {
 /// attempts of scheduled and backfilled ticks.
 const ONE_PER_TICK: &str = "attempt = 1 AND trigger NOT IN ('manual', 'webhook', 'retry')";
 
-/// Serializes run insertion for one job until the transaction ends, so that two
-/// concurrent triggers of a `skip` job cannot both find it idle.
+/// Serializes run insertion for one `skip` job until the transaction ends, so that two
+/// concurrent triggers cannot both find it idle. Jobs under other policies take no lock:
+/// their triggers commit in parallel. (A trigger racing the very change of a job's
+/// policy to `skip` may miss the lock; the policy holds from the next trigger on.)
 pub async fn lock_job_queue(c: &impl GenericClient, job_id: Uuid) -> Result<(), Error> {
     let stmt = c
-        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))")
+        .prepare_cached(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))
+             FROM jobs WHERE id = $1 AND concurrency = 'skip'",
+        )
         .await?;
     c.execute(&stmt, &[&job_id]).await?;
     Ok(())
@@ -273,7 +283,9 @@ pub async fn list_by_job(
 /// first, each with a fresh lease of `lease_ms`. A drained worker claims nothing. A run
 /// of a `queue`/`skip` job is claimable only when it is the job's oldest queued run and
 /// none of the job's runs is running; the unique index on running exclusive runs fences
-/// two workers racing for the same job (SQLSTATE 23505: claim again).
+/// two workers racing for the same job (SQLSTATE 23505: claim again). The job's state
+/// and the project's secrets come back with each run, so that starting it needs no
+/// further round trip.
 pub async fn claim(
     c: &impl GenericClient,
     worker_id: Uuid,
@@ -302,7 +314,11 @@ pub async fn claim(
              RETURNING r.id, r.job_id, j.project_id, r.attempt, r.trigger::text, r.input,
                        r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds,
                        j.max_attempts, r.lease_id,
-                       extract(epoch FROM now() - greatest(r.queued_at, r.not_before))::float8",
+                       extract(epoch FROM now() - greatest(r.queued_at, r.not_before))::float8,
+                       (SELECT s.data FROM job_state s WHERE s.job_id = r.job_id),
+                       (SELECT coalesce(jsonb_object_agg(x.name, x.value), '{}'::jsonb)
+                        FROM (SELECT ps.name, ps.value FROM project_secrets ps
+                              WHERE ps.project_id = j.project_id LIMIT 1000) x)",
         )
         .await?;
     let lease = lease_ms as f64;
@@ -337,6 +353,8 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedRun, Error> {
         max_attempts: row.get(11),
         lease_id: row.get(12),
         waited_seconds: row.get(13),
+        previous_state: row.get(14),
+        secrets: json_column(row, 15, "project_secrets.value")?,
     })
 }
 
@@ -386,6 +404,51 @@ pub async fn finish(
         )
         .await?;
     Ok(changed == 1)
+}
+
+/// One run's outcome in a group commit, see [`finish_many`].
+pub struct Finish<'a> {
+    pub run_id: Uuid,
+    pub lease_id: Uuid,
+    pub outcome: Outcome<'a>,
+}
+
+/// Records several outcomes in one statement, each fenced by its lease like [`finish`];
+/// returns the runs that were still held (and are now finished).
+pub async fn finish_many(
+    c: &impl GenericClient,
+    finishes: &[Finish<'_>],
+) -> Result<Vec<Uuid>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE runs r SET state = f.state::run_state, exit_code = f.exit_code,
+                    result = f.result, error = f.error, finished_at = now(),
+                    lease_expires_at = NULL
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], $6::text[])
+                  AS f(id, lease_id, state, exit_code, result, error)
+             WHERE r.id = f.id AND r.lease_id = f.lease_id AND r.state = 'running'
+             RETURNING r.id",
+        )
+        .await?;
+    let ids: Vec<Uuid> = finishes.iter().map(|f| f.run_id).collect();
+    let leases: Vec<Uuid> = finishes.iter().map(|f| f.lease_id).collect();
+    let states: Vec<&str> = finishes
+        .iter()
+        .map(|f| {
+            debug_assert!(RunState::Running.can_become(f.outcome.state));
+            f.outcome.state.as_str()
+        })
+        .collect();
+    let exit_codes: Vec<Option<i32>> = finishes.iter().map(|f| f.outcome.exit_code).collect();
+    let results: Vec<Option<&str>> = finishes.iter().map(|f| f.outcome.result).collect();
+    let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.outcome.error).collect();
+    let rows = c
+        .query(
+            &stmt,
+            &[&ids, &leases, &states, &exit_codes, &results, &errors],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Puts a run held under `lease_id` back in the queue (a worker shutting down). It
@@ -607,15 +670,65 @@ pub async fn insert_backfill(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Makes a queued run claimable only from `not_before` (a jittered schedule tick).
-pub async fn delay_start(
+/// A schedule tick to fire, see [`insert_ticks`].
+pub struct Tick<'a> {
+    pub job_id: Uuid,
+    pub worker_group: &'a str,
+    pub scheduled_for: DateTime<Utc>,
+    /// Claimable only from this instant (a jittered job); None: at once.
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+/// Queues the runs of many schedule ticks in one statement, and wakes their workers.
+/// A tick that already has its run is left alone (the per-tick unique index). Under the
+/// `skip` policy a tick's run is recorded `skipped` when the job has a run queued or
+/// running, or an earlier tick in `ticks`: the same outcome as queueing them one by one.
+/// Locks the `skip` jobs' queues first (see [`lock_job_queue`]), in id order.
+/// Returns the (job, tick) pairs that got a run.
+pub async fn insert_ticks(
     c: &impl GenericClient,
-    run_id: Uuid,
-    not_before: DateTime<Utc>,
-) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("UPDATE runs SET not_before = $2 WHERE id = $1 AND state = 'queued'")
+    ticks: &[Tick<'_>],
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, Error> {
+    let job_ids: Vec<Uuid> = ticks.iter().map(|t| t.job_id).collect();
+    let lock = c
+        .prepare_cached(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(id::text, 7)))
+             FROM (SELECT id FROM jobs WHERE id = ANY($1) AND concurrency = 'skip'
+                   ORDER BY id) skip_jobs",
+        )
         .await?;
-    c.execute(&stmt, &[&run_id, &not_before]).await?;
-    Ok(())
+    c.query_one(&lock, &[&job_ids]).await?;
+    let sql = format!(
+        "WITH t AS (
+           SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+                  WITH ORDINALITY AS t(job_id, worker_group, scheduled_for, not_before, n)),
+         d AS (
+           SELECT t.*, j.concurrency,
+                  j.concurrency = 'skip' AND (
+                    EXISTS (SELECT 1 FROM runs o WHERE o.job_id = t.job_id
+                            AND o.state IN ('queued', 'running'))
+                    OR EXISTS (SELECT 1 FROM t e WHERE e.job_id = t.job_id AND e.n < t.n))
+                  AS skip
+           FROM t JOIN jobs j ON j.id = t.job_id),
+         r AS (
+           INSERT INTO runs (job_id, trigger, worker_group, scheduled_for, exclusive, not_before,
+                             state, finished_at, error)
+           SELECT job_id, 'schedule', worker_group, scheduled_for, concurrency <> 'allow',
+                  coalesce(not_before, now()),
+                  CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
+                  CASE WHEN skip THEN now() END,
+                  CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
+           FROM d ORDER BY n
+           ON CONFLICT DO NOTHING RETURNING job_id, scheduled_for, worker_group)
+         SELECT job_id, scheduled_for, pg_notify('{channel}', worker_group) FROM r",
+        channel = crate::RUNS_CHANNEL
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let groups: Vec<&str> = ticks.iter().map(|t| t.worker_group).collect();
+    let fires: Vec<DateTime<Utc>> = ticks.iter().map(|t| t.scheduled_for).collect();
+    let not_befores: Vec<Option<DateTime<Utc>>> = ticks.iter().map(|t| t.not_before).collect();
+    let rows = c
+        .query(&stmt, &[&job_ids, &groups, &fires, &not_befores])
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }

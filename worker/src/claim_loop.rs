@@ -119,7 +119,9 @@ async fn claim_forever(
     loop {
         let free = slots.available_permits();
         if free == 0 {
-            // Every slot is busy: wait until one frees up.
+            // Every slot is busy: wait until one frees up. Runs finished in one group
+            // commit free their slots together: let them all go before claiming again,
+            // so that one claim takes as many runs as there are free slots.
             drop(
                 slots
                     .clone()
@@ -127,6 +129,7 @@ async fn claim_forever(
                     .await
                     .expect("the semaphore is never closed"),
             );
+            tokio::task::yield_now().await;
             continue;
         }
         let runs = claim(ctx, free).await;

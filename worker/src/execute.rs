@@ -5,6 +5,7 @@
 //! record the outcome and the new state in one transaction.
 
 use crate::command::{self, RunFiles};
+use crate::completions::{Completion, Failure};
 use crate::control::Stop;
 use crate::{http_target, log_shipper, Error, WorkerContext};
 use jobcenter_core::target::{HttpRequest, Target};
@@ -208,13 +209,12 @@ async fn execute_command(
     tokio::fs::write(&files.input, &input)
         .await
         .map_err(io("cannot write the input file"))?;
-    let previous_state = {
-        let client = ctx.pool.get().await?;
-        jobcenter_sql::job_state::get(&client, run.job_id).await?
-    };
-    tokio::fs::write(&files.state, previous_state.unwrap_or_default())
-        .await
-        .map_err(io("cannot write the state file"))?;
+    tokio::fs::write(
+        &files.state,
+        run.previous_state.as_deref().unwrap_or_default(),
+    )
+    .await
+    .map_err(io("cannot write the state file"))?;
 
     if let Some((uid, gid)) = ctx.sandbox.run_as {
         for path in [&files.dir, &files.input, &files.state] {
@@ -224,13 +224,11 @@ async fn execute_command(
     }
     // Project secrets join the project's config in the environment (the job's env still
     // wins), and are redacted from what the run leaves in logs and result.
-    let secrets = {
-        let client = ctx.pool.get().await?;
-        jobcenter_sql::project_secrets::values(&client, run.project_id).await?
-    };
-    let redactor = log_shipper::Redactor::new(secrets.values().cloned());
+    let redactor = log_shipper::Redactor::new(run.secrets.values().cloned());
     let mut with_secrets = run.clone();
-    with_secrets.project_config.extend(secrets);
+    with_secrets
+        .project_config
+        .extend(run.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     let ending = match command::spawn(argv, &with_secrets, &files, ctx.sandbox) {
         Ok(child) => supervise(ctx, run, child, input, stop, redactor.clone()).await,
         Err(e) => Ending::Finished(Finished {
@@ -435,13 +433,13 @@ async fn record_patiently(
                     .inc();
                 return;
             }
-            Err(Error::Db(e)) if e.is_unavailable() && started.elapsed() < RECORD_PATIENCE => {
-                tracing::warn!(error = %e, "cannot record the outcome yet; retrying");
+            Err(e) if e.unavailable && started.elapsed() < RECORD_PATIENCE => {
+                tracing::warn!(error = %e.message, "cannot record the outcome yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot record the outcome; the lease will expire and the leader rescue the run");
+                tracing::error!(error = %e.message, "cannot record the outcome; the lease will expire and the leader rescue the run");
                 return;
             }
         }
@@ -449,33 +447,37 @@ async fn record_patiently(
 }
 
 /// Records the outcome (and the new job state, and the next attempt when a failed run
-/// has attempts left) in one transaction, fenced by the run's lease: a run this worker
-/// no longer holds is left alone.
+/// has attempts left) in one transaction shared with other runs finishing at the same
+/// time (a group commit), fenced by the run's lease: a run this worker no longer holds
+/// is left alone.
 async fn record(
     ctx: &WorkerContext,
     run: &ClaimedRun,
     outcome: &Outcome<'_>,
     new_state: Option<&[u8]>,
-) -> Result<(), Error> {
-    let mut client = ctx.pool.get().await?;
-    let tx = client.transaction().await?;
-    let held = jobcenter_sql::runs::finish(&tx, run.id, run.lease_id, outcome).await?;
-    if !held {
-        tracing::warn!("run is no longer held by this worker; outcome not recorded");
-        return Ok(());
-    }
-    if let Some(state) = new_state {
-        jobcenter_sql::job_state::put(&tx, run.job_id, run.id, state).await?;
-    }
+) -> Result<(), Failure> {
     let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
-    if retryable && run.attempt < run.max_attempts {
-        let delay = ctx.backoff(run.attempt);
-        if let Some(next) = jobcenter_sql::runs::insert_next_attempt(&tx, run.id, delay).await? {
-            tracing::info!(next_run_id = %next.id, attempt = next.attempt, delay_ms = delay.as_millis() as u64, "retry queued");
-        }
+    let retry_after =
+        (retryable && run.attempt < run.max_attempts).then(|| ctx.backoff(run.attempt));
+    let held = ctx
+        .completer
+        .record(Completion {
+            run_id: run.id,
+            lease_id: run.lease_id,
+            job_id: run.job_id,
+            state: outcome.state,
+            exit_code: outcome.exit_code,
+            result: outcome.result.map(str::to_string),
+            error: outcome.error.map(str::to_string),
+            new_state: new_state.map(<[u8]>::to_vec),
+            retry_after,
+        })
+        .await?;
+    if held {
+        tracing::info!(state = %outcome.state, exit_code = ?outcome.exit_code, "run finished");
+    } else {
+        tracing::warn!("run is no longer held by this worker; outcome not recorded");
     }
-    tx.commit().await?;
-    tracing::info!(state = %outcome.state, exit_code = ?outcome.exit_code, "run finished");
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod artifact_cache;
 mod bundle;
 mod claim_loop;
 mod command;
+mod completions;
 mod control;
 mod execute;
 mod heartbeat;
@@ -72,6 +73,8 @@ pub struct WorkerContext {
     pub artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
     /// This process's metrics (runs started and finished, claim latency).
     pub metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
+    /// Writes run outcomes, grouping those that finish together into one commit.
+    pub completer: completions::Completer,
     retry_backoff_base: Duration,
     retry_backoff_max: Duration,
 }
@@ -102,6 +105,7 @@ impl WorkerContext {
         };
         Ok(WorkerContext {
             id: Uuid::new_v4(),
+            completer: completions::Completer::start(pool.clone()),
             pool,
             group: config.worker_group.clone(),
             hostname: hostname(),

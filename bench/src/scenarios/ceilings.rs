@@ -63,9 +63,15 @@ const CLAIM: &str = "WITH picked AS (
  FROM picked, jobs j, projects p
  WHERE r.id = picked.id AND j.id = r.job_id AND p.id = j.project_id
  RETURNING r.id, r.job_id, j.project_id, r.attempt, r.trigger::text, r.input,
-           r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds \\aset
+           r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds,
+           (SELECT s.data FROM job_state s WHERE s.job_id = r.job_id) AS state_data,
+           (SELECT coalesce(jsonb_object_agg(x.name, x.value), '{}'::jsonb)
+            FROM (SELECT ps.name, ps.value FROM project_secrets ps
+                  WHERE ps.project_id = j.project_id LIMIT 1000) x) AS secrets \\aset
 ";
 
+/// One outcome per commit: the worker groups the outcomes of runs finishing together
+/// into one `UPDATE … FROM unnest(…)` (`finish_many`); one row is the per-run cost.
 const COMPLETE: &str = "UPDATE runs SET state = 'succeeded'::text::run_state, exit_code = 0,
         result = NULL, error = NULL, finished_at = now()
  WHERE id = :id AND worker_id = md5(:client_id::text)::uuid AND state = 'running';

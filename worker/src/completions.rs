@@ -1,0 +1,158 @@
+//! Group commit of run outcomes: the outcomes of runs that finish close together are
+//! written in one transaction (one commit, one WAL flush), and each run hears back only
+//! after that transaction has committed.
+//!
+//! One task owns the writing. While a batch commits, the outcomes that arrive meanwhile
+//! wait in the channel and form the next batch: no timer, no added latency at idle.
+//! A batch that fails for a reason other than an unreachable database is written again
+//! one outcome per transaction, so one bad outcome cannot hold back the others.
+
+use jobcenter_sql::runs::{Finish, Outcome};
+use jobcenter_sql::states::RunState;
+use jobcenter_sql::Pool;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most outcomes in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// A finished run's outcome, as the worker reports it.
+pub struct Completion {
+    pub run_id: Uuid,
+    pub lease_id: Uuid,
+    pub job_id: Uuid,
+    pub state: RunState,
+    pub exit_code: Option<i32>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    /// The job's new state (a successful run's state file).
+    pub new_state: Option<Vec<u8>>,
+    /// Queue the next attempt after this delay (a failed run with attempts left).
+    pub retry_after: Option<Duration>,
+}
+
+/// Why an outcome was not written.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The database could not be reached: worth trying again.
+    pub unavailable: bool,
+    pub message: String,
+}
+
+impl From<&jobcenter_sql::Error> for Failure {
+    fn from(e: &jobcenter_sql::Error) -> Self {
+        Failure {
+            unavailable: e.is_unavailable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+type Request = (Completion, oneshot::Sender<Result<bool, Failure>>);
+
+/// The handle runs report their outcomes through.
+#[derive(Clone)]
+pub struct Completer {
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl Completer {
+    /// Starts the writing task (it ends when every handle is dropped).
+    pub fn start(pool: Pool) -> Self {
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_forever(pool, rx));
+        Completer { requests }
+    }
+
+    /// Writes `completion` and returns once it is committed: true if the run was still
+    /// held under its lease and is now finished, false if the lease was gone.
+    pub async fn record(&self, completion: Completion) -> Result<bool, Failure> {
+        let (done, answer) = oneshot::channel();
+        let gone = || Failure {
+            unavailable: false,
+            message: "the outcome writer stopped".into(),
+        };
+        self.requests.send((completion, done)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn write_forever(pool: Pool, mut rx: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let (completions, waiters): (Vec<Completion>, Vec<_>) = batch.into_iter().unzip();
+        let answers = match write(&pool, &completions).await {
+            Ok(held) => held.into_iter().map(Ok).collect(),
+            Err(e) if completions.len() > 1 && !e.is_unavailable() => {
+                tracing::warn!(error = %e, outcomes = completions.len(), "group commit failed; writing the outcomes one by one");
+                let mut answers = Vec::with_capacity(completions.len());
+                for completion in &completions {
+                    let one = write(&pool, std::slice::from_ref(completion)).await;
+                    answers.push(one.map(|held| held[0]).map_err(|e| Failure::from(&e)));
+                }
+                answers
+            }
+            Err(e) => vec![Err(Failure::from(&e)); completions.len()],
+        };
+        for (waiter, answer) in waiters.into_iter().zip(answers) {
+            let _ = waiter.send(answer);
+        }
+    }
+}
+
+/// Writes the outcomes, the jobs' new states and the next attempts in one transaction;
+/// returns, per outcome, whether its run was still held.
+async fn write(pool: &Pool, completions: &[Completion]) -> Result<Vec<bool>, jobcenter_sql::Error> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let finishes: Vec<Finish<'_>> = completions
+        .iter()
+        .map(|c| Finish {
+            run_id: c.run_id,
+            lease_id: c.lease_id,
+            outcome: Outcome {
+                state: c.state,
+                exit_code: c.exit_code,
+                result: c.result.as_deref(),
+                error: c.error.as_deref(),
+            },
+        })
+        .collect();
+    let held: HashSet<Uuid> = jobcenter_sql::runs::finish_many(&tx, &finishes)
+        .await?
+        .into_iter()
+        .collect();
+    // In job order (stable: a job's later run still wins), so that two workers' batches
+    // lock job_state rows in the same order and cannot deadlock.
+    let mut states: Vec<&Completion> = completions
+        .iter()
+        .filter(|c| c.new_state.is_some() && held.contains(&c.run_id))
+        .collect();
+    states.sort_by_key(|c| c.job_id);
+    for c in states {
+        let data = c.new_state.as_deref().unwrap_or_default();
+        jobcenter_sql::job_state::put(&tx, c.job_id, c.run_id, data).await?;
+    }
+    for c in completions.iter().filter(|c| held.contains(&c.run_id)) {
+        if let Some(delay) = c.retry_after {
+            if let Some(next) =
+                jobcenter_sql::runs::insert_next_attempt(&tx, c.run_id, delay).await?
+            {
+                tracing::info!(run_id = %c.run_id, next_run_id = %next.id, attempt = next.attempt, delay_ms = delay.as_millis() as u64, "retry queued");
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(completions
+        .iter()
+        .map(|c| held.contains(&c.run_id))
+        .collect())
+}
