@@ -246,8 +246,11 @@ async fn execute_command(
         }
     };
     let result = read_capped(&files.result, ctx.limits.result_bytes).await;
+    // A state left as it was is not written again (most runs never touch it).
     let new_state = if finished.state == RunState::Succeeded {
-        read_state(&files.state, ctx.limits.state_bytes).await?
+        read_state(&files.state, ctx.limits.state_bytes)
+            .await?
+            .filter(|state| Some(state.as_slice()) != run.previous_state.as_deref())
     } else {
         None
     };
