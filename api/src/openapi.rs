@@ -207,10 +207,14 @@ pub fn route_table() -> Vec<(String, String)> {
 }
 
 /// The document as pretty JSON, exactly as committed in `openapi/openapi.json`.
-pub fn openapi_json() -> String {
-    let mut json = ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
-    json.push('\n');
-    json
+pub fn openapi_json() -> &'static str {
+    // Built once per process and shared by every server worker and route.
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JSON.get_or_init(|| {
+        let mut json = ApiDoc::openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serializes");
+        json.push('\n');
+        json
+    })
 }

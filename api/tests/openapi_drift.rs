@@ -15,7 +15,7 @@ fn committed_openapi_matches_the_code() {
 #[test]
 fn every_path_of_the_contract_is_documented() {
     let doc: serde_json::Value =
-        serde_json::from_str(&jobcenter_api::openapi::openapi_json()).unwrap();
+        serde_json::from_str(jobcenter_api::openapi::openapi_json()).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     for path in [

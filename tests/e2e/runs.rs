@@ -132,6 +132,41 @@ async fn state_written_by_one_run_is_seen_by_the_next() {
 }
 
 #[tokio::test]
+async fn a_run_that_leaves_the_state_as_it_was_does_not_overwrite_a_concurrent_change() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    // The input picks the part: a slow run that never touches the state, a writer, and
+    // a reader that reports the state it was given.
+    let script = r#"if grep -q slow "$JOBCENTER_INPUT_FILE"; then sleep 2;
+        elif grep -q write "$JOBCENTER_INPUT_FILE"; then echo B > "$JOBCENTER_STATE_FILE";
+        else cat "$JOBCENTER_STATE_FILE" > "$JOBCENTER_RESULT_FILE"; fi"#;
+    let job = api
+        .create_job(&project, json!({"name": "shared-state", "target": {"kind": "command", "command": ["sh", "-c", script]}}))
+        .await;
+    let job_id = job["id"].as_str().unwrap();
+    let slow = api.trigger(job_id, json!("slow")).await;
+    api.wait_running(&slow).await;
+    let writer = api
+        .wait_finished(&api.trigger(job_id, json!("write")).await)
+        .await;
+    assert_eq!(writer["state"], "succeeded", "{writer}");
+    let slow = api.wait_finished(&slow).await;
+    assert_eq!(slow["state"], "succeeded", "{slow}");
+    // The slow run started before the write and left its (empty) state as it was: the
+    // writer's state stands.
+    let reader = api
+        .wait_finished(&api.trigger(job_id, json!("read")).await)
+        .await;
+    assert_eq!(
+        reader["result"].as_str().unwrap_or("").trim(),
+        "B",
+        "{reader}"
+    );
+}
+
+#[tokio::test]
 async fn logs_are_readable_while_the_run_goes_on_and_timeouts_kill_the_group() {
     let db = TestDb::new();
     let app = Component::start("all", &db, &[]);

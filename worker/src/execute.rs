@@ -250,7 +250,7 @@ async fn execute_command(
     let new_state = if finished.state == RunState::Succeeded {
         read_state(&files.state, ctx.limits.state_bytes)
             .await?
-            .filter(|state| Some(state.as_slice()) != run.previous_state.as_deref())
+            .filter(|state| state.as_slice() != run.previous_state.as_deref().unwrap_or_default())
     } else {
         None
     };
