@@ -83,6 +83,7 @@ pub struct ClaimedRun {
 }
 
 /// The outcome a worker reports for a run it holds.
+#[derive(Clone, Copy)]
 pub struct Outcome<'a> {
     pub state: RunState,
     pub exit_code: Option<i32>,
@@ -141,13 +142,20 @@ const ONE_PER_TICK: &str = "attempt = 1 AND trigger NOT IN ('manual', 'webhook',
 /// their triggers commit in parallel. (A trigger racing the very change of a job's
 /// policy to `skip` may miss the lock; the policy holds from the next trigger on.)
 pub async fn lock_job_queue(c: &impl GenericClient, job_id: Uuid) -> Result<(), Error> {
+    lock_job_queues(c, &[job_id]).await
+}
+
+/// [`lock_job_queue`] for several jobs, in id order (two callers locking overlapping
+/// sets cannot deadlock).
+pub async fn lock_job_queues(c: &impl GenericClient, job_ids: &[Uuid]) -> Result<(), Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 7))
-             FROM jobs WHERE id = $1 AND concurrency = 'skip'",
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(id::text, 7)))
+             FROM (SELECT id FROM jobs WHERE id = ANY($1) AND concurrency = 'skip'
+                   ORDER BY id) skip_jobs",
         )
         .await?;
-    c.execute(&stmt, &[&job_id]).await?;
+    c.query_one(&stmt, &[&job_ids]).await?;
     Ok(())
 }
 
@@ -382,28 +390,12 @@ pub async fn finish(
     lease_id: Uuid,
     outcome: &Outcome<'_>,
 ) -> Result<bool, Error> {
-    debug_assert!(RunState::Running.can_become(outcome.state));
-    let stmt = c
-        .prepare_cached(
-            "UPDATE runs SET state = $3::text::run_state, exit_code = $4, result = $5, error = $6,
-                    finished_at = now(), lease_expires_at = NULL
-             WHERE id = $1 AND lease_id = $2 AND state = 'running'",
-        )
-        .await?;
-    let changed = c
-        .execute(
-            &stmt,
-            &[
-                &run_id,
-                &lease_id,
-                &outcome.state.as_str(),
-                &outcome.exit_code,
-                &outcome.result,
-                &outcome.error,
-            ],
-        )
-        .await?;
-    Ok(changed == 1)
+    let finish = Finish {
+        run_id,
+        lease_id,
+        outcome: *outcome,
+    };
+    Ok(!finish_many(c, &[finish]).await?.is_empty())
 }
 
 /// One run's outcome in a group commit, see [`finish_many`].
@@ -690,14 +682,7 @@ pub async fn insert_ticks(
     ticks: &[Tick<'_>],
 ) -> Result<Vec<(Uuid, DateTime<Utc>)>, Error> {
     let job_ids: Vec<Uuid> = ticks.iter().map(|t| t.job_id).collect();
-    let lock = c
-        .prepare_cached(
-            "SELECT count(pg_advisory_xact_lock(hashtextextended(id::text, 7)))
-             FROM (SELECT id FROM jobs WHERE id = ANY($1) AND concurrency = 'skip'
-                   ORDER BY id) skip_jobs",
-        )
-        .await?;
-    c.query_one(&lock, &[&job_ids]).await?;
+    lock_job_queues(c, &job_ids).await?;
     let sql = format!(
         "WITH t AS (
            SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])
