@@ -270,12 +270,12 @@ async fn execute_command(
 async fn supervise(
     ctx: &WorkerContext,
     run: &ClaimedRun,
-    mut child: tokio::process::Child,
+    mut child: crate::process::RunProcess,
     input: Vec<u8>,
     mut stop: watch::Receiver<Option<Stop>>,
     redactor: log_shipper::Redactor,
 ) -> Ending {
-    let pid = child.id().expect("a just-spawned child has a pid");
+    let pid = child.id();
     tracing::info!(pid, "run started");
     if let Some(mut stdin) = child.stdin.take() {
         tokio::spawn(async move {
@@ -363,7 +363,7 @@ async fn supervise(
 }
 
 /// SIGTERM to the group, then SIGKILL after the grace period.
-async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration) {
+async fn terminate(child: &mut crate::process::RunProcess, pid: u32, grace: Duration) {
     command::signal_group(pid, libc::SIGTERM);
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         command::signal_group(pid, libc::SIGKILL);

@@ -14,6 +14,7 @@ mod execute;
 mod heartbeat;
 mod http_target;
 mod log_shipper;
+mod process;
 mod sandbox;
 mod wakeup;
 

@@ -1,4 +1,4 @@
-//! Sandboxing of command and binary runs, applied in the child between fork and exec:
+//! Sandboxing of command and binary runs, applied in the child between clone and exec:
 //! resource limits (address space, open files, processes) and, optionally, an
 //! unprivileged user to run as. The clean environment, own process group and own
 //! working directory (removed afterwards) are set up by [`crate::command`].
@@ -17,49 +17,47 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Applies the limits and the user switch to the calling process. Runs in the
-    /// forked child before exec: only async-signal-safe calls (setrlimit, setgroups,
-    /// setgid, setuid), no allocation.
-    pub fn apply_in_child(&self) -> io::Result<()> {
-        limit(libc::RLIMIT_AS, self.memory_bytes)?;
-        limit(libc::RLIMIT_NOFILE, self.open_files)?;
-        limit(libc::RLIMIT_NPROC, self.processes)?;
+    /// Applies the limits, then the user switch, then the parent-death signal (a
+    /// credential change clears it) to the calling process.
+    ///
+    /// # Safety
+    /// Runs in the child between clone and exec, sharing the worker's memory
+    /// ([`crate::process`]): plain system calls only, no allocation. The user switch is
+    /// issued as raw system calls: glibc's setuid would signal the worker's threads.
+    pub unsafe fn apply_in_child(&self) -> Result<(), ()> {
+        let limits = [
+            (libc::RLIMIT_AS, self.memory_bytes),
+            (libc::RLIMIT_NOFILE, self.open_files),
+            (libc::RLIMIT_NPROC, self.processes),
+        ];
+        for (resource, value) in limits {
+            if value == 0 {
+                continue;
+            }
+            let rlimit = libc::rlimit {
+                rlim_cur: value as libc::rlim_t,
+                rlim_max: value as libc::rlim_t,
+            };
+            if libc::setrlimit(resource, &rlimit) != 0 {
+                return Err(());
+            }
+        }
         if let Some((uid, gid)) = self.run_as {
-            // SAFETY: plain system calls on integers; the order drops root last.
-            unsafe {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(gid) != 0
-                    || libc::setuid(uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
+            if libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+                || libc::syscall(libc::SYS_setgid, gid as libc::c_long) != 0
+                || libc::syscall(libc::SYS_setuid, uid as libc::c_long) != 0
+            {
+                return Err(());
             }
         }
         // If the worker dies (SIGKILL), its direct child is killed too rather than
-        // running on next to the re-queued attempt. Set last: a credential change
-        // clears it. (Grandchildren in the group are not covered: a service manager's
-        // cgroup kill is the complete answer.)
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-            return Err(io::Error::last_os_error());
+        // running on next to the re-queued attempt. (Grandchildren in the group are not
+        // covered: a service manager's cgroup kill is the complete answer.)
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            return Err(());
         }
         Ok(())
     }
-}
-
-fn limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
-    if value == 0 {
-        return Ok(());
-    }
-    let rlimit = libc::rlimit {
-        rlim_cur: value as libc::rlim_t,
-        rlim_max: value as libc::rlim_t,
-    };
-    // SAFETY: setrlimit reads the struct we pass; it touches no other memory.
-    if unsafe { libc::setrlimit(resource, &rlimit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The uid and gid of `user` (JOBCENTER_RUN_AS_USER), looked up once at start.
