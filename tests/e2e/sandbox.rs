@@ -1,5 +1,5 @@
 //! Sandboxing of command runs: resource limits, an unprivileged user, the run's own
-//! directory removed afterwards, and caps on logs and results.
+//! directory emptied of what it left afterwards, and caps on logs and results.
 
 use crate::harness::{Api, Component, TestDb};
 use serde_json::json;
@@ -34,6 +34,7 @@ async fn runs_are_confined_by_limits_and_run_as_an_unprivileged_user() {
 
     let script = r#"grep -E '^Max (processes|open files|address space)' /proc/self/limits
         echo "user=$(id -un) dir=$PWD"
+        mkdir -p left/behind && echo x > left/behind/file && ln -s /etc/passwd link
         echo 0123456789abcdefOVERFLOW > "$JOBCENTER_RESULT_FILE""#;
     let job = api
         .create_job(
@@ -63,9 +64,17 @@ async fn runs_are_confined_by_limits_and_run_as_an_unprivileged_user() {
     }
     let dir = text.split("dir=").nth(1).unwrap().trim();
     assert!(dir.starts_with(workdir.to_str().unwrap()), "{dir}");
-    assert!(
-        !std::path::Path::new(dir).exists(),
-        "the run directory was left behind"
+    // The directory is kept for another run, with nothing the run left in it: only the
+    // worker's input and state files, owned by the run user.
+    let mut left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [".jobcenter-input.json", ".jobcenter-state"],
+        "what the run left behind was not removed"
     );
 
     // Past the memory limit the run fails instead of taking the machine down.

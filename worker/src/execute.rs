@@ -200,28 +200,14 @@ async fn execute_command(
         let context = context.to_string();
         move |source| Error::Io { context, source }
     };
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("run-{}-", run.id))
-        .tempdir_in(&ctx.workdir)
-        .map_err(io("cannot create the run directory"))?;
-    let files = RunFiles::in_dir(dir.path());
     let input = serde_json::to_vec(&run.input).expect("JSON values serialize");
-    tokio::fs::write(&files.input, &input)
+    let state = run.previous_state.clone().unwrap_or_default();
+    let dir = ctx
+        .run_dirs
+        .prepare(input.clone(), state, ctx.sandbox.run_as)
         .await
-        .map_err(io("cannot write the input file"))?;
-    tokio::fs::write(
-        &files.state,
-        run.previous_state.as_deref().unwrap_or_default(),
-    )
-    .await
-    .map_err(io("cannot write the state file"))?;
-
-    if let Some((uid, gid)) = ctx.sandbox.run_as {
-        for path in [&files.dir, &files.input, &files.state] {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))
-                .map_err(io("cannot hand the run directory to JOBCENTER_RUN_AS_USER"))?;
-        }
-    }
+        .map_err(io("cannot prepare the run directory"))?;
+    let files = RunFiles::in_dir(dir.path());
     // Project secrets join the project's config in the environment (the job's env still
     // wins), and are redacted from what the run leaves in logs and result.
     let redactor = log_shipper::Redactor::new(run.secrets.values().cloned());
@@ -254,6 +240,7 @@ async fn execute_command(
     } else {
         None
     };
+    dir.release().await;
     let result_text = result.map(|bytes| redactor.apply(&String::from_utf8_lossy(&bytes)));
     let outcome = Outcome {
         state: finished.state,

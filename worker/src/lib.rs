@@ -15,6 +15,7 @@ mod heartbeat;
 mod http_target;
 mod log_shipper;
 mod process;
+mod run_dirs;
 mod sandbox;
 mod wakeup;
 
@@ -64,6 +65,8 @@ pub struct WorkerContext {
     pub hostname: String,
     pub capacity: usize,
     pub workdir: PathBuf,
+    /// Run directories, emptied and reused from run to run.
+    pub run_dirs: std::sync::Arc<run_dirs::RunDirs>,
     pub limits: Limits,
     /// How long a claim's lease lasts without renewal.
     pub lease: Duration,
@@ -112,6 +115,7 @@ impl WorkerContext {
             hostname: hostname(),
             capacity: config.worker_capacity,
             workdir: config.worker_workdir.clone(),
+            run_dirs: run_dirs::RunDirs::new(config.worker_workdir.clone()),
             limits: Limits {
                 result_bytes: config.result_max_bytes,
                 state_bytes: config.state_max_bytes,
