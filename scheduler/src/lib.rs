@@ -124,6 +124,7 @@ async fn lead(
     );
     let mut last_retention: Option<Instant> = None;
     let mut last_sweep: Option<Instant> = None;
+    let mut schedules = firing::CompiledSchedules::default();
     let store = match jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
         .await
     {
@@ -143,7 +144,7 @@ async fn lead(
                 .unwrap_or(chrono::Duration::days(1)),
             max_catch_up_ticks: config.max_catch_up_ticks,
         };
-        if let Err(e) = firing::fire_due(pool, misfire, metrics).await {
+        if let Err(e) = firing::fire_due(pool, misfire, metrics, &mut schedules).await {
             tracing::warn!(error = %e, "firing due schedules failed; retrying next tick");
         }
         if let Err(e) = outcomes::process_pending(pool).await {
