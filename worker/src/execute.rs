@@ -11,7 +11,6 @@ use crate::{http_target, log_shipper, Error, WorkerContext};
 use jobcenter_core::target::{HttpRequest, Target};
 use jobcenter_sql::runs::{ClaimedRun, Outcome};
 use jobcenter_sql::states::RunState;
-use std::path::Path;
 use std::process::ExitStatus;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -231,16 +230,16 @@ async fn execute_command(
             return Ok(());
         }
     };
-    let result = read_capped(&files.result, ctx.limits.result_bytes).await;
+    // Only a successful run's state is kept.
+    let state_cap = (finished.state == RunState::Succeeded).then_some(ctx.limits.state_bytes);
+    let left = dir
+        .collect_and_release(ctx.limits.result_bytes, state_cap)
+        .await;
+    let result = left.result;
     // A state left as it was is not written again (most runs never touch it).
-    let new_state = if finished.state == RunState::Succeeded {
-        read_state(&files.state, ctx.limits.state_bytes)
-            .await?
-            .filter(|state| state.as_slice() != run.previous_state.as_deref().unwrap_or_default())
-    } else {
-        None
-    };
-    dir.release().await;
+    let new_state = left
+        .state
+        .filter(|state| state.as_slice() != run.previous_state.as_deref().unwrap_or_default());
     let result_text = result.map(|bytes| redactor.apply(&String::from_utf8_lossy(&bytes)));
     let outcome = Outcome {
         state: finished.state,
@@ -376,31 +375,6 @@ fn from_exit_status(status: ExitStatus) -> Finished {
             exit_code: None,
             error: Some(format!("killed by signal {}", signal.unwrap_or(0))),
         },
-    }
-}
-
-/// At most `cap` bytes of a file the run may have written; None if it does not exist.
-async fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
-    use tokio::io::AsyncReadExt;
-    let file = tokio::fs::File::open(path).await.ok()?;
-    let mut bytes = Vec::new();
-    file.take(cap as u64).read_to_end(&mut bytes).await.ok()?;
-    Some(bytes)
-}
-
-/// The state a successful run leaves; a state file over the cap is refused, not cut.
-async fn read_state(path: &Path, cap: usize) -> Result<Option<Vec<u8>>, Error> {
-    match tokio::fs::metadata(path).await {
-        Ok(meta) if meta.len() as usize > cap => {
-            tracing::warn!(
-                size = meta.len(),
-                cap,
-                "state file over the cap; previous state kept"
-            );
-            Ok(None)
-        }
-        Ok(_) => Ok(read_capped(path, cap).await),
-        Err(_) => Ok(None),
     }
 }
 

@@ -12,7 +12,7 @@
 
 use crate::command::RunFiles;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,8 @@ pub struct RunDirs {
     idle: Mutex<Vec<PathBuf>>,
 }
 
-/// A run's directory; back to the pool with [`RunDir::release`], removed if dropped.
+/// A run's directory; back to the pool with [`RunDir::collect_and_release`], removed
+/// if dropped.
 pub struct RunDir {
     path: Option<PathBuf>,
     dirs: Arc<RunDirs>,
@@ -77,6 +78,13 @@ impl RunDirs {
     }
 }
 
+/// What a run left in its directory.
+pub struct Left {
+    pub result: Option<Vec<u8>>,
+    /// None also when not asked for, absent, or over the cap.
+    pub state: Option<Vec<u8>>,
+}
+
 impl Drop for RunDirs {
     fn drop(&mut self) {
         for path in self.idle.get_mut().expect("not poisoned").drain(..) {
@@ -90,19 +98,36 @@ impl RunDir {
         self.path.as_deref().expect("set until released")
     }
 
-    /// Empties the directory of what the run left and keeps it for another run; a
-    /// directory that cannot be trusted or emptied is removed instead.
-    pub async fn release(mut self) {
+    /// Reads what the run left (its result, at most `result_cap` bytes, and its state
+    /// when `state_cap` is given), then empties the directory and keeps it for another
+    /// run; a directory that cannot be trusted or emptied is removed instead. One trip
+    /// to a blocking thread for all of it.
+    pub async fn collect_and_release(
+        mut self,
+        result_cap: usize,
+        state_cap: Option<usize>,
+    ) -> Left {
         let path = self.path.take().expect("released once");
         let (dirs, run_as) = (self.dirs.clone(), self.run_as);
-        let _ = tokio::task::spawn_blocking(move || match empty_for_reuse(&path, run_as) {
-            Ok(()) => dirs.idle.lock().expect("not poisoned").push(path),
-            Err(e) => {
-                tracing::warn!(dir = %path.display(), error = %e, "run directory not reused");
-                let _ = fs::remove_dir_all(&path);
+        let collect = move || {
+            let files = RunFiles::in_dir(&path);
+            let left = Left {
+                result: read_capped(&files.result, result_cap),
+                state: state_cap.and_then(|cap| read_state(&files.state, cap)),
+            };
+            match empty_for_reuse(&path, run_as) {
+                Ok(()) => dirs.idle.lock().expect("not poisoned").push(path),
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "run directory not reused");
+                    let _ = fs::remove_dir_all(&path);
+                }
             }
+            left
+        };
+        tokio::task::spawn_blocking(collect).await.unwrap_or(Left {
+            result: None,
+            state: None,
         })
-        .await;
     }
 }
 
@@ -112,6 +137,29 @@ impl Drop for RunDir {
             let _ = fs::remove_dir_all(path);
         }
     }
+}
+
+/// At most `cap` bytes of a file the run may have written (never through a symlink);
+/// None if there is none.
+fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(cap as u64).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The state a run leaves; a state file over the cap is refused, not cut.
+fn read_state(path: &Path, cap: usize) -> Option<Vec<u8>> {
+    let size = fs::symlink_metadata(path).ok()?.len();
+    if size as usize > cap {
+        tracing::warn!(size, cap, "state file over the cap; previous state kept");
+        return None;
+    }
+    read_capped(path, cap)
 }
 
 /// Writes `bytes` to `path` (never through a symlink), owned by `run_as` or the worker,
@@ -178,7 +226,9 @@ mod tests {
         // A state file replaced by a symlink is not written through.
         fs::remove_file(&files.state).unwrap();
         std::os::unix::fs::symlink(root.path().join("outside"), &files.state).unwrap();
-        dir.release().await;
+        let left = dir.collect_and_release(1024, Some(1024)).await;
+        assert_eq!(left.result.as_deref(), Some(&b"r"[..]));
+        assert_eq!(left.state, None, "not read through the symlink");
 
         let dir = dirs
             .prepare(b"[1]".to_vec(), Vec::new(), None)
@@ -195,6 +245,15 @@ mod tests {
         assert_eq!(fs::read(&files.state).unwrap(), b"");
         assert!(fs::symlink_metadata(&files.state).unwrap().is_file());
         assert!(!root.path().join("outside").exists());
+
+        // What a run links to is not read (the worker may be root, the run not).
+        fs::write(root.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(root.path().join("secret"), &files.result).unwrap();
+        let left = dir.collect_and_release(1024, None).await;
+        assert_eq!(left.result, None);
+        let dir = dirs.prepare(Vec::new(), Vec::new(), None).await.unwrap();
+        assert_eq!(dir.path(), first);
+        assert!(!files.result.exists());
 
         // A second directory is made while the first is in use; a dropped one is removed.
         let other = dirs.prepare(Vec::new(), Vec::new(), None).await.unwrap();
