@@ -217,6 +217,22 @@ impl Api {
             .await
     }
 
+    /// A manual job with an HTTP target: GET `url`.
+    pub async fn create_http_job(
+        &self,
+        project: &str,
+        name: &str,
+        url: &str,
+    ) -> anyhow::Result<String> {
+        let body = json!({
+            "name": name,
+            "target": {"kind": "http", "url": url},
+            "schedule": {"kind": "manual"},
+        });
+        self.create(&format!("/api/v1/projects/{project}/jobs"), &body)
+            .await
+    }
+
     /// A job with a command target and the given schedule (manual when None).
     pub async fn create_job(
         &self,

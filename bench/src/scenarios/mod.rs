@@ -5,6 +5,7 @@ mod api_load;
 mod burn_down;
 mod ceilings;
 mod history;
+mod http_burn_down;
 mod latency;
 mod logs;
 mod schedule;
@@ -135,6 +136,7 @@ pub async fn run_all(ctx: &mut Ctx, only: Option<&[String]>) {
     scenario!("spawn", ceilings::spawn(ctx));
     scenario!("pgbench", ceilings::pgbench(ctx));
     scenario!("burndown", burn_down::run(ctx));
+    scenario!("httpburn", http_burn_down::run(ctx));
     scenario!("latency", latency::run(ctx));
     scenario!("steady", steady::run(ctx));
     scenario!("api", api_load::run(ctx));
@@ -151,6 +153,8 @@ pub struct Stack {
     pub others: Vec<(String, Component)>,
     pub api: Api,
     pub project: String,
+    /// Extra environment of the components started later (beyond the capacity).
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Stack {
@@ -166,6 +170,7 @@ impl Stack {
             others: Vec::new(),
             api,
             project,
+            env: Vec::new(),
         };
         for component in components {
             stack.start(ctx, component)?;
@@ -174,12 +179,9 @@ impl Stack {
     }
 
     pub fn start(&mut self, ctx: &Ctx, subcommand: &str) -> anyhow::Result<()> {
-        let component = Component::start(
-            &ctx.setup,
-            subcommand,
-            &self.url,
-            &[("JOBCENTER_WORKER_CAPACITY", "8")],
-        )?;
+        let mut env = vec![("JOBCENTER_WORKER_CAPACITY", "8")];
+        env.extend(self.env.iter().copied());
+        let component = Component::start(&ctx.setup, subcommand, &self.url, &env)?;
         self.others.push((subcommand.to_string(), component));
         Ok(())
     }
