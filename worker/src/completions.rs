@@ -29,6 +29,8 @@ pub struct Completion {
     pub error: Option<String>,
     /// The job's new state (a successful run's state file).
     pub new_state: Option<Vec<u8>>,
+    /// A `system` line that is the run's whole log (an HTTP run's request and answer).
+    pub log_line: Option<String>,
     /// Queue the next attempt after this delay (a failed run with attempts left).
     pub retry_after: Option<Duration>,
 }
@@ -108,7 +110,8 @@ async fn write_forever(pool: Pool, mut rx: mpsc::UnboundedReceiver<Request>) {
     }
 }
 
-/// Writes the outcomes, the jobs' new states and the next attempts in one transaction;
+/// Writes the outcomes, the jobs' new states, the log lines and the next attempts in one
+/// transaction;
 /// returns, per outcome, whether its run was still held.
 async fn write(pool: &Pool, completions: &[Completion]) -> Result<Vec<bool>, jobcenter_sql::Error> {
     let mut client = pool.get().await?;
@@ -140,6 +143,14 @@ async fn write(pool: &Pool, completions: &[Completion]) -> Result<Vec<bool>, job
     for c in states {
         let data = c.new_state.as_deref().unwrap_or_default();
         jobcenter_sql::job_state::put(&tx, c.job_id, c.run_id, data).await?;
+    }
+    let lines: Vec<(Uuid, &str)> = completions
+        .iter()
+        .filter(|c| held.contains(&c.run_id))
+        .filter_map(|c| Some((c.run_id, c.log_line.as_deref()?)))
+        .collect();
+    if !lines.is_empty() {
+        jobcenter_sql::run_logs::append_system_lines(&tx, &lines).await?;
     }
     for c in completions.iter().filter(|c| held.contains(&c.run_id)) {
         if let Some(delay) = c.retry_after {

@@ -50,7 +50,7 @@ pub async fn execute(ctx: &WorkerContext, run: ClaimedRun, stop: watch::Receiver
                 result: None,
                 error: Some(&error),
             };
-            record_patiently(ctx, &run, &outcome, None).await;
+            record_patiently(ctx, &run, &outcome, None, None).await;
         }
     }
     .instrument(span)
@@ -165,14 +165,14 @@ async fn execute_http(
         error.as_deref().unwrap_or("ok"),
         started.elapsed().as_millis()
     );
-    log_shipper::write_system_line(&ctx.pool, run.id, &line).await;
     let outcome = Outcome {
         state,
         exit_code: None,
         result: result.as_deref(),
         error: error.as_deref(),
     };
-    record_patiently(ctx, run, &outcome, None).await;
+    // The line is the run's whole log, written in the outcome's transaction.
+    record_patiently(ctx, run, &outcome, None, Some(line)).await;
     Ok(())
 }
 
@@ -247,7 +247,7 @@ async fn execute_command(
         result: result_text.as_deref().filter(|r| !r.is_empty()),
         error: finished.error.as_deref(),
     };
-    record_patiently(ctx, run, &outcome, new_state.as_deref()).await;
+    record_patiently(ctx, run, &outcome, new_state.as_deref(), None).await;
     Ok(())
 }
 
@@ -385,11 +385,12 @@ async fn record_patiently(
     run: &ClaimedRun,
     outcome: &Outcome<'_>,
     new_state: Option<&[u8]>,
+    log_line: Option<String>,
 ) {
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        match record(ctx, run, outcome, new_state).await {
+        match record(ctx, run, outcome, new_state, log_line.clone()).await {
             Ok(()) => {
                 ctx.metrics
                     .runs_finished
@@ -419,6 +420,7 @@ async fn record(
     run: &ClaimedRun,
     outcome: &Outcome<'_>,
     new_state: Option<&[u8]>,
+    log_line: Option<String>,
 ) -> Result<(), Failure> {
     let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
     let retry_after =
@@ -434,6 +436,7 @@ async fn record(
             result: outcome.result.map(str::to_string),
             error: outcome.error.map(str::to_string),
             new_state: new_state.map(<[u8]>::to_vec),
+            log_line,
             retry_after,
         })
         .await?;

@@ -140,15 +140,6 @@ async fn write(pool: &Pool, run_id: Uuid, first_seq: i32, pieces: &[Piece]) {
     tracing::error!(%run_id, lines = pieces.len(), "dropped log lines after 5 attempts");
 }
 
-/// Writes one `system` line as the run's whole log (runs without output streams).
-pub async fn write_system_line(pool: &Pool, run_id: Uuid, line: &str) {
-    let piece = Piece {
-        stream: "system",
-        data: line.to_string(),
-    };
-    write(pool, run_id, 0, &[piece]).await;
-}
-
 /// Reads one output stream to its end, sending it in newline-aligned UTF-8 chunks.
 pub async fn forward(
     mut reader: impl AsyncRead + Unpin,
