@@ -1,5 +1,6 @@
 //! Sandboxing of command runs: resource limits, an unprivileged user, the run's own
-//! directory emptied of what it left afterwards, and caps on logs and results.
+//! directory removed (confined runs) or emptied of what it left, and caps on logs and
+//! results.
 
 use crate::harness::{Api, Component, TestDb};
 use serde_json::json;
@@ -64,18 +65,27 @@ async fn runs_are_confined_by_limits_and_run_as_an_unprivileged_user() {
     }
     let dir = text.split("dir=").nth(1).unwrap().trim();
     assert!(dir.starts_with(workdir.to_str().unwrap()), "{dir}");
-    // The directory is kept for another run, with nothing the run left in it: only the
-    // worker's input and state files, owned by the run user.
-    let mut left: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    left.sort();
-    assert_eq!(
-        left,
-        [".jobcenter-input.json", ".jobcenter-state"],
-        "what the run left behind was not removed"
-    );
+    if root {
+        // A run confined to a user: its directory is removed (a process that escaped the
+        // run must not see the next runs).
+        assert!(
+            !std::path::Path::new(dir).exists(),
+            "the run directory was left behind"
+        );
+    } else {
+        // Otherwise it is kept for another run, with nothing the run left in it: only the
+        // worker's input and state files.
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [".jobcenter-input.json", ".jobcenter-state"],
+            "what the run left behind was not removed"
+        );
+    }
 
     // Past the memory limit the run fails instead of taking the machine down.
     let hog = api

@@ -41,6 +41,9 @@ pub struct RunProcess {
     pub stderr: Option<pipe::Receiver>,
 }
 
+/// What runs a file that is not a binary and has no `#!` line, as execvp does.
+const SHELL: &std::ffi::CStr = c"/bin/sh";
+
 /// The child's stack: it runs only the setup below, in small frames.
 const CHILD_STACK_BYTES: usize = 64 * 1024;
 
@@ -65,6 +68,9 @@ const STEP_SIGNALS: i32 = 6;
 struct ChildArgs {
     candidates: Vec<*const c_char>,
     argv: Vec<*const c_char>,
+    /// `/bin/sh`, (the candidate), the arguments: execvp's answer to a file without `#!`.
+    /// Slot 1 is filled in by the child.
+    sh_argv: *mut *const c_char,
     envp: Vec<*const c_char>,
     dir: *const c_char,
     stdio: [RawFd; 3],
@@ -82,9 +88,12 @@ pub fn spawn(spec: &Spec) -> io::Result<RunProcess> {
         pointers.push(std::ptr::null());
         pointers
     };
+    let mut sh_argv = vec![SHELL.as_ptr(), std::ptr::null()];
+    sh_argv.extend(null_terminated(spec.argv.get(1..).unwrap_or_default()));
     let args = ChildArgs {
         candidates: spec.candidates.iter().map(|s| s.as_ptr()).collect(),
         argv: null_terminated(&spec.argv),
+        sh_argv: sh_argv.as_mut_ptr(),
         envp: null_terminated(&spec.envp),
         dir: spec.dir.as_ptr(),
         stdio: [
@@ -129,7 +138,7 @@ pub fn spawn(spec: &Spec) -> io::Result<RunProcess> {
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut());
     }
-    drop(stack);
+    drop((stack, sh_argv));
     drop((stdin_read, stdout_write, stderr_write));
     if pid < 0 {
         return Err(clone_error);
@@ -296,13 +305,18 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         {
             fail(STEP_SIGNALS);
         }
-        // execvp's search: a missing or inaccessible candidate moves on to the next; any
-        // other failure (not executable format, too many files, ...) stops there.
+        // execvp's search: a missing or inaccessible candidate moves on to the next; a
+        // file without `#!` is run by /bin/sh; any other failure stops there.
         let mut denied = false;
         for &path in &args.candidates {
             libc::execve(path, args.argv.as_ptr(), args.envp.as_ptr());
             match *libc::__errno_location() {
                 libc::EACCES => denied = true,
+                libc::ENOEXEC => {
+                    *args.sh_argv.add(1) = path;
+                    libc::execve(SHELL.as_ptr(), args.sh_argv, args.envp.as_ptr());
+                    fail(STEP_EXEC)
+                }
                 libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
                 _ => fail(STEP_EXEC),
             }
@@ -374,6 +388,27 @@ mod tests {
             error.to_string().starts_with("cannot run the program"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_script_without_a_shebang_is_run_by_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("plain");
+        std::fs::write(&script, "echo \"plain $1\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = script.to_str().unwrap();
+        let mut process = spawn(&spec(&["plain", "arg"], &[path])).unwrap();
+        let mut out = String::new();
+        process
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        assert!(process.wait().await.unwrap().success());
+        assert_eq!(out, "plain arg\n");
     }
 
     #[tokio::test]

@@ -5,10 +5,16 @@
 //! largest cost on a busy filesystem (ext4 scans past recently deleted inodes to
 //! allocate a new one); a run that writes nothing now creates no inode at all.
 //!
+//! Only when runs are not confined to a user (`JOBCENTER_RUN_AS_USER` unset: they run as
+//! the worker, with nothing to hide from each other). A confined run's directory is
+//! removed and the next gets a fresh one: a process that escaped the run's process group
+//! keeps its working directory, and must not see the runs placed there after it.
+//!
 //! A directory is only reused when what stays in it is what the worker put there: the
 //! input and state files as regular files with a single link (a run that swapped one for
 //! a symlink or a hard link loses it), and the directory itself unchanged. The files are
-//! rewritten, and their owner and mode set again, before every run.
+//! rewritten before every run. What a run left is read only from regular, singly linked
+//! files, opened without following a symlink or blocking on a FIFO.
 
 use crate::command::RunFiles;
 use std::fs::{self, File, OpenOptions};
@@ -116,7 +122,10 @@ impl RunDir {
                 state: state_cap.and_then(|cap| read_state(&files.state, cap)),
             };
             match empty_for_reuse(&path, run_as) {
-                Ok(()) => dirs.idle.lock().expect("not poisoned").push(path),
+                Ok(()) if run_as.is_none() => dirs.idle.lock().expect("not poisoned").push(path),
+                Ok(()) => {
+                    let _ = fs::remove_dir_all(&path);
+                }
                 Err(e) => {
                     tracing::warn!(dir = %path.display(), error = %e, "run directory not reused");
                     let _ = fs::remove_dir_all(&path);
@@ -139,14 +148,21 @@ impl Drop for RunDir {
     }
 }
 
-/// At most `cap` bytes of a file the run may have written (never through a symlink);
-/// None if there is none.
-fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
+/// A file the run left, opened only if it is a regular file with one link (not through
+/// a symlink, not blocking on a FIFO), with its size.
+fn open_left(path: &Path) -> Option<(File, u64)> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .ok()?;
+    let meta = file.metadata().ok()?;
+    (meta.is_file() && meta.nlink() == 1).then_some((file, meta.len()))
+}
+
+/// At most `cap` bytes of a file the run may have written; None if there is none.
+fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
+    let (file, _) = open_left(path)?;
     let mut bytes = Vec::new();
     file.take(cap as u64).read_to_end(&mut bytes).ok()?;
     Some(bytes)
@@ -154,12 +170,14 @@ fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
 
 /// The state a run leaves; a state file over the cap is refused, not cut.
 fn read_state(path: &Path, cap: usize) -> Option<Vec<u8>> {
-    let size = fs::symlink_metadata(path).ok()?.len();
+    let (file, size) = open_left(path)?;
     if size as usize > cap {
         tracing::warn!(size, cap, "state file over the cap; previous state kept");
         return None;
     }
-    read_capped(path, cap)
+    let mut bytes = Vec::new();
+    file.take(cap as u64).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
 }
 
 /// Writes `bytes` to `path` (never through a symlink), owned by `run_as` or the worker,
@@ -246,6 +264,19 @@ mod tests {
         assert!(fs::symlink_metadata(&files.state).unwrap().is_file());
         assert!(!root.path().join("outside").exists());
 
+        // A FIFO in place of the result does not block the worker.
+        let c = std::ffi::CString::new(files.result.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let left = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            dir.collect_and_release(1024, None),
+        )
+        .await
+        .expect("a FIFO result does not hang the worker");
+        assert_eq!(left.result, None);
+        let dir = dirs.prepare(Vec::new(), Vec::new(), None).await.unwrap();
+        assert_eq!(dir.path(), first);
+
         // What a run links to is not read (the worker may be root, the run not).
         fs::write(root.path().join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(root.path().join("secret"), &files.result).unwrap();
@@ -260,5 +291,25 @@ mod tests {
         assert_ne!(other.path(), first);
         drop(dir);
         assert!(!first.exists());
+    }
+
+    #[tokio::test]
+    async fn a_confined_runs_directory_is_removed_not_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = RunDirs::new(root.path().to_path_buf());
+        // SAFETY: getuid/getgid only read the caller's ids.
+        let me = unsafe { (libc::getuid(), libc::getgid()) };
+        let dir = dirs
+            .prepare(Vec::new(), Vec::new(), Some(me))
+            .await
+            .unwrap();
+        let first = dir.path().to_path_buf();
+        dir.collect_and_release(1024, None).await;
+        assert!(!first.exists());
+        let next = dirs
+            .prepare(Vec::new(), Vec::new(), Some(me))
+            .await
+            .unwrap();
+        assert_ne!(next.path(), first);
     }
 }
