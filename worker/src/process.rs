@@ -344,6 +344,15 @@ mod tests {
         }
     }
 
+    /// What the process printed on stdout, and how it exited.
+    async fn output(spec: &Spec) -> (String, ExitStatus) {
+        let mut process = spawn(spec).unwrap();
+        let mut out = String::new();
+        let mut stdout = process.stdout.take().unwrap();
+        stdout.read_to_string(&mut out).await.unwrap();
+        (out, process.wait().await.unwrap())
+    }
+
     #[tokio::test]
     async fn runs_a_program_with_its_environment_directory_and_streams() {
         let script = "read line; echo \"$GREETING $line from $(pwd)\"; echo oops >&2; exit 3";
@@ -398,16 +407,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = script.to_str().unwrap();
-        let mut process = spawn(&spec(&["plain", "arg"], &[path])).unwrap();
-        let mut out = String::new();
-        process
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .await
-            .unwrap();
-        assert!(process.wait().await.unwrap().success());
+        let (out, status) = output(&spec(&["plain", "arg"], &[path])).await;
+        assert!(status.success());
         assert_eq!(out, "plain arg\n");
     }
 
@@ -422,16 +423,8 @@ mod tests {
             &["/bin/sh"],
         );
         spec.sandbox.open_files = 37;
-        let mut process = spawn(&spec).unwrap();
-        let mut out = String::new();
-        process
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .await
-            .unwrap();
-        assert!(process.wait().await.unwrap().success());
+        let (out, status) = output(&spec).await;
+        assert!(status.success());
         assert_eq!(out, "37\nleader\n");
     }
 

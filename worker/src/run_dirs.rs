@@ -121,12 +121,14 @@ impl RunDir {
                 result: read_capped(&files.result, result_cap),
                 state: state_cap.and_then(|cap| read_state(&files.state, cap)),
             };
-            match empty_for_reuse(&path, run_as) {
-                Ok(()) if run_as.is_none() => dirs.idle.lock().expect("not poisoned").push(path),
-                Ok(()) => {
+            // A confined run's directory is not reused: no point emptying it first.
+            let reusable = run_as.is_none();
+            match reusable.then(|| empty_for_reuse(&path, run_as)) {
+                Some(Ok(())) => dirs.idle.lock().expect("not poisoned").push(path),
+                None => {
                     let _ = fs::remove_dir_all(&path);
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::warn!(dir = %path.display(), error = %e, "run directory not reused");
                     let _ = fs::remove_dir_all(&path);
                 }
@@ -163,6 +165,10 @@ fn open_left(path: &Path) -> Option<(File, u64)> {
 /// At most `cap` bytes of a file the run may have written; None if there is none.
 fn read_capped(path: &Path, cap: usize) -> Option<Vec<u8>> {
     let (file, _) = open_left(path)?;
+    read_up_to(file, cap)
+}
+
+fn read_up_to(file: File, cap: usize) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(cap as u64).read_to_end(&mut bytes).ok()?;
     Some(bytes)
@@ -175,9 +181,7 @@ fn read_state(path: &Path, cap: usize) -> Option<Vec<u8>> {
         tracing::warn!(size, cap, "state file over the cap; previous state kept");
         return None;
     }
-    let mut bytes = Vec::new();
-    file.take(cap as u64).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    read_up_to(file, cap)
 }
 
 /// Writes `bytes` to `path` (never through a symlink), owned by `run_as` or the worker,

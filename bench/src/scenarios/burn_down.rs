@@ -20,6 +20,22 @@ pub struct BurnDown {
     pub worker_peak_kib: u64,
 }
 
+impl BurnDown {
+    /// "N/s (M runs in S s wall{extra})", and the runs still pending at the cap if any.
+    pub fn describe(&self, extra: &str) -> String {
+        let mut value = format!(
+            "{} ({} runs in {:.1} s wall{extra})",
+            per_s(self.per_s),
+            self.finished + self.failed,
+            self.wall.as_secs_f64()
+        );
+        if self.pending > 0 {
+            value.push_str(&format!(", {} still pending at the cap", self.pending));
+        }
+        value
+    }
+}
+
 /// Queues `runs` runs of `job` and burns them down with a fresh worker process.
 pub async fn burn_down(
     ctx: &Ctx,
@@ -92,15 +108,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     stack.finish(ctx).await?;
 
     ctx.ceilings.burn_down_per_s = Some(result.per_s);
-    let mut value = format!(
-        "{} ({} runs in {:.1} s wall)",
-        per_s(result.per_s),
-        result.finished + result.failed,
-        result.wall.as_secs_f64()
-    );
-    if result.pending > 0 {
-        value.push_str(&format!(", {} still pending at the cap", result.pending));
-    }
+    let value = result.describe("");
     let spawn = ctx.ceilings.spawn_per_s.unwrap_or(0.0);
     let share = if spawn > 0.0 {
         result.per_s / spawn

@@ -4,7 +4,7 @@
 //! it answered, so a run that never called it cannot pass for one that did.
 
 use super::burn_down::burn_down;
-use super::{per_s, Ctx, Stack};
+use super::{Ctx, Stack};
 use crate::report::Row;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -27,15 +27,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     stack.finish(ctx).await?;
 
     let answered = answered.load(Ordering::SeqCst);
-    let mut value = format!(
-        "{} ({} runs in {:.1} s wall, {answered} requests answered)",
-        per_s(result.per_s),
-        result.finished + result.failed,
-        result.wall.as_secs_f64()
-    );
-    if result.pending > 0 {
-        value.push_str(&format!(", {} still pending at the cap", result.pending));
-    }
+    let value = result.describe(&format!(", {answered} requests answered"));
     ctx.row(
         Row::new(
             format!("burn-down: {runs} queued HTTP-target runs (GET, local server), one worker"),
