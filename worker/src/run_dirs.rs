@@ -18,7 +18,7 @@
 
 use crate::command::RunFiles;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -61,6 +61,7 @@ impl RunDirs {
                 None => {
                     let path = dirs.root.join(format!("run-{}", uuid::Uuid::new_v4()));
                     fs::create_dir(&path)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o700))?;
                     path
                 }
             };
@@ -71,7 +72,6 @@ impl RunDirs {
                 run_as,
             };
             let files = RunFiles::in_dir(dir.path());
-            fs::set_permissions(&files.dir, fs::Permissions::from_mode(0o700))?;
             write_owned(&files.input, &input, run_as)?;
             write_owned(&files.state, &state, run_as)?;
             if let Some((uid, gid)) = run_as {
@@ -184,19 +184,36 @@ fn read_state(path: &Path, cap: usize) -> Option<Vec<u8>> {
     read_up_to(file, cap)
 }
 
-/// Writes `bytes` to `path` (never through a symlink), owned by `run_as` or the worker,
-/// mode 0644.
+/// Writes `bytes` as the whole content of `path` (never through a symlink, never
+/// blocking on a FIFO), owned by `run_as` or the worker, mode 0644.
+///
+/// The content is written over the old in place and the length set after, rather than
+/// truncating first: ext4 frees (and, mounted with `discard`, discards) a truncated
+/// file's blocks and flushes the rewritten file at close (`auto_da_alloc`); a rewrite of
+/// the same length only touches the page cache. Mode and owner are set only when they
+/// differ.
 fn write_owned(path: &Path, bytes: &[u8], run_as: Option<(u32, u32)>) -> io::Result<()> {
-    let mut file: File = OpenOptions::new()
+    use std::os::unix::fs::FileExt;
+    let file: File = OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    file.write_all(bytes)?;
-    file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(io::Error::other("not a plain file of the worker's"));
+    }
+    file.write_all_at(bytes, 0)?;
+    if meta.len() != bytes.len() as u64 {
+        file.set_len(bytes.len() as u64)?;
+    }
+    if meta.mode() & 0o7777 != 0o644 {
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     if let Some((uid, gid)) = run_as {
-        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        if (meta.uid(), meta.gid()) != (uid, gid) {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
     }
     Ok(())
 }
@@ -209,6 +226,9 @@ fn empty_for_reuse(path: &Path, run_as: Option<(u32, u32)>) -> io::Result<()> {
     let owner = run_as.map_or(unsafe { libc::geteuid() }, |(uid, _)| uid);
     if !meta.is_dir() || meta.uid() != owner {
         return Err(io::Error::other("no longer the directory the worker made"));
+    }
+    if meta.mode() & 0o7777 != 0o700 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
     }
     let files = RunFiles::in_dir(path);
     for entry in fs::read_dir(path)? {
@@ -267,6 +287,23 @@ mod tests {
         assert_eq!(fs::read(&files.state).unwrap(), b"");
         assert!(fs::symlink_metadata(&files.state).unwrap().is_file());
         assert!(!root.path().join("outside").exists());
+
+        // Rewritten in place: a longer file left by the run is cut to the new content;
+        // modes the run changed are set back.
+        fs::write(&files.input, "[1, 2, 3, 4, 5, 6]").unwrap();
+        fs::set_permissions(&files.input, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(&first, fs::Permissions::from_mode(0o755)).unwrap();
+        dir.collect_and_release(1024, None).await;
+        let dir = dirs
+            .prepare(b"7".to_vec(), b"s".to_vec(), None)
+            .await
+            .unwrap();
+        assert_eq!(dir.path(), first);
+        assert_eq!(fs::read(&files.input).unwrap(), b"7");
+        assert_eq!(fs::read(&files.state).unwrap(), b"s");
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&files.input), 0o644);
+        assert_eq!(mode(&first), 0o700);
 
         // A FIFO in place of the result does not block the worker.
         let c = std::ffi::CString::new(files.result.to_str().unwrap()).unwrap();
