@@ -30,7 +30,7 @@ pub mod webhooks;
 pub mod workers;
 
 pub use db::{connect_direct, migrate, migrations_applied, new_pool, Error, Pool};
-pub use deadpool_postgres::GenericClient;
+pub use deadpool_postgres::{GenericClient, Transaction};
 
 /// Channel a run's insertion notifies (payload: worker group) so idle workers wake up.
 pub const RUNS_CHANNEL: &str = "jobcenter_runs";

@@ -168,6 +168,56 @@ async fn a_skip_job_skips_exactly_the_overlapping_triggers() {
 }
 
 #[tokio::test]
+async fn a_slot_takes_its_next_run_with_the_outcome_and_capacity_is_never_exceeded() {
+    let db = TestDb::new();
+    let api_node = Component::start("api", &db, &[]);
+    let api = Api::login_admin(&api_node).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "steady", "target": {"kind": "command", "command": ["sleep", "0.2"]}}),
+        )
+        .await;
+    let job_id = job["id"].as_str().unwrap();
+    // Queued before any worker runs: the worker meets a full queue.
+    for i in 0..12 {
+        api.trigger(job_id, json!({"n": i})).await;
+    }
+    let env: Vec<(&str, &str)> = QUICK
+        .iter()
+        .copied()
+        .chain([("JOBCENTER_WORKER_CAPACITY", "2")])
+        .collect();
+    let _worker = Component::start("worker", &db, &env);
+    let runs = all_finished(&api, job_id, 12, Duration::from_secs(60)).await;
+    assert!(runs.iter().all(|r| r["state"] == "succeeded"), "{runs:#?}");
+
+    // Never more than two at once: sweep starts and ends (an end first on a tie).
+    let mut events: Vec<(DateTime<Utc>, i32)> = runs
+        .iter()
+        .flat_map(|r| [(at(r, "started_at"), 1), (at(r, "finished_at"), -1)])
+        .collect();
+    events.sort();
+    let mut running = 0;
+    for (when, step) in events {
+        running += step;
+        assert!(running <= 2, "{running} runs at {when}: {runs:#?}");
+    }
+    // A successor claimed in the transaction that recorded an outcome starts at the
+    // instant the other finished (both are that transaction's now()).
+    let finishes: Vec<&Value> = runs.iter().map(|r| &r["finished_at"]).collect();
+    let handed_on = runs
+        .iter()
+        .filter(|r| finishes.contains(&&r["started_at"]))
+        .count();
+    assert!(
+        handed_on >= 1,
+        "no run was claimed with another's outcome: {runs:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_sigkilled_workers_runs_are_requeued_and_succeed_elsewhere() {
     let db = TestDb::new();
     let marks = tempfile::tempdir().unwrap();

@@ -1,5 +1,7 @@
 //! The claim loop: take as many queued runs as there are free slots, start each in its
-//! own task, and sleep until a notification, a finished run or the poll interval.
+//! own task, and sleep until a notification, a finished run or the poll interval. A
+//! slot's task goes on with the run claimed with its outcome (see `completions`), and
+//! frees the slot when none was.
 //!
 //! Shutdown (the token is cancelled, e.g. on SIGTERM): stop claiming, let running runs
 //! finish within the shutdown grace, then kill the rest and hand them back to the
@@ -70,6 +72,8 @@ pub async fn run(
         _ = claim_forever(&ctx, &slots, &wake, config.worker_poll) => {}
         _ = shutdown.cancelled() => {}
     }
+    ctx.claiming
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     drain_for_shutdown(&ctx, &slots, config.shutdown_grace).await;
     listener.abort();
     heart.abort();
@@ -135,23 +139,16 @@ async fn claim_forever(
         let runs = claim(ctx, free).await;
         let more_may_wait = runs.len() == free;
         for run in runs {
-            ctx.metrics
-                .claim_latency
-                .observe(run.waited_seconds.max(0.0));
-            ctx.metrics
-                .runs_started
-                .with_label_values(&[run.target.kind()])
-                .inc();
             let permit = slots
                 .clone()
                 .try_acquire_owned()
                 .expect("claimed no more runs than free slots");
-            let stop = ctx.registry.register(run.id, run.lease_id);
             let (ctx, wake) = (ctx.clone(), wake.clone());
             tokio::spawn(async move {
-                let run_id = run.id;
-                execute::execute(&ctx, run, stop).await;
-                ctx.registry.remove(run_id);
+                let mut next = Some(run);
+                while let Some(run) = next {
+                    next = execute_in_slot(&ctx, run).await;
+                }
                 drop(permit);
                 wake.notify_one();
             });
@@ -160,6 +157,32 @@ async fn claim_forever(
             let _ = tokio::time::timeout(poll, wake.notified()).await;
         }
     }
+}
+
+/// Executes a claimed run; returns the run claimed for the slot with its outcome.
+async fn execute_in_slot(
+    ctx: &WorkerContext,
+    run: jobcenter_sql::runs::ClaimedRun,
+) -> Option<jobcenter_sql::runs::ClaimedRun> {
+    if !ctx.claiming.load(std::sync::atomic::Ordering::SeqCst) {
+        // Claimed as the worker began to shut down: back to the queue unstarted.
+        if let Ok(client) = ctx.pool.get().await {
+            let _ = jobcenter_sql::runs::hand_back(&client, run.id, run.lease_id).await;
+        }
+        return None;
+    }
+    ctx.metrics
+        .claim_latency
+        .observe(run.waited_seconds.max(0.0));
+    ctx.metrics
+        .runs_started
+        .with_label_values(&[run.target.kind()])
+        .inc();
+    let run_id = run.id;
+    let stop = ctx.registry.register(run.id, run.lease_id);
+    let next = execute::execute(ctx, run, stop).await;
+    ctx.registry.remove(run_id);
+    next
 }
 
 /// Waits up to `grace` for running runs, then hands the rest back and waits for them.

@@ -6,11 +6,20 @@
 //! wait in the channel and form the next batch: no timer, no added latency at idle.
 //! A batch that fails for a reason other than an unreachable database is written again
 //! one outcome per transaction, so one bad outcome cannot hold back the others.
+//!
+//! The same transaction claims the next runs for the slots the finished runs free (while
+//! the worker is claiming): a run finishing and the next one starting cost one commit,
+//! not two, and the slot does not wait for a second round trip. Each run's task gets its
+//! successor with the answer and executes it in the same slot. The claim runs under a
+//! savepoint: if it fails (a race for an exclusive job's slot), the outcomes still
+//! commit, and the claim loop claims for the freed slots as before.
 
-use jobcenter_sql::runs::{Finish, Outcome};
+use jobcenter_sql::runs::{ClaimedRun, Finish, Outcome};
 use jobcenter_sql::states::RunState;
 use jobcenter_sql::Pool;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -33,6 +42,27 @@ pub struct Completion {
     pub log_line: Option<String>,
     /// Queue the next attempt after this delay (a failed run with attempts left).
     pub retry_after: Option<Duration>,
+    /// The run's slot is free once this is recorded: claim a run for it.
+    pub claim_next: bool,
+}
+
+/// What became of a recorded outcome.
+pub struct Recorded {
+    /// The run was still held under its lease and is now finished (false: the lease
+    /// was gone and nothing was changed).
+    pub held: bool,
+    /// The run claimed for the freed slot, if any.
+    pub next: Option<ClaimedRun>,
+}
+
+/// Who claims runs for freed slots, and whether to.
+#[derive(Clone)]
+pub struct NextClaims {
+    pub worker_id: uuid::Uuid,
+    pub group: String,
+    pub lease: Duration,
+    /// Cleared when the worker stops claiming (shutdown).
+    pub open: Arc<AtomicBool>,
 }
 
 /// Why an outcome was not written.
@@ -52,7 +82,7 @@ impl From<&jobcenter_sql::Error> for Failure {
     }
 }
 
-type Request = (Completion, oneshot::Sender<Result<bool, Failure>>);
+type Request = (Completion, oneshot::Sender<Result<Recorded, Failure>>);
 
 /// The handle runs report their outcomes through.
 #[derive(Clone)]
@@ -62,15 +92,14 @@ pub struct Completer {
 
 impl Completer {
     /// Starts the writing task (it ends when every handle is dropped).
-    pub fn start(pool: Pool) -> Self {
+    pub fn start(pool: Pool, claims: NextClaims) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_forever(pool, rx));
+        tokio::spawn(write_forever(pool, claims, rx));
         Completer { requests }
     }
 
-    /// Writes `completion` and returns once it is committed: true if the run was still
-    /// held under its lease and is now finished, false if the lease was gone.
-    pub async fn record(&self, completion: Completion) -> Result<bool, Failure> {
+    /// Writes `completion` and returns once it is committed.
+    pub async fn record(&self, completion: Completion) -> Result<Recorded, Failure> {
         let (done, answer) = oneshot::channel();
         let gone = || Failure {
             unavailable: false,
@@ -81,7 +110,7 @@ impl Completer {
     }
 }
 
-async fn write_forever(pool: Pool, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn write_forever(pool: Pool, claims: NextClaims, mut rx: mpsc::UnboundedReceiver<Request>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -91,18 +120,21 @@ async fn write_forever(pool: Pool, mut rx: mpsc::UnboundedReceiver<Request>) {
             }
         }
         let (completions, waiters): (Vec<Completion>, Vec<_>) = batch.into_iter().unzip();
-        let answers = match write(&pool, &completions).await {
-            Ok(held) => held.into_iter().map(Ok).collect(),
+        let answers = match write(&pool, &claims, completions.as_slice()).await {
+            Ok(recorded) => recorded.into_iter().map(Ok).collect(),
             Err(e) if completions.len() > 1 && !e.is_unavailable() => {
                 tracing::warn!(error = %e, outcomes = completions.len(), "group commit failed; writing the outcomes one by one");
                 let mut answers = Vec::with_capacity(completions.len());
                 for completion in &completions {
-                    let one = write(&pool, std::slice::from_ref(completion)).await;
-                    answers.push(one.map(|held| held[0]).map_err(|e| Failure::from(&e)));
+                    let one = write(&pool, &claims, std::slice::from_ref(completion)).await;
+                    let one = one.map(|mut recorded| recorded.remove(0));
+                    answers.push(one.map_err(|e| Failure::from(&e)));
                 }
                 answers
             }
-            Err(e) => vec![Err(Failure::from(&e)); completions.len()],
+            Err(e) => (0..completions.len())
+                .map(|_| Err(Failure::from(&e)))
+                .collect(),
         };
         for (waiter, answer) in waiters.into_iter().zip(answers) {
             let _ = waiter.send(answer);
@@ -110,10 +142,14 @@ async fn write_forever(pool: Pool, mut rx: mpsc::UnboundedReceiver<Request>) {
     }
 }
 
-/// Writes the outcomes, the jobs' new states, the log lines and the next attempts in one
-/// transaction;
-/// returns, per outcome, whether its run was still held.
-async fn write(pool: &Pool, completions: &[Completion]) -> Result<Vec<bool>, jobcenter_sql::Error> {
+/// Writes the outcomes, the jobs' new states, the log lines and the next attempts, and
+/// claims runs for the freed slots, in one transaction; returns, per outcome, whether
+/// its run was still held and the run claimed for its slot.
+async fn write(
+    pool: &Pool,
+    claims: &NextClaims,
+    completions: &[Completion],
+) -> Result<Vec<Recorded>, jobcenter_sql::Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let finishes: Vec<Finish<'_>> = completions
@@ -161,9 +197,41 @@ async fn write(pool: &Pool, completions: &[Completion]) -> Result<Vec<bool>, job
             }
         }
     }
+    let wanted = completions.iter().filter(|c| c.claim_next).count();
+    let mut next = claim_next(&tx, claims, wanted).await.into_iter();
     tx.commit().await?;
     Ok(completions
         .iter()
-        .map(|c| held.contains(&c.run_id))
+        .map(|c| Recorded {
+            held: held.contains(&c.run_id),
+            next: if c.claim_next { next.next() } else { None },
+        })
         .collect())
+}
+
+/// Claims up to `wanted` runs under a savepoint; none if the worker stopped claiming or
+/// the claim failed (the outcomes commit regardless).
+async fn claim_next(
+    tx: &jobcenter_sql::Transaction<'_>,
+    claims: &NextClaims,
+    wanted: usize,
+) -> Vec<ClaimedRun> {
+    if wanted == 0 || !claims.open.load(Ordering::SeqCst) {
+        return Vec::new();
+    }
+    let lease_ms = claims.lease.as_millis() as i64;
+    // Sent together: one round trip.
+    let (savepoint, claimed) = futures_util::future::join(
+        tx.batch_execute("SAVEPOINT claim_next"),
+        jobcenter_sql::runs::claim(tx, claims.worker_id, &claims.group, wanted as i64, lease_ms),
+    )
+    .await;
+    let failed = match (savepoint, claimed) {
+        (Ok(()), Ok(runs)) => return runs,
+        (Err(e), _) => jobcenter_sql::Error::from(e),
+        (Ok(()), Err(e)) => e,
+    };
+    tracing::debug!(error = %failed, "no runs claimed with the outcomes; the claim loop will");
+    let _ = tx.batch_execute("ROLLBACK TO SAVEPOINT claim_next").await;
+    Vec::new()
 }

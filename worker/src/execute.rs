@@ -37,20 +37,28 @@ enum Ending {
 /// How long a finished run's outcome is retried while the database is unreachable.
 const RECORD_PATIENCE: Duration = Duration::from_secs(3600);
 
-pub async fn execute(ctx: &WorkerContext, run: ClaimedRun, stop: watch::Receiver<Option<Stop>>) {
+/// Executes `run`; returns the run claimed for its slot when its outcome was recorded.
+pub async fn execute(
+    ctx: &WorkerContext,
+    run: ClaimedRun,
+    stop: watch::Receiver<Option<Stop>>,
+) -> Option<ClaimedRun> {
     let span =
         tracing::info_span!("run", run_id = %run.id, job_id = %run.job_id, attempt = run.attempt);
     async {
-        if let Err(e) = execute_inner(ctx, &run, stop).await {
-            tracing::error!(error = %e, "run could not be executed");
-            let error = format!("worker error: {e}");
-            let outcome = Outcome {
-                state: RunState::Failed,
-                exit_code: None,
-                result: None,
-                error: Some(&error),
-            };
-            record_patiently(ctx, &run, &outcome, None, None).await;
+        match execute_inner(ctx, &run, stop).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "run could not be executed");
+                let error = format!("worker error: {e}");
+                let outcome = Outcome {
+                    state: RunState::Failed,
+                    exit_code: None,
+                    result: None,
+                    error: Some(&error),
+                };
+                record_patiently(ctx, &run, &outcome, None, None).await
+            }
         }
     }
     .instrument(span)
@@ -61,7 +69,7 @@ async fn execute_inner(
     ctx: &WorkerContext,
     run: &ClaimedRun,
     stop: watch::Receiver<Option<Stop>>,
-) -> Result<(), Error> {
+) -> Result<Option<ClaimedRun>, Error> {
     match &run.target {
         Target::Command { command } => execute_command(ctx, run, command, stop).await,
         Target::Http(request) => execute_http(ctx, run, request, stop).await,
@@ -134,7 +142,7 @@ async fn execute_http(
     run: &ClaimedRun,
     request: &HttpRequest,
     mut stop: watch::Receiver<Option<Stop>>,
-) -> Result<(), Error> {
+) -> Result<Option<ClaimedRun>, Error> {
     let timeout = Duration::from_secs(run.timeout_seconds.max(1) as u64);
     let started = std::time::Instant::now();
     let call = tokio::time::timeout(timeout, http_target::call(request, &ctx.http));
@@ -154,8 +162,8 @@ async fn execute_http(
         },
         why = stopped(&mut stop) => match why {
             Stop::Cancel => (RunState::Cancelled, None, Some("cancelled while running".to_string())),
-            Stop::HandBack => return hand_back(ctx, run).await,
-            Stop::LeaseLost => return Ok(()),
+            Stop::HandBack => return hand_back(ctx, run).await.map(|()| None),
+            Stop::LeaseLost => return Ok(None),
         },
     };
     let line = format!(
@@ -172,8 +180,7 @@ async fn execute_http(
         error: error.as_deref(),
     };
     // The line is the run's whole log, written in the outcome's transaction.
-    record_patiently(ctx, run, &outcome, None, Some(line)).await;
-    Ok(())
+    Ok(record_patiently(ctx, run, &outcome, None, Some(line)).await)
 }
 
 /// Resolves with the first stop reason; never, if none comes.
@@ -194,7 +201,7 @@ async fn execute_command(
     run: &ClaimedRun,
     argv: &[String],
     stop: watch::Receiver<Option<Stop>>,
-) -> Result<(), Error> {
+) -> Result<Option<ClaimedRun>, Error> {
     let io = |context: &str| {
         let context = context.to_string();
         move |source| Error::Io { context, source }
@@ -224,10 +231,10 @@ async fn execute_command(
     };
     let finished = match ending {
         Ending::Finished(finished) => finished,
-        Ending::HandBack => return hand_back(ctx, run).await,
+        Ending::HandBack => return hand_back(ctx, run).await.map(|()| None),
         Ending::Abandon => {
             tracing::warn!("run abandoned: its lease was taken away");
-            return Ok(());
+            return Ok(None);
         }
     };
     // Only a successful run's state is kept.
@@ -247,8 +254,7 @@ async fn execute_command(
         result: result_text.as_deref().filter(|r| !r.is_empty()),
         error: finished.error.as_deref(),
     };
-    record_patiently(ctx, run, &outcome, new_state.as_deref(), None).await;
-    Ok(())
+    Ok(record_patiently(ctx, run, &outcome, new_state.as_deref(), None).await)
 }
 
 /// Feeds stdin, ships output, enforces the timeout; returns once every process of the
@@ -379,24 +385,25 @@ fn from_exit_status(status: ExitStatus) -> Finished {
 }
 
 /// Records the outcome, retrying while the database is unreachable (a run that
-/// finished during an outage gets its outcome written once it is back).
+/// finished during an outage gets its outcome written once it is back); returns the run
+/// claimed for the freed slot, if any.
 async fn record_patiently(
     ctx: &WorkerContext,
     run: &ClaimedRun,
     outcome: &Outcome<'_>,
     new_state: Option<&[u8]>,
     log_line: Option<String>,
-) {
+) -> Option<ClaimedRun> {
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
         match record(ctx, run, outcome, new_state, log_line.clone()).await {
-            Ok(()) => {
+            Ok(next) => {
                 ctx.metrics
                     .runs_finished
                     .with_label_values(&[outcome.state.as_str(), run.target.kind()])
                     .inc();
-                return;
+                return next;
             }
             Err(e) if e.unavailable && started.elapsed() < RECORD_PATIENCE => {
                 tracing::warn!(error = %e.message, "cannot record the outcome yet; retrying");
@@ -405,7 +412,7 @@ async fn record_patiently(
             }
             Err(e) => {
                 tracing::error!(error = %e.message, "cannot record the outcome; the lease will expire and the leader rescue the run");
-                return;
+                return None;
             }
         }
     }
@@ -414,18 +421,18 @@ async fn record_patiently(
 /// Records the outcome (and the new job state, and the next attempt when a failed run
 /// has attempts left) in one transaction shared with other runs finishing at the same
 /// time (a group commit), fenced by the run's lease: a run this worker no longer holds
-/// is left alone.
+/// is left alone. The same commit claims a run for the slot this one frees.
 async fn record(
     ctx: &WorkerContext,
     run: &ClaimedRun,
     outcome: &Outcome<'_>,
     new_state: Option<&[u8]>,
     log_line: Option<String>,
-) -> Result<(), Failure> {
+) -> Result<Option<ClaimedRun>, Failure> {
     let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
     let retry_after =
         (retryable && run.attempt < run.max_attempts).then(|| ctx.backoff(run.attempt));
-    let held = ctx
+    let recorded = ctx
         .completer
         .record(Completion {
             run_id: run.id,
@@ -438,14 +445,15 @@ async fn record(
             new_state: new_state.map(<[u8]>::to_vec),
             log_line,
             retry_after,
+            claim_next: true,
         })
         .await?;
-    if held {
+    if recorded.held {
         tracing::info!(state = %outcome.state, exit_code = ?outcome.exit_code, "run finished");
     } else {
         tracing::warn!("run is no longer held by this worker; outcome not recorded");
     }
-    Ok(())
+    Ok(recorded.next)
 }
 
 /// Puts an unfinished run back in the queue (shutdown).

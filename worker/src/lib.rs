@@ -77,8 +77,11 @@ pub struct WorkerContext {
     pub artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
     /// This process's metrics (runs started and finished, claim latency).
     pub metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
-    /// Writes run outcomes, grouping those that finish together into one commit.
+    /// Writes run outcomes, grouping those that finish together into one commit, and
+    /// claims runs for the slots they free.
     pub completer: completions::Completer,
+    /// Whether the worker claims runs (cleared at shutdown).
+    pub claiming: std::sync::Arc<std::sync::atomic::AtomicBool>,
     retry_backoff_base: Duration,
     retry_backoff_max: Duration,
 }
@@ -107,9 +110,18 @@ impl WorkerContext {
                 source,
             })?),
         };
+        let id = Uuid::new_v4();
+        let claiming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let next_claims = completions::NextClaims {
+            worker_id: id,
+            group: config.worker_group.clone(),
+            lease: config.lease,
+            open: claiming.clone(),
+        };
         Ok(WorkerContext {
-            id: Uuid::new_v4(),
-            completer: completions::Completer::start(pool.clone()),
+            id,
+            claiming,
+            completer: completions::Completer::start(pool.clone(), next_claims),
             pool,
             group: config.worker_group.clone(),
             hostname: hostname(),
