@@ -213,10 +213,14 @@ pub async fn get_run(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    let run = runs::get(&client, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("run"))?;
-    let children = runs::children_of(&client, run.id, caller.owner_scope()).await?;
+    // Sent together (one round trip); children of a run not found are not looked at.
+    let (run, children) = futures_util::future::join(
+        runs::get(&client, *id, caller.owner_scope()),
+        runs::children_of(&client, *id, caller.owner_scope()),
+    )
+    .await;
+    let run = run?.ok_or(ApiError::NotFound("run"))?;
+    let children = children?;
     let mut response = RunResponse::from(run);
     response.children = Some(
         children
