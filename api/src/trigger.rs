@@ -57,9 +57,8 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
             retry_of: None,
             parent_run_id: None,
         };
-        // Serializes the job's inserts, so that the skip policy sees every run.
-        runs::lock_job_queue(&tx, request.job_id).await?;
-        let run = runs::insert(&tx, &new)
+        // Under the job's queue lock, so that the skip policy sees every run.
+        let run = runs::insert_locked(&tx, &new)
             .await?
             .ok_or_else(|| ApiError::internal(std::fmt::Error))?;
         if let Some(key) = request.idempotency_key {

@@ -50,7 +50,6 @@ async fn start_children(
         "parent_result": outcome.result,
     });
     for (child_job_id, worker_group) in children {
-        runs::lock_job_queue(tx, child_job_id).await?;
         let new = NewRun {
             job_id: child_job_id,
             trigger: RunTrigger::Parent,
@@ -60,7 +59,7 @@ async fn start_children(
             retry_of: None,
             parent_run_id: Some(outcome.run_id),
         };
-        if let Some(run) = runs::insert(tx, &new).await? {
+        if let Some(run) = runs::insert_locked(tx, &new).await? {
             tracing::info!(parent = %outcome.run_id, child = %run.id, job = %child_job_id, "started a child job");
         }
     }

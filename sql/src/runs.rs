@@ -137,34 +137,55 @@ fn from_row(row: &Row) -> Result<Run, Error> {
 /// attempts of scheduled and backfilled ticks.
 const ONE_PER_TICK: &str = "attempt = 1 AND trigger NOT IN ('manual', 'webhook', 'retry')";
 
-/// Serializes run insertion for one `skip` job until the transaction ends, so that two
-/// concurrent triggers cannot both find it idle. Jobs under other policies take no lock:
-/// their triggers commit in parallel. (A trigger racing the very change of a job's
-/// policy to `skip` may miss the lock; the policy holds from the next trigger on.)
-pub async fn lock_job_queue(c: &impl GenericClient, job_id: Uuid) -> Result<(), Error> {
-    lock_job_queues(c, &[job_id]).await
-}
-
-/// [`lock_job_queue`] for several jobs, in id order (two callers locking overlapping
-/// sets cannot deadlock).
+/// Serializes run insertion for `skip` jobs until the transaction ends, so that two
+/// concurrent triggers cannot both find one idle; in id order (two callers locking
+/// overlapping sets cannot deadlock). Jobs under other policies take no lock: their
+/// triggers commit in parallel. (A trigger racing the very change of a job's policy to
+/// `skip` may miss the lock; the policy holds from the next trigger on.)
 pub async fn lock_job_queues(c: &impl GenericClient, job_ids: &[Uuid]) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT count(pg_advisory_xact_lock(hashtextextended(id::text, 7)))
-             FROM (SELECT id FROM jobs WHERE id = ANY($1) AND concurrency = 'skip'
-                   ORDER BY id) skip_jobs",
-        )
-        .await?;
+    let stmt = c.prepare_cached(LOCK_JOB_QUEUES).await?;
     c.query_one(&stmt, &[&job_ids]).await?;
     Ok(())
 }
 
+const LOCK_JOB_QUEUES: &str = "SELECT count(pg_advisory_xact_lock(hashtextextended(id::text, 7)))
+     FROM (SELECT id FROM jobs WHERE id = ANY($1) AND concurrency = 'skip'
+           ORDER BY id) skip_jobs";
+
 /// Queues a run and wakes the workers of its group, in one statement. A schedule tick
 /// that already has its run, or a parent's child that already has its run, inserts
-/// nothing and returns `None` (the unique indexes decide). Call
-/// [`lock_job_queue`] first in the same transaction for the skip policy to be exact.
+/// nothing and returns `None` (the unique indexes decide). For the skip policy to be
+/// exact, use [`insert_locked`].
 pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<Run>, Error> {
-    let sql = format!(
+    let stmt = c.prepare_cached(&insert_sql()).await?;
+    let trigger = new.trigger.as_str();
+    let row = c.query_opt(&stmt, &insert_params(new, &trigger)).await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
+/// [`lock_job_queues`] then [`insert`], in the caller's transaction, sent together (one
+/// round trip). Both statements are prepared first, so that the lock is always sent
+/// first: Postgres runs the insert, and takes its snapshot, only once the lock is held.
+pub async fn insert_locked(
+    tx: &impl GenericClient,
+    new: &NewRun<'_>,
+) -> Result<Option<Run>, Error> {
+    let lock = tx.prepare_cached(LOCK_JOB_QUEUES).await?;
+    let insert = tx.prepare_cached(&insert_sql()).await?;
+    let job_ids = [new.job_id];
+    let job_ids: &[Uuid] = &job_ids;
+    let trigger = new.trigger.as_str();
+    let (locked, row) = futures_util::future::join(
+        tx.query_one(&lock, &[&job_ids]),
+        tx.query_opt(&insert, &insert_params(new, &trigger)),
+    )
+    .await;
+    locked?;
+    row?.map(|r| from_row(&r)).transpose()
+}
+
+fn insert_sql() -> String {
+    format!(
         "WITH j AS (SELECT concurrency FROM jobs WHERE id = $1),
          busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = $1
                                  AND state IN ('queued', 'running')) AS busy),
@@ -180,23 +201,23 @@ pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<R
          SELECT {COLUMNS}, pg_notify('{channel}', r.worker_group)
          FROM r JOIN jobs j ON j.id = r.job_id",
         channel = crate::RUNS_CHANNEL
-    );
-    let stmt = c.prepare_cached(&sql).await?;
-    let row = c
-        .query_opt(
-            &stmt,
-            &[
-                &new.job_id,
-                &new.trigger.as_str(),
-                new.input,
-                &new.worker_group,
-                &new.scheduled_for,
-                &new.retry_of,
-                &new.parent_run_id,
-            ],
-        )
-        .await?;
-    row.map(|r| from_row(&r)).transpose()
+    )
+}
+
+/// The parameters of [`insert_sql`]; `trigger` is `new.trigger` as text.
+fn insert_params<'a>(
+    new: &'a NewRun<'_>,
+    trigger: &'a &'static str,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 7] {
+    [
+        &new.job_id,
+        trigger,
+        new.input,
+        &new.worker_group,
+        &new.scheduled_for,
+        &new.retry_of,
+        &new.parent_run_id,
+    ]
 }
 
 /// The runs a parent run's outcome started (first attempts), scoped to `owner`, as
@@ -687,7 +708,7 @@ pub struct Tick<'a> {
 /// A tick that already has its run is left alone (the per-tick unique index). Under the
 /// `skip` policy a tick's run is recorded `skipped` when the job has a run queued or
 /// running, or an earlier tick in `ticks`: the same outcome as queueing them one by one.
-/// Locks the `skip` jobs' queues first (see [`lock_job_queue`]), in id order.
+/// Locks the `skip` jobs' queues first (see [`lock_job_queues`]), in id order.
 /// Returns the (job, tick) pairs that got a run.
 pub async fn insert_ticks(
     c: &impl GenericClient,

@@ -286,8 +286,7 @@ async fn queue(
     tx: &deadpool_postgres::Transaction<'_>,
     new: &NewRun<'_>,
 ) -> Result<runs::Run, ApiError> {
-    runs::lock_job_queue(tx, new.job_id).await?;
-    runs::insert(tx, new)
+    runs::insert_locked(tx, new)
         .await?
         .ok_or_else(|| ApiError::internal(std::fmt::Error))
 }

@@ -50,7 +50,7 @@ impl Sizes {
             wrk_connections: if q {
                 vec![1, 8, 32]
             } else {
-                vec![1, 4, 16, 64]
+                vec![1, 4, 8, 16, 32, 64]
             },
             schedule_jobs: if full { 1_000 } else { 200 },
             schedule_ticks: if full { 6 } else { 2 },
