@@ -145,7 +145,13 @@ impl Load<'_> {
         if !output.status.success() {
             bail!("wrk failed: {}", String::from_utf8_lossy(&output.stderr));
         }
-        parse_wrk(&text, connections).with_context(|| format!("unexpected wrk output:\n{text}"))
+        let level = parse_wrk(&text, connections)
+            .with_context(|| format!("unexpected wrk output:\n{text}"))?;
+        eprintln!(
+            "bench:   wrk {connections} conn: {:.0}/s, p99 {} ms, {} errors",
+            level.rps, level.p99_ms, level.errors
+        );
+        Ok(level)
     }
 }
 
