@@ -49,6 +49,7 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
             }
         }
         let new = NewRun {
+            id: Some(Uuid::new_v4()),
             job_id: request.job_id,
             trigger: request.trigger,
             input: request.input,
@@ -57,24 +58,27 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
             retry_of: None,
             parent_run_id: None,
         };
-        // Under the job's queue lock, so that the skip policy sees every run.
-        let run = runs::insert_locked(&tx, &new)
-            .await?
-            .ok_or_else(|| ApiError::internal(std::fmt::Error))?;
-        if let Some(key) = request.idempotency_key {
-            if !keys::claim(&tx, request.job_id, key, run.id).await? {
-                continue; // dropping `tx` rolls the run back
-            }
-        }
         let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
         if let (Some(detail), Some(extra)) =
             (detail.as_object_mut(), request.audit_detail.as_object())
         {
             detail.extend(extra.clone());
         }
-        let subject = format!("run:{}", run.id);
-        jobcenter_sql::audit::record(&tx, request.actor_id, "run.trigger", &subject, &detail)
-            .await?;
+        let subject = format!("run:{}", new.id.expect("chosen above"));
+        // The run (under the job's queue lock, so that the skip policy sees every run)
+        // and its audit record, sent together: one round trip.
+        let (inserted, audited) = futures_util::future::join(
+            runs::insert_locked(&tx, &new),
+            jobcenter_sql::audit::record(&tx, request.actor_id, "run.trigger", &subject, &detail),
+        )
+        .await;
+        let run = inserted?.ok_or_else(|| ApiError::internal(std::fmt::Error))?;
+        audited?;
+        if let Some(key) = request.idempotency_key {
+            if !keys::claim(&tx, request.job_id, key, run.id).await? {
+                continue; // dropping `tx` rolls the run back
+            }
+        }
         tx.commit().await?;
         return Ok(Queued {
             run,

@@ -51,6 +51,7 @@ async fn start_children(
     });
     for (child_job_id, worker_group) in children {
         let new = NewRun {
+            id: None,
             job_id: child_job_id,
             trigger: RunTrigger::Parent,
             input: &input,

@@ -45,6 +45,9 @@ pub struct Run {
 /// A run to queue as the first attempt of a chain. Under the job's `skip` policy it is
 /// recorded `skipped` instead when another run of the job is queued or running.
 pub struct NewRun<'a> {
+    /// The run's id; None: the database picks one. (Chosen by the caller, the id can be
+    /// written elsewhere, e.g. in the audit record, in the same round trip.)
+    pub id: Option<Uuid>,
     pub job_id: Uuid,
     pub trigger: RunTrigger,
     pub input: &'a Value,
@@ -190,9 +193,10 @@ fn insert_sql() -> String {
          busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = $1
                                  AND state IN ('queued', 'running')) AS busy),
          r AS (
-           INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, retry_of,
+           INSERT INTO runs (id, job_id, trigger, input, worker_group, scheduled_for, retry_of,
                              parent_run_id, exclusive, state, finished_at, error)
-           SELECT $1, $2::text::run_trigger, $3, $4, $5, $6, $7, j.concurrency <> 'allow',
+           SELECT coalesce($8, gen_random_uuid()), $1, $2::text::run_trigger, $3, $4, $5, $6,
+                  $7, j.concurrency <> 'allow',
                   CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
                   CASE WHEN skip THEN now() END,
                   CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
@@ -208,7 +212,7 @@ fn insert_sql() -> String {
 fn insert_params<'a>(
     new: &'a NewRun<'_>,
     trigger: &'a &'static str,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 7] {
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 8] {
     [
         &new.job_id,
         trigger,
@@ -217,6 +221,7 @@ fn insert_params<'a>(
         &new.scheduled_for,
         &new.retry_of,
         &new.parent_run_id,
+        &new.id,
     ]
 }
 

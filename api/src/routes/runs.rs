@@ -352,6 +352,7 @@ pub async fn retry_run(
         return Err(ApiError::Conflict("the job is disabled".into()));
     }
     let new = NewRun {
+        id: None,
         job_id: job.id,
         trigger: RunTrigger::Retry,
         input: &original.input,
