@@ -39,7 +39,7 @@ pub async fn process_pending(pool: &Pool) -> Result<usize, crate::Error> {
 /// Queues one run of each child the outcome triggers, with the parent's run id, job,
 /// state and result as its input.
 async fn start_children(
-    tx: &impl GenericClient,
+    tx: &jobcenter_sql::Transaction<'_>,
     outcome: &PendingOutcome,
 ) -> Result<(), crate::Error> {
     let children = job_children::triggered_by(tx, outcome.job_id, outcome.state).await?;

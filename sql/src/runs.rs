@@ -170,7 +170,7 @@ pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<R
 /// round trip). Both statements are prepared first, so that the lock is always sent
 /// first: Postgres runs the insert, and takes its snapshot, only once the lock is held.
 pub async fn insert_locked(
-    tx: &impl GenericClient,
+    tx: &deadpool_postgres::Transaction<'_>,
     new: &NewRun<'_>,
 ) -> Result<Option<Run>, Error> {
     let lock = tx.prepare_cached(LOCK_JOB_QUEUES).await?;
@@ -472,7 +472,7 @@ pub async fn finish_many(
             &stmt,
             &[&ids, &leases, &states, &exit_codes, &results, &errors],
         ),
-        tx.batch_execute("SET LOCAL plan_cache_mode = auto"),
+        tx.batch_execute("SET LOCAL plan_cache_mode TO DEFAULT"),
     )
     .await;
     generic?;
@@ -508,21 +508,27 @@ pub struct Held {
     pub cancel_requested: bool,
 }
 
-/// Renews the leases of every run `worker_id` holds; returns them. A run the worker
-/// thinks it holds and that is missing here was taken away (rescued): it must stop.
+/// Renews the leases of the runs in `run_ids` that `worker_id` still holds; returns
+/// them. A run the worker thinks it holds and that is missing here was taken away
+/// (rescued): it must stop. Only the runs the worker is executing are renewed: a run
+/// claimed for it that it never started (a commit whose answer was lost) keeps its
+/// first lease, expires, and is rescued like a dead worker's.
 pub async fn renew_leases(
     c: &impl GenericClient,
     worker_id: Uuid,
+    run_ids: &[Uuid],
     lease_ms: i64,
 ) -> Result<Vec<Held>, Error> {
     let stmt = c
         .prepare_cached(
             "UPDATE runs SET lease_expires_at = now() + $2 * interval '1 millisecond'
-             WHERE worker_id = $1 AND state = 'running'
+             WHERE id = ANY($3) AND worker_id = $1 AND state = 'running'
              RETURNING id, lease_id, cancel_requested",
         )
         .await?;
-    let rows = c.query(&stmt, &[&worker_id, &(lease_ms as f64)]).await?;
+    let rows = c
+        .query(&stmt, &[&worker_id, &(lease_ms as f64), &run_ids])
+        .await?;
     Ok(rows
         .iter()
         .map(|r| Held {

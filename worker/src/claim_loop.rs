@@ -164,11 +164,12 @@ async fn execute_in_slot(
     ctx: &WorkerContext,
     run: jobcenter_sql::runs::ClaimedRun,
 ) -> Option<jobcenter_sql::runs::ClaimedRun> {
+    // Registered before the check, so that a shutdown after it reaches the run.
+    let stop = ctx.registry.register(run.id, run.lease_id);
     if !ctx.claiming.load(std::sync::atomic::Ordering::SeqCst) {
         // Claimed as the worker began to shut down: back to the queue unstarted.
-        if let Ok(client) = ctx.pool.get().await {
-            let _ = jobcenter_sql::runs::hand_back(&client, run.id, run.lease_id).await;
-        }
+        ctx.registry.remove(run.id);
+        crate::completions::hand_back(&ctx.pool, &run).await;
         return None;
     }
     ctx.metrics
@@ -179,7 +180,6 @@ async fn execute_in_slot(
         .with_label_values(&[run.target.kind()])
         .inc();
     let run_id = run.id;
-    let stop = ctx.registry.register(run.id, run.lease_id);
     let next = execute::execute(ctx, run, stop).await;
     ctx.registry.remove(run_id);
     next

@@ -137,7 +137,13 @@ async fn write_forever(pool: Pool, claims: NextClaims, mut rx: mpsc::UnboundedRe
                 .collect(),
         };
         for (waiter, answer) in waiters.into_iter().zip(answers) {
-            let _ = waiter.send(answer);
+            if let Err(Ok(Recorded {
+                next: Some(run), ..
+            })) = waiter.send(answer)
+            {
+                // Nobody waits for it any more: its successor goes back to the queue.
+                hand_back(&pool, &run).await;
+            }
         }
     }
 }
@@ -198,7 +204,7 @@ async fn write(
         }
     }
     let wanted = completions.iter().filter(|c| c.claim_next).count();
-    let mut next = claim_next(&tx, claims, wanted).await.into_iter();
+    let mut next = claim_next(&tx, claims, wanted).await?.into_iter();
     tx.commit().await?;
     Ok(completions
         .iter()
@@ -210,14 +216,15 @@ async fn write(
 }
 
 /// Claims up to `wanted` runs under a savepoint; none if the worker stopped claiming or
-/// the claim failed (the outcomes commit regardless).
+/// the claim failed (the outcomes commit regardless). An error only if the transaction
+/// could not be brought back to the savepoint.
 async fn claim_next(
     tx: &jobcenter_sql::Transaction<'_>,
     claims: &NextClaims,
     wanted: usize,
-) -> Vec<ClaimedRun> {
+) -> Result<Vec<ClaimedRun>, jobcenter_sql::Error> {
     if wanted == 0 || !claims.open.load(Ordering::SeqCst) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let lease_ms = claims.lease.as_millis() as i64;
     // Sent together: one round trip.
@@ -227,11 +234,23 @@ async fn claim_next(
     )
     .await;
     let failed = match (savepoint, claimed) {
-        (Ok(()), Ok(runs)) => return runs,
+        (Ok(()), Ok(runs)) => return Ok(runs),
         (Err(e), _) => jobcenter_sql::Error::from(e),
         (Ok(()), Err(e)) => e,
     };
     tracing::debug!(error = %failed, "no runs claimed with the outcomes; the claim loop will");
-    let _ = tx.batch_execute("ROLLBACK TO SAVEPOINT claim_next").await;
-    Vec::new()
+    tx.batch_execute("ROLLBACK TO SAVEPOINT claim_next").await?;
+    Ok(Vec::new())
+}
+
+/// Puts a claimed run that will not be executed here back in the queue.
+pub async fn hand_back(pool: &Pool, run: &ClaimedRun) {
+    let result = async {
+        let client = pool.get().await?;
+        jobcenter_sql::runs::hand_back(&client, run.id, run.lease_id).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(run_id = %run.id, error = %e, "cannot hand an unstarted run back; its lease will expire and the leader rescue it");
+    }
 }

@@ -1,5 +1,5 @@
 //! The worker's heartbeat: renews its row in `workers` and the lease of every run it
-//! holds. It also delivers what the database knows and the worker may have missed: a
+//! executes. It also delivers what the database knows and the worker may have missed: a
 //! cancel whose NOTIFY was lost, and runs the leader rescued after our lease expired
 //! (those are killed, and their outcome is not recorded: the new attempt owns the run).
 
@@ -35,7 +35,8 @@ async fn beat(ctx: &WorkerContext) -> Result<(), jobcenter_sql::Error> {
         .await?;
     }
     let lease_ms = ctx.lease.as_millis() as i64;
-    let held = jobcenter_sql::runs::renew_leases(&client, ctx.id, lease_ms).await?;
+    let ids: Vec<_> = local.iter().map(|(run_id, _)| *run_id).collect();
+    let held = jobcenter_sql::runs::renew_leases(&client, ctx.id, &ids, lease_ms).await?;
     let held: HashMap<_, _> = held.into_iter().map(|h| (h.id, h)).collect();
     for (run_id, lease_id) in local {
         match held.get(&run_id) {

@@ -204,9 +204,8 @@ fn write_owned(path: &Path, bytes: &[u8], run_as: Option<(u32, u32)>) -> io::Res
         return Err(io::Error::other("not a plain file of the worker's"));
     }
     file.write_all_at(bytes, 0)?;
-    if meta.len() != bytes.len() as u64 {
-        file.set_len(bytes.len() as u64)?;
-    }
+    // Always: whatever was appended since `metadata` goes too (same length frees nothing).
+    file.set_len(bytes.len() as u64)?;
     if meta.mode() & 0o7777 != 0o644 {
         file.set_permissions(fs::Permissions::from_mode(0o644))?;
     }
@@ -236,7 +235,13 @@ fn empty_for_reuse(path: &Path, run_as: Option<(u32, u32)>) -> io::Result<()> {
         let entry_path = entry.path();
         let meta = fs::symlink_metadata(&entry_path)?;
         let ours = entry_path == files.input || entry_path == files.state;
-        if ours && meta.is_file() && meta.nlink() == 1 {
+        // Kept only as the worker left it: a plain file, its owner, mode 0644 (a file the
+        // run made read-only would fail the next run's preparation).
+        let as_left = meta.is_file()
+            && meta.nlink() == 1
+            && meta.uid() == owner
+            && meta.mode() & 0o7777 == 0o644;
+        if ours && as_left {
             continue;
         }
         if meta.is_dir() {

@@ -213,7 +213,7 @@ pub async fn get_run(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    // Sent together (one round trip); children of a run not found are not looked at.
+    // Sent together (one round trip); for a run not found, the children found are dropped.
     let (run, children) = futures_util::future::join(
         runs::get(&client, *id, caller.owner_scope()),
         runs::children_of(&client, *id, caller.owner_scope()),
