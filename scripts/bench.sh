@@ -47,7 +47,9 @@ trap 'exit 130' INT TERM
 free_port() {
     local port
     for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 40000))
+        # Below Linux's ephemeral range (32768-60999), where a client socket's local port
+        # cannot be bound by a listener even though nothing accepts on it.
+        port=$((20000 + RANDOM % 12000))
         if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             printf '%s\n' "$port"
             return 0
@@ -100,17 +102,23 @@ start_postgres() {
         cat -- "$SCRATCH/initdb.log" >&2
         jc_die "initdb failed"
     }
-    port="$(free_port)"
-    PG_PORT="$port"
-    # Durable commits as in production; memory settings of a small dedicated server.
-    jc_as_pg_user "$PG_CTL" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
-        -o "-c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
-        -o "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200" \
-        start >/dev/null || {
-        tail -n 20 -- "$PGDATA_DIR/server.log" >&2 || true
-        jc_die "the bench PostgreSQL did not start"
-    }
+    # A port found free can be taken before the server binds it: try another one.
+    local attempt
+    for attempt in 1 2 3; do
+        port="$(free_port)"
+        PG_PORT="$port"
+        # Durable commits as in production; memory settings of a small dedicated server.
+        jc_as_pg_user "$PG_CTL" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
+            -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
+            -o "-c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
+            -o "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200" \
+            start >/dev/null && break
+        if [[ "$attempt" == 3 ]]; then
+            tail -n 20 -- "$PGDATA_DIR/server.log" >&2 || true
+            jc_die "the bench PostgreSQL did not start"
+        fi
+        jc_say "PostgreSQL could not start on port $port; trying another"
+    done
     jc_say "PostgreSQL $(cat -- "$PGDATA_DIR/PG_VERSION") on 127.0.0.1:$port (fsync=on, synchronous_commit=on), data in $PGDATA_DIR"
 }
 
@@ -119,6 +127,9 @@ main() {
     ensure_tools
     jc_say "building in release mode..."
     cargo build --release --quiet -p jobcenter -p jobcenter-bench
+    # The build leaves hundreds of MB to write back: flushed now, not during the figures
+    # (the bench PostgreSQL's commits wait for the same disk).
+    sync
     SCRATCH="$(mktemp -d /var/tmp/jobcenter-bench.XXXXXX)"
     chmod 755 -- "$SCRATCH" # postgres must reach its data directory inside
     start_postgres
