@@ -1,14 +1,21 @@
 //! HTTP targets: one request (hyper 1), redirects followed up to a bound, every hop's
 //! addresses checked against the SSRF rules ([`jobcenter_core::ssrf`]) and connected to directly.
+//!
+//! Connections are kept alive for the next call to the same place ([`IdleConnections`]):
+//! a call resolves and vets its address as always, and takes an idle connection only if
+//! it leads to that very address (so the SSRF rules hold for reused connections too).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use jobcenter_core::target::HttpRequest;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -61,6 +68,7 @@ pub struct HttpOptions {
     /// How much of a response body is kept (the start of it).
     pub preview_bytes: usize,
     pub tls: Arc<rustls::ClientConfig>,
+    pub idle: Arc<IdleConnections>,
 }
 
 impl HttpOptions {
@@ -69,8 +77,77 @@ impl HttpOptions {
             allow_private,
             preview_bytes,
             tls: tls_config(),
+            idle: Arc::default(),
         }
     }
+}
+
+/// Where a connection leads: TLS or not, the Host header, the address vetted when it
+/// was opened.
+type ConnectionKey = (bool, String, SocketAddr);
+
+/// How long a connection may wait for its next call: shorter than the keep-alive
+/// timeouts of common servers, so that a server rarely closes one as it is reused.
+const IDLE_AT_MOST: Duration = Duration::from_secs(4);
+/// Idle connections kept per place.
+const IDLE_PER_KEY: usize = 16;
+
+type Idle = HashMap<ConnectionKey, Vec<(Instant, SendRequest<Full<Bytes>>)>>;
+
+/// Keep-alive connections waiting for the next call, by where they lead. Connections
+/// idle for longer than [`IDLE_AT_MOST`] are closed at the next call after that.
+#[derive(Default)]
+pub struct IdleConnections {
+    by_key: Mutex<(Idle, Option<Instant>)>,
+}
+
+impl IdleConnections {
+    /// The most recently used idle connection to `key` that is still open, if any.
+    async fn take(&self, key: &ConnectionKey) -> Option<SendRequest<Full<Bytes>>> {
+        loop {
+            let (since, mut sender) = self
+                .by_key
+                .lock()
+                .expect("not poisoned")
+                .0
+                .get_mut(key)?
+                .pop()?;
+            if since.elapsed() >= IDLE_AT_MOST || sender.is_closed() {
+                continue;
+            }
+            // Ready at once unless the connection is closing.
+            match tokio::time::timeout(Duration::from_millis(50), sender.ready()).await {
+                Ok(Ok(())) => return Some(sender),
+                _ => continue,
+            }
+        }
+    }
+
+    fn put(&self, key: ConnectionKey, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut guard = self.by_key.lock().expect("not poisoned");
+        let (by_key, last_sweep) = &mut *guard;
+        // Dropping a sender closes its connection.
+        if last_sweep.is_none_or(|at| at.elapsed() >= IDLE_AT_MOST) {
+            by_key.retain(|_, idle| {
+                idle.retain(|(since, s)| since.elapsed() < IDLE_AT_MOST && !s.is_closed());
+                !idle.is_empty()
+            });
+            *last_sweep = Some(Instant::now());
+        }
+        let idle = by_key.entry(key).or_default();
+        if idle.len() < IDLE_PER_KEY {
+            idle.push((Instant::now(), sender));
+        }
+    }
+}
+
+/// A response, and the connection it came on (to be kept if its body is read to the end).
+struct Answer {
+    response: Response<hyper::body::Incoming>,
+    connection: (ConnectionKey, SendRequest<Full<Bytes>>),
 }
 
 /// Sends `request`, following redirects, and reads the start of the body.
@@ -83,7 +160,10 @@ pub async fn call(request: &HttpRequest, options: &HttpOptions) -> Result<Reply,
         .parse()
         .map_err(|_| CallError::Url(request.url.clone()))?;
     for _ in 0..=MAX_REDIRECTS {
-        let response = send_once(&method, &url, &request.headers, &body, options).await?;
+        let Answer {
+            response,
+            connection,
+        } = send_once(&method, &url, &request.headers, &body, options).await?;
         let status = response.status();
         let location = response
             .headers()
@@ -102,7 +182,10 @@ pub async fn call(request: &HttpRequest, options: &HttpOptions) -> Result<Reply,
                 }
             }
             _ => {
-                let body_start = read_start(response, options.preview_bytes).await?;
+                let (body_start, complete) = read_start(response, options.preview_bytes).await?;
+                if complete {
+                    options.idle.put(connection.0, connection.1);
+                }
                 return Ok(Reply {
                     status: status.as_u16(),
                     body_start,
@@ -135,7 +218,7 @@ async fn send_once(
     headers: &std::collections::BTreeMap<String, String>,
     body: &str,
     options: &HttpOptions,
-) -> Result<Response<hyper::body::Incoming>, CallError> {
+) -> Result<Answer, CallError> {
     let https = match url.scheme_str() {
         Some("http") => false,
         Some("https") => true,
@@ -149,35 +232,67 @@ async fn send_once(
         .to_string();
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
     let addr = vetted_address(&host, port, options.allow_private).await?;
+    let host_header = url
+        .authority()
+        .map_or(host.as_str(), |a| a.as_str())
+        .to_string();
+    let build = || -> Result<Request<Full<Bytes>>, CallError> {
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(url.path_and_query().map_or("/", |p| p.as_str()))
+            .header(HOST, host_header.as_str())
+            .header(USER_AGENT, "jobcenter")
+            .header(CONTENT_LENGTH, body.len());
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| CallError::Request(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| CallError::Request(e.to_string()))?;
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .map_err(|e| CallError::Request(e.to_string()))
+    };
+    let key: ConnectionKey = (https, host_header.clone(), addr);
+    if let Some(mut sender) = options.idle.take(&key).await {
+        match sender.send_request(build()?).await {
+            Ok(response) => {
+                return Ok(Answer {
+                    response,
+                    connection: (key, sender),
+                })
+            }
+            // The server closed the idle connection: the request was not sent (or, for a
+            // method safe to repeat, may have been cut off): send it on a new one.
+            Err(e) if e.is_canceled() || (safe_to_repeat(method) && e.is_incomplete_message()) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|source| CallError::Connect { addr, source })?;
-    let mut builder = Request::builder()
-        .method(method.clone())
-        .uri(url.path_and_query().map_or("/", |p| p.as_str()))
-        .header(HOST, url.authority().map_or(host.as_str(), |a| a.as_str()))
-        .header(USER_AGENT, "jobcenter")
-        .header(CONTENT_LENGTH, body.len());
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| CallError::Request(e.to_string()))?;
-        let value = HeaderValue::from_str(value).map_err(|e| CallError::Request(e.to_string()))?;
-        builder = builder.header(name, value);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .map_err(|e| CallError::Request(e.to_string()))?;
-    if https {
+    let mut sender = if https {
         let server_name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|_| CallError::Url(url.to_string()))?;
         let tls = tokio_rustls::TlsConnector::from(options.tls.clone())
             .connect(server_name, tcp)
             .await
             .map_err(|source| CallError::Tls { host, source })?;
-        exchange(tls, request).await
+        handshake(tls).await?
     } else {
-        exchange(tcp, request).await
-    }
+        handshake(tcp).await?
+    };
+    let response = sender.send_request(build()?).await?;
+    Ok(Answer {
+        response,
+        connection: (key, sender),
+    })
+}
+
+/// Methods a client may send again when a reused connection was cut off.
+fn safe_to_repeat(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Resolves `host` and checks every address; the first one is used.
@@ -202,26 +317,25 @@ async fn vetted_address(
     })
 }
 
-async fn exchange<S>(
-    io: S,
-    request: Request<Full<Bytes>>,
-) -> Result<Response<hyper::body::Incoming>, CallError>
+/// An HTTP/1 connection over `io`, driven by its own task until it closes.
+async fn handshake<S>(io: S) -> Result<SendRequest<Full<Bytes>>, CallError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
     tokio::spawn(async move {
-        // Ends when the response has been read or dropped.
+        // Ends when the server closes it or the last sender is dropped.
         let _ = connection.await;
     });
-    Ok(sender.send_request(request).await?)
+    Ok(sender)
 }
 
-/// Reads at most `cap` bytes of the body, leaving the rest unread.
+/// Reads at most `cap` bytes of the body, leaving the rest unread; true if the body
+/// was read to its end (the connection can carry another request).
 async fn read_start(
     response: Response<hyper::body::Incoming>,
     cap: usize,
-) -> Result<Vec<u8>, CallError> {
+) -> Result<(Vec<u8>, bool), CallError> {
     let mut body = response.into_body();
     let mut start = Vec::new();
     while start.len() < cap {
@@ -232,10 +346,10 @@ async fn read_start(
                     start.extend_from_slice(&data[..data.len().min(room)]);
                 }
             }
-            None => break,
+            None => return Ok((start, true)),
         }
     }
-    Ok(start)
+    Ok((start, hyper::body::Body::is_end_stream(&body)))
 }
 
 /// TLS with the Mozilla root certificates (webpki-roots), ring as the crypto provider.
@@ -256,6 +370,88 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A local HTTP/1.1 server answering "ok" to every request; counts the connections it
+    /// accepted. With `one_per_connection`, it closes each connection after one answer
+    /// without saying so (as a server whose keep-alive timer just ran out).
+    async fn server(one_per_connection: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if stream.write_all(answer).await.is_err() || one_per_connection {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        HttpRequest {
+            method: "GET".into(),
+            url: url.into(),
+            headers: Default::default(),
+            body: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_kept_for_the_next_call_to_the_same_place() {
+        let options = HttpOptions::new(true, 100);
+        let (url, accepted) = server(false).await;
+        for _ in 0..3 {
+            let reply = call(&get(&url), &options).await.unwrap();
+            assert_eq!(
+                (reply.status, reply.body_start.as_slice()),
+                (200, &b"ok"[..])
+            );
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for three calls"
+        );
+        // Another place gets its own connection.
+        let (other, other_accepted) = server(false).await;
+        call(&get(&other), &options).await.unwrap();
+        assert_eq!(other_accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_the_server_closed_is_replaced_not_failed() {
+        let options = HttpOptions::new(true, 100);
+        let (url, accepted) = server(true).await;
+        for round in 1..=3 {
+            let reply = call(&get(&url), &options).await.unwrap();
+            assert_eq!(reply.status, 200, "call {round}");
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                round,
+                "a new connection each time"
+            );
+        }
+    }
 
     #[test]
     fn relative_redirects_stay_on_the_same_origin() {
