@@ -114,30 +114,12 @@ impl Ctx {
     }
 }
 
-/// Starts a scenario on a quiet disk: what the previous one left in PostgreSQL's shared
-/// buffers and in the page cache is written out now (CHECKPOINT, sync), not during the
-/// next one's figures, where it stalled commits (tens of ms of p99 at idle).
-async fn settle(ctx: &Ctx) {
-    let checkpoint = async {
-        let db = crate::components::connect(&ctx.setup.url("postgres")).await?;
-        db.batch_execute("CHECKPOINT").await?;
-        anyhow::Ok(())
-    };
-    if let Err(e) = checkpoint.await {
-        eprintln!("bench: could not CHECKPOINT before the scenario: {e:#}");
-    }
-    if let Err(e) = std::process::Command::new("sync").status() {
-        eprintln!("bench: could not run sync before the scenario: {e}");
-    }
-}
-
 /// Runs every scenario (or those in `only`); a failing scenario becomes a note.
 pub async fn run_all(ctx: &mut Ctx, only: Option<&[String]>) {
     let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
     macro_rules! scenario {
         ($name:literal, $call:expr) => {
             if wanted($name) {
-                settle(ctx).await;
                 eprintln!("bench: --- {} ---", $name);
                 let started = Instant::now();
                 if let Err(e) = $call.await {
