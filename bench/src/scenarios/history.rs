@@ -4,7 +4,7 @@
 
 use super::burn_down::burn_down;
 use super::latency::{create_stamp_job, idle_triggers};
-use super::{per_s, Ctx, Stack};
+use super::{per_s, settle_disk, Ctx, Stack};
 use crate::report::Row;
 use crate::stats::fmt_ms;
 use std::time::{Duration, Instant};
@@ -67,6 +67,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             ctx.sizes.burn_down_cap,
         )
         .await?;
+        settle_disk("history").await;
         let idle =
             idle_triggers(&stack, &stamp_job, &stamp_file, ctx.sizes.history_triggers).await?;
         measured.push(Level {

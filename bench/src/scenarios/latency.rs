@@ -2,7 +2,7 @@
 //! a helper that stamps the realtime clock first thing), and claim latency
 //! (queued_at → started_at, from the runs table).
 
-use super::{now_ns, Ctx, Stack};
+use super::{now_ns, settle_disk, Ctx, Stack};
 use crate::components::path_str;
 use crate::report::Row;
 use crate::stats::{fmt_ms, Summary};
@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 pub struct IdleLatency {
     pub start: Summary,
+    /// Trigger sent → `queued_at` (the trigger transaction's start in the API).
+    pub api: Summary,
     pub claim: Summary,
+    /// `started_at` (the claim) → the command's first instruction.
+    pub spawn: Summary,
     pub lost: usize,
 }
 
@@ -55,6 +59,7 @@ pub async fn idle_triggers(
     super::wait_final(&db, job, Duration::from_secs(30)).await?;
     let stamps = std::fs::read_to_string(stamp_file).unwrap_or_default();
     let mut start_ms = Vec::new();
+    let mut stamped: HashMap<String, i128> = HashMap::new();
     for line in stamps.lines() {
         let mut fields = line.split_whitespace();
         let (Some(id), Some(ns)) = (fields.next(), fields.next()) else {
@@ -62,22 +67,34 @@ pub async fn idle_triggers(
         };
         if let (Some(t0), Ok(ns)) = (sent.get(id), ns.parse::<i128>()) {
             start_ms.push((ns - t0) as f64 / 1e6);
+            stamped.insert(id.to_string(), ns);
         }
     }
     let lost = sent.len() - start_ms.len();
     let ids: Vec<uuid::Uuid> = sent.keys().filter_map(|id| id.parse().ok()).collect();
-    let claim_ms: Vec<f64> = db
+    let times = db
         .query(
-            "SELECT (extract(epoch FROM started_at - queued_at) * 1000)::float8
+            "SELECT id::text, (extract(epoch FROM queued_at) * 1e9)::float8,
+                    (extract(epoch FROM started_at) * 1e9)::float8
              FROM runs WHERE id = ANY($1) AND started_at IS NOT NULL",
             &[&ids],
         )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .await?;
+    let (mut api_ms, mut claim_ms, mut spawn_ms) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &times {
+        let (id, queued, started): (String, f64, f64) = (row.get(0), row.get(1), row.get(2));
+        claim_ms.push((started - queued) / 1e6);
+        if let Some(t0) = sent.get(&id) {
+            api_ms.push((queued - *t0 as f64) / 1e6);
+        }
+        if let Some(stamp) = stamped.get(&id) {
+            spawn_ms.push((*stamp as f64 - started) / 1e6);
+        }
+    }
     Ok(IdleLatency {
         start: Summary::of(start_ms),
+        api: Summary::of(api_ms),
+        spawn: Summary::of(spawn_ms),
         claim: Summary::of(claim_ms),
         lost,
     })
@@ -88,6 +105,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let (job, file) = create_stamp_job(ctx, &stack).await?;
     // Settle: the worker listens, the first connection of each pool is made.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    settle_disk("latency").await;
     let measured = idle_triggers(&stack, &job, &file, ctx.sizes.idle_triggers).await?;
     stack.stop("worker");
     stack.finish(ctx).await?;
@@ -105,6 +123,13 @@ pub fn report_idle(ctx: &mut Ctx, m: &IdleLatency, label: &str) {
                 s.n > 0 && s.p50 <= 5.0 && s.p99 <= 20.0,
             ),
         );
+        ctx.note(format!(
+            "trigger → start in three legs: request → queued_at {}; queued_at → started_at \
+             (the claim) {}; started_at → command running {}",
+            m.api.ms(),
+            m.claim.ms(),
+            m.spawn.ms()
+        ));
     }
     let c = m.claim;
     let mut row = Row::new(

@@ -224,6 +224,37 @@ pub fn now_ns() -> i128 {
         .as_nanos() as i128
 }
 
+/// Waits (at most 30 s) until the kernel holds less than 16 MiB of dirty or in-flight
+/// file pages, so that an idle-latency figure is not charged with the writeback of what
+/// the scenario before it wrote. It flushes nothing itself: a `CHECKPOINT` or `sync` here
+/// would make the next commits write full-page images and slow the figure instead.
+pub async fn settle_disk(what: &str) {
+    let started = Instant::now();
+    let mut pending = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        pending = dirty_kib().unwrap_or(0);
+        if pending < 16 * 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "bench: {what}: waited {:.1} s for writeback ({} KiB still dirty)",
+        started.elapsed().as_secs_f64(),
+        pending
+    );
+}
+
+/// `Dirty` + `Writeback` of /proc/meminfo, in KiB.
+fn dirty_kib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(field("Dirty:")? + field("Writeback:")?)
+}
+
 /// Polls until no run of `job` is queued or running, for at most `limit`.
 /// Returns how many are still pending (0: all final).
 pub async fn wait_final(
