@@ -136,7 +136,7 @@ main() {
     mkdir -p -- "$(dirname -- "$table_out")" "$SCRATCH/work"
     machine | tee "$table_out.machine" >&2
     BENCH_PG_PORT="$PG_PORT" \
-        BENCH_JOBCENTER="$JC_ROOT/target/release/jobcenter" \
+        BENCH_JOBCENTER="${BENCH_JOBCENTER:-$JC_ROOT/target/release/jobcenter}" \
         BENCH_PGBENCH="$PGBENCH" \
         BENCH_WRK="$(command -v wrk || true)" \
         BENCH_WORKDIR="$SCRATCH/work" \
