@@ -58,19 +58,22 @@ pub async fn idle_triggers(
     let db = stack.db().await?;
     super::wait_final(&db, job, Duration::from_secs(30)).await?;
     let stamps = std::fs::read_to_string(stamp_file).unwrap_or_default();
-    let mut start_ms = Vec::new();
+    // Run id → the instant its command stamped, for the runs this call triggered.
     let mut stamped: HashMap<String, i128> = HashMap::new();
     for line in stamps.lines() {
         let mut fields = line.split_whitespace();
         let (Some(id), Some(ns)) = (fields.next(), fields.next()) else {
             continue;
         };
-        if let (Some(t0), Ok(ns)) = (sent.get(id), ns.parse::<i128>()) {
-            start_ms.push((ns - t0) as f64 / 1e6);
+        if let (true, Ok(ns)) = (sent.contains_key(id), ns.parse::<i128>()) {
             stamped.insert(id.to_string(), ns);
         }
     }
-    let lost = sent.len() - start_ms.len();
+    let start_ms: Vec<f64> = stamped
+        .iter()
+        .map(|(id, ns)| (ns - sent[id]) as f64 / 1e6)
+        .collect();
+    let lost = sent.len() - stamped.len();
     let ids: Vec<uuid::Uuid> = sent.keys().filter_map(|id| id.parse().ok()).collect();
     let times = db
         .query(
