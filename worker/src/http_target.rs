@@ -265,7 +265,7 @@ async fn send_once(
             }
             // The server closed the idle connection: the request was not sent (or, for a
             // method safe to repeat, may have been cut off): send it on a new one.
-            Err(e) if e.is_canceled() || (safe_to_repeat(method) && e.is_incomplete_message()) => {}
+            Err(e) if e.is_canceled() || (safe_to_repeat(method) && cut_off(&e)) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -288,6 +288,16 @@ async fn send_once(
         response,
         connection: (key, sender),
     })
+}
+
+/// Whether the connection ended before the answer came: closed mid-message, or reset by
+/// a server that had already closed it (the request then met a closed socket).
+fn cut_off(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|source| source.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted))
 }
 
 /// Methods a client may send again when a reused connection was cut off.
@@ -376,7 +386,16 @@ mod tests {
     /// A local HTTP/1.1 server answering "ok" to every request; counts the connections it
     /// accepted. With `one_per_connection`, it closes each connection after one answer
     /// without saying so (as a server whose keep-alive timer just ran out).
-    async fn server(one_per_connection: bool) -> (String, Arc<AtomicUsize>) {
+    /// How the test server treats a connection after its first answer.
+    #[derive(Clone, Copy, PartialEq)]
+    enum AfterAnswer {
+        KeepOpen,
+        Close,
+        /// Close with an RST (SO_LINGER 0), as a server dropping idle connections may.
+        Reset,
+    }
+
+    async fn server(after: AfterAnswer) -> (String, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/x", listener.local_addr().unwrap());
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -395,8 +414,16 @@ mod tests {
                         while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
                             seen.drain(..end + 4);
                             let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if stream.write_all(answer).await.is_err() || one_per_connection {
+                            if stream.write_all(answer).await.is_err() {
                                 return;
+                            }
+                            match after {
+                                AfterAnswer::KeepOpen => {}
+                                AfterAnswer::Close => return,
+                                AfterAnswer::Reset => {
+                                    let _ = stream.set_linger(Some(Duration::ZERO));
+                                    return;
+                                }
                             }
                         }
                     }
@@ -418,7 +445,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_kept_for_the_next_call_to_the_same_place() {
         let options = HttpOptions::new(true, 100);
-        let (url, accepted) = server(false).await;
+        let (url, accepted) = server(AfterAnswer::KeepOpen).await;
         for _ in 0..3 {
             let reply = call(&get(&url), &options).await.unwrap();
             assert_eq!(
@@ -432,7 +459,7 @@ mod tests {
             "one connection for three calls"
         );
         // Another place gets its own connection.
-        let (other, other_accepted) = server(false).await;
+        let (other, other_accepted) = server(AfterAnswer::KeepOpen).await;
         call(&get(&other), &options).await.unwrap();
         assert_eq!(other_accepted.load(Ordering::SeqCst), 1);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -441,15 +468,17 @@ mod tests {
     #[tokio::test]
     async fn a_kept_connection_the_server_closed_is_replaced_not_failed() {
         let options = HttpOptions::new(true, 100);
-        let (url, accepted) = server(true).await;
-        for round in 1..=3 {
-            let reply = call(&get(&url), &options).await.unwrap();
-            assert_eq!(reply.status, 200, "call {round}");
-            assert_eq!(
-                accepted.load(Ordering::SeqCst),
-                round,
-                "a new connection each time"
-            );
+        for after in [AfterAnswer::Close, AfterAnswer::Reset] {
+            let (url, accepted) = server(after).await;
+            for round in 1..=3 {
+                let reply = call(&get(&url), &options).await.unwrap();
+                assert_eq!(reply.status, 200, "call {round}");
+                assert_eq!(
+                    accepted.load(Ordering::SeqCst),
+                    round,
+                    "a new connection each time"
+                );
+            }
         }
     }
 
