@@ -421,7 +421,7 @@ mod tests {
                                 AfterAnswer::KeepOpen => {}
                                 AfterAnswer::Close => return,
                                 AfterAnswer::Reset => {
-                                    let _ = stream.set_linger(Some(Duration::ZERO));
+                                    let _ = stream.set_zero_linger();
                                     return;
                                 }
                             }
