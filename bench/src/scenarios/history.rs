@@ -1,15 +1,13 @@
 //! History doesn't slow it: burn-down throughput and claim latency with 0, 1 M and 10 M
-//! finished runs in the table (filled with generate_series, in 1 M-row transactions, and
-//! timed), each compared with the empty table of the same scenario.
+//! finished runs in the table (filled by [`history_fill`], timed), each compared with the
+//! empty table of the same scenario.
 
 use super::burn_down::burn_down;
 use super::latency::{create_stamp_job, idle_triggers};
-use super::{per_s, settle_disk, Ctx, Stack};
+use super::{history_fill, per_s, settle_disk, Ctx, Stack};
 use crate::report::Row;
 use crate::stats::fmt_ms;
-use std::time::{Duration, Instant};
-
-const FILL_CHUNK: i64 = 1_000_000;
+use std::time::Duration;
 
 struct Level {
     history: i64,
@@ -31,34 +29,13 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .await?;
     let (stamp_job, stamp_file) = create_stamp_job(ctx, &stack).await?;
     let filler: uuid::Uuid = filler.parse()?;
-    let db = stack.db().await?;
     let mut levels = ctx.sizes.history.clone();
     levels.sort_unstable();
     let mut have = 0i64;
     let mut measured: Vec<Level> = Vec::new();
     for history in levels {
-        let started = Instant::now();
-        while have < history {
-            let chunk = (history - have).min(FILL_CHUNK);
-            // Finished runs spread over the past, as a long-lived installation has them.
-            db.execute(
-                "INSERT INTO runs (job_id, state, trigger, worker_group, queued_at,
-                                   started_at, finished_at, exit_code, worker_id)
-                 SELECT $1, 'succeeded', 'manual', 'default', t, t + interval '2 ms',
-                        t + interval '9 ms', 0, '00000000-0000-0000-0000-000000000001'
-                 FROM (SELECT now() - interval '1 day' - (g * interval '100 ms') AS t
-                       FROM generate_series($2::bigint, $3::bigint) g) s",
-                &[&filler, &(have + 1), &(have + chunk)],
-            )
-            .await?;
-            have += chunk;
-            eprintln!("bench: history: {have} finished runs");
-        }
-        // The steady state of a long-lived installation: history vacuumed, no checkpoint
-        // of the fill still pending (its I/O would be charged to the measurement).
-        db.batch_execute("VACUUM ANALYZE runs").await?;
-        db.batch_execute("CHECKPOINT").await?;
-        let fill = started.elapsed();
+        let fill = history_fill::fill(&stack.url, filler, have, history).await?;
+        have = history;
         let burn = burn_down(
             ctx,
             &mut stack,
@@ -78,7 +55,6 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             fill,
         });
     }
-    drop(db);
     stack.finish(ctx).await?;
     report(ctx, &measured);
     Ok(())

@@ -5,6 +5,7 @@ mod api_load;
 mod burn_down;
 mod ceilings;
 mod history;
+mod history_fill;
 mod http_burn_down;
 mod latency;
 mod logs;
