@@ -10,6 +10,8 @@
 #                       schedule,logs,history)
 #   BENCH_HISTORY=0,1000000   finished-run levels of the history scenario
 #   BENCH_KEEP=1        keep the scratch directory (component logs, pgbench logs)
+#   BENCH_STATEMENTS=1  load pg_stat_statements and print the costliest statements at the
+#                       end (a diagnosis: it adds a little to every statement)
 # The table is also written to target/bench/table.md.
 set -euo pipefail
 
@@ -91,6 +93,7 @@ start_postgres() {
     initdb="$(jc_pg_versioned_bin initdb)"
     PG_CTL="$(dirname -- "$initdb")/pg_ctl"
     PGBENCH="$(dirname -- "$initdb")/pgbench"
+    PSQL="$(dirname -- "$initdb")/psql"
     PGDATA_DIR="$SCRATCH/pg"
     mkdir -p -- "$PGDATA_DIR"
     if [[ "$(id -u)" -eq 0 ]]; then
@@ -103,7 +106,8 @@ start_postgres() {
         jc_die "initdb failed"
     }
     # A port found free can be taken before the server binds it: try another one.
-    local attempt
+    local attempt preload=""
+    [[ "${BENCH_STATEMENTS:-0}" == 1 ]] && preload="-c shared_preload_libraries=pg_stat_statements"
     for attempt in 1 2 3; do
         port="$(free_port)"
         PG_PORT="$port"
@@ -111,7 +115,7 @@ start_postgres() {
         jc_as_pg_user "$PG_CTL" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
             -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
             -o "-c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
-            -o "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200" \
+            -o "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200 $preload" \
             start >/dev/null && break
         if [[ "$attempt" == 3 ]]; then
             tail -n 20 -- "$PGDATA_DIR/server.log" >&2 || true
@@ -119,7 +123,19 @@ start_postgres() {
         fi
         jc_say "PostgreSQL could not start on port $port; trying another"
     done
+    if [[ -n "$preload" ]]; then
+        "$PSQL" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE EXTENSION pg_stat_statements"
+    fi
     jc_say "PostgreSQL $(cat -- "$PGDATA_DIR/PG_VERSION") on 127.0.0.1:$port (fsync=on, synchronous_commit=on), data in $PGDATA_DIR"
+}
+
+# BENCH_STATEMENTS=1: the 25 statements that took the most server time, over all scenarios.
+costliest_statements() {
+    "$PSQL" -h 127.0.0.1 -p "$PG_PORT" -U postgres -P pager=off -c "
+        SELECT calls, round(total_exec_time) AS total_ms,
+               round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+               left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" >&2
 }
 
 main() {
@@ -145,6 +161,7 @@ main() {
     DRIVER_PID=$!
     wait "$DRIVER_PID"
     DRIVER_PID=""
+    [[ "${BENCH_STATEMENTS:-0}" == 1 ]] && costliest_statements
     {
         cat -- "$table_out.machine"
         printf 'command: %smake bench; took %d s\n' \
