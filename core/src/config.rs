@@ -94,6 +94,9 @@ pub struct Config {
     pub state_max_bytes: usize,
     pub log_max_bytes: usize,
     pub scheduler_tick: Duration,
+    /// How long before its instant a schedule tick's run is queued (claimable only from
+    /// the instant): the tick's transaction is committed by then.
+    pub scheduler_fire_ahead: Duration,
     pub misfire_threshold: Duration,
     /// Most runs one catch-up under the `each` policy queues for a job.
     pub max_catch_up_ticks: usize,
@@ -344,6 +347,11 @@ impl Config {
                 as usize,
             log_max_bytes: v.bounded("JOBCENTER_LOG_MAX_BYTES", 10 << 20, 1024..=1 << 30)? as usize,
             scheduler_tick: ms(v.bounded("JOBCENTER_SCHEDULER_TICK_MS", 200, 10..=60_000)?),
+            scheduler_fire_ahead: ms(v.bounded(
+                "JOBCENTER_SCHEDULER_FIRE_AHEAD_MS",
+                200,
+                0..=10_000,
+            )?),
             misfire_threshold: secs(v.bounded("JOBCENTER_MISFIRE_SECONDS", 60, 1..=86_400)?),
             max_catch_up_ticks: v.bounded("JOBCENTER_CATCH_UP_MAX_TICKS", 100, 0..=10_000)?
                 as usize,

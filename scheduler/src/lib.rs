@@ -83,9 +83,9 @@ pub async fn run(
     }
 }
 
-/// Sleeps until the earliest next fire time, but never longer than `tick` (so that new
-/// and changed jobs, rescue and retention are looked at at least that often).
-async fn sleep_until_due(pool: &Pool, tick: std::time::Duration) {
+/// Sleeps until `ahead` before the earliest next fire time, but never longer than `tick`
+/// (so that new and changed jobs, rescue and retention are looked at at least that often).
+async fn sleep_until_due(pool: &Pool, tick: std::time::Duration, ahead: std::time::Duration) {
     let earliest = async {
         let client = pool.get().await?;
         jobcenter_sql::jobs::earliest_fire(&client).await
@@ -95,6 +95,7 @@ async fn sleep_until_due(pool: &Pool, tick: std::time::Duration) {
         Ok(Some(at)) => (at - chrono::Utc::now())
             .to_std()
             .unwrap_or_default()
+            .saturating_sub(ahead)
             .min(tick),
         Ok(None) => tick,
         Err(e) => {
@@ -124,7 +125,7 @@ async fn lead(
     );
     let mut last_retention: Option<Instant> = None;
     let mut last_sweep: Option<Instant> = None;
-    let mut schedules = firing::CompiledSchedules::default();
+    let schedules = firing::CompiledSchedules::default();
     let store = match jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
         .await
     {
@@ -135,7 +136,7 @@ async fn lead(
         }
     };
     loop {
-        sleep_until_due(pool, config.scheduler_tick).await;
+        sleep_until_due(pool, config.scheduler_tick, config.scheduler_fire_ahead).await;
         if !lease.still_held().await {
             return;
         }
@@ -143,8 +144,10 @@ async fn lead(
             threshold: chrono::Duration::from_std(config.misfire_threshold)
                 .unwrap_or(chrono::Duration::days(1)),
             max_catch_up_ticks: config.max_catch_up_ticks,
+            ahead: chrono::Duration::from_std(config.scheduler_fire_ahead)
+                .unwrap_or(chrono::Duration::zero()),
         };
-        if let Err(e) = firing::fire_due(pool, misfire, metrics, &mut schedules).await {
+        if let Err(e) = firing::fire_due(pool, misfire, metrics, &schedules).await {
             tracing::warn!(error = %e, "firing due schedules failed; retrying next tick");
         }
         if let Err(e) = outcomes::process_pending(pool).await {

@@ -367,18 +367,22 @@ pub async fn earliest_fire(c: &impl GenericClient) -> Result<Option<DateTime<Utc
     Ok(c.query_one(&stmt, &[]).await?.get(0))
 }
 
-/// Jobs whose next tick is due, oldest tick first, locked; a concurrent leader (there
+/// Jobs whose next tick is due by `horizon`, oldest tick first, locked; a concurrent leader (there
 /// should be none) skips them rather than firing them twice.
-pub async fn lock_due(c: &impl GenericClient, limit: i64) -> Result<Vec<DueJob>, Error> {
+pub async fn lock_due(
+    c: &impl GenericClient,
+    horizon: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DueJob>, Error> {
     let stmt = c
         .prepare_cached(
             "SELECT id, schedule, next_fire_at, ends_at, worker_group, catch_up::text,
                     jitter_seconds FROM jobs
-             WHERE enabled AND deleted_at IS NULL AND next_fire_at <= now()
-             ORDER BY next_fire_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+             WHERE enabled AND deleted_at IS NULL AND next_fire_at <= $1
+             ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .await?;
-    let rows = c.query(&stmt, &[&limit]).await?;
+    let rows = c.query(&stmt, &[&horizon, &limit]).await?;
     rows.iter()
         .map(|row| {
             Ok(DueJob {

@@ -32,7 +32,9 @@ pub mod workers;
 pub use db::{connect_direct, migrate, migrations_applied, new_pool, Error, Pool};
 pub use deadpool_postgres::{GenericClient, Transaction};
 
-/// Channel a run's insertion notifies (payload: worker group) so idle workers wake up.
+/// Channel a run's insertion notifies so idle workers wake up. Payload: the worker group,
+/// or `group@unix_ms` for runs claimable only from that instant (see
+/// [`runs::insert_ticks`]).
 pub const RUNS_CHANNEL: &str = "jobcenter_runs";
 /// Channel a cancel request notifies (payload: run id) so the holding worker kills it.
 pub const CANCEL_CHANNEL: &str = "jobcenter_cancel";

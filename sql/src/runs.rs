@@ -770,7 +770,10 @@ pub struct Tick<'a> {
     pub not_before: Option<DateTime<Utc>>,
 }
 
-/// Queues the runs of many schedule ticks in one statement, and wakes their workers.
+/// Queues the runs of many schedule ticks in one statement, and wakes their workers: a
+/// run claimable only later (`not_before`, a tick fired ahead or jittered) is announced as
+/// `group@unix_ms`, the instant its workers are to claim it. `queued_at` is the tick for a
+/// tick fired ahead of it (the instant the run joins the queue), else now.
 /// A tick that already has its run is left alone (the per-tick unique index). Under the
 /// `skip` policy a tick's run is recorded `skipped` when the job has a run queued or
 /// running, or an earlier tick in `ticks`: the same outcome as queueing them one by one.
@@ -796,15 +799,20 @@ pub async fn insert_ticks(
            FROM t JOIN jobs j ON j.id = t.job_id),
          r AS (
            INSERT INTO runs (job_id, trigger, worker_group, scheduled_for, exclusive, not_before,
-                             state, finished_at, error)
+                             queued_at, state, finished_at, error)
            SELECT job_id, 'schedule', worker_group, scheduled_for, concurrency <> 'allow',
                   coalesce(not_before, now()),
+                  CASE WHEN skip THEN now() ELSE greatest(now(), scheduled_for) END,
                   CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
                   CASE WHEN skip THEN now() END,
                   CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
            FROM d ORDER BY n
-           ON CONFLICT DO NOTHING RETURNING job_id, scheduled_for, worker_group)
-         SELECT job_id, scheduled_for, pg_notify('{channel}', worker_group) FROM r",
+           ON CONFLICT DO NOTHING RETURNING job_id, scheduled_for, worker_group, not_before)
+         SELECT job_id, scheduled_for,
+                pg_notify('{channel}', CASE WHEN not_before > now()
+                  THEN worker_group || '@' || ceil(extract(epoch FROM not_before) * 1000)::bigint
+                  ELSE worker_group END)
+         FROM r",
         channel = crate::RUNS_CHANNEL
     );
     let stmt = c.prepare_cached(&sql).await?;

@@ -1,6 +1,9 @@
 //! Schedule lateness: many jobs on `*/10 * * * * *`, a scheduler and one worker, for a
 //! number of ticks. How late each run was queued and started after its scheduled
-//! instant, and whether any (job, tick) got no run or more than one.
+//! instant, and whether any (job, tick) got no run or more than one. "Queued" is judged
+//! by the scheduler's own histogram `jobcenter_schedule_lag_seconds` (instant → the
+//! commit of the run's transaction has returned), scraped from its `/metrics`; the
+//! `queued_at` column is the transaction's start, earlier, and printed beside it.
 
 use super::{Ctx, Stack};
 use crate::report::Row;
@@ -12,7 +15,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const EVERY_S: f64 = 10.0;
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let mut stack = Stack::new(ctx, "bench_schedule", &["scheduler", "worker"]).await?;
+    let mut stack = Stack::new(ctx, "bench_schedule", &[]).await?;
+    let metrics_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.to_string()
+    };
+    let listen: &'static str = Box::leak(metrics_addr.clone().into_boxed_str());
+    stack.env = vec![("JOBCENTER_METRICS_LISTEN", listen)];
+    stack.start(ctx, "scheduler")?;
+    stack.env.clear();
+    stack.start(ctx, "worker")?;
     let jobs = ctx.sizes.schedule_jobs;
     let schedule = json!({"kind": "cron", "expression": "*/10 * * * * *", "timezone": "UTC"});
     let created: Vec<anyhow::Result<String>> = futures_util::stream::iter(0..jobs)
@@ -37,6 +49,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let last = first + EVERY_S * f64::from(ticks - 1);
     // Past the last tick by 3 s: the leader has had time to queue it.
     tokio::time::sleep(Duration::from_secs_f64((last + 3.0 - unix_now()).max(0.0))).await;
+    let lag = scrape_lag(&metrics_addr).await?;
     // No more ticks; the worker finishes what was queued.
     stack.stop("scheduler");
     let db = stack.db().await?;
@@ -78,12 +91,25 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     stack.finish(ctx).await?;
 
     let title = format!("schedule: {} jobs × {ticks} ticks of */10 s", created.len());
+    let share = |n: f64| 100.0 * n / lag.count.max(1.0);
+    let (within_10, within_50) = (share(lag.within_10ms), share(lag.within_50ms));
     ctx.row(
-        Row::new(format!("{title}: queued − scheduled_for"), queued.ms()).target(
+        Row::new(
+            format!("{title}: committed − scheduled (scheduler's histogram)"),
+            format!(
+                "{within_10:.1}% ≤ 10 ms, {within_50:.1}% ≤ 50 ms (n={})",
+                lag.count
+            ),
+        )
+        .target(
             "p50 ≤ 10 ms, p99 ≤ 50 ms",
-            queued.n > 0 && queued.p50 <= 10.0 && queued.p99 <= 50.0,
+            lag.count > 0.0 && within_10 >= 50.0 && within_50 >= 99.0,
         ),
     );
+    ctx.row(Row::new(
+        format!("{title}: queued_at (its transaction's start) − scheduled_for"),
+        queued.ms(),
+    ));
     ctx.row(Row::new(
         format!("{title}: started − scheduled_for"),
         started.ms(),
@@ -99,6 +125,32 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .target("0 / 0", missing == 0 && doubled == 0),
     );
     Ok(())
+}
+
+/// Runs counted by the scheduler's `jobcenter_schedule_lag_seconds` histogram: in all,
+/// and within its 10 ms and 50 ms buckets.
+struct Lag {
+    count: f64,
+    within_10ms: f64,
+    within_50ms: f64,
+}
+
+async fn scrape_lag(addr: &str) -> anyhow::Result<Lag> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("the scheduler's /metrics has no {series}"))
+    };
+    Ok(Lag {
+        count: value("jobcenter_schedule_lag_seconds_count")?,
+        within_10ms: value("jobcenter_schedule_lag_seconds_bucket{le=\"0.01\"}")?,
+        within_50ms: value("jobcenter_schedule_lag_seconds_bucket{le=\"0.05\"}")?,
+    })
 }
 
 fn unix_now() -> f64 {
