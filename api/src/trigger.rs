@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use actix_web::http::header::HeaderMap;
 use deadpool_postgres::Object;
 use jobcenter_sql::run_idempotency_keys as keys;
-use jobcenter_sql::runs::{self, AuditEntryNew, NewRun, Run};
+use jobcenter_sql::runs::{self, NewRun, Run};
 use jobcenter_sql::states::RunTrigger;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -33,39 +33,38 @@ pub struct Queued {
 
 /// Queues the run, or finds the one an earlier trigger with the same key queued. Two
 /// racing triggers with one key: the second's key claim waits for the first's commit,
-/// fails, rolls back its run, and the retry reads the first's run. Without a key the
-/// whole transaction is sent in one flight ([`runs::insert_audited`]).
+/// fails, rolls back its run, and the retry reads the first's run.
 pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Queued, ApiError> {
-    let Some(key) = request.idempotency_key else {
-        let new = new_run(request);
-        let (subject, detail) = audit_of(request, &new);
-        let audit = AuditEntryNew {
-            actor_id: request.actor_id,
-            action: "run.trigger",
-            subject: &subject,
-            detail: &detail,
-        };
-        let run = runs::insert_audited(client, &new, &audit)
-            .await?
-            .ok_or(ApiError::NotFound("job"))?;
-        return Ok(Queued {
-            run,
-            replayed: false,
-        });
-    };
     for _ in 0..2 {
         let tx = client.transaction().await?;
-        if let Some(run_id) = keys::find(&tx, request.job_id, key).await? {
-            let run = runs::get(&tx, run_id, None)
-                .await?
-                .ok_or(ApiError::NotFound("run"))?;
-            return Ok(Queued {
-                run,
-                replayed: true,
-            });
+        if let Some(key) = request.idempotency_key {
+            if let Some(run_id) = keys::find(&tx, request.job_id, key).await? {
+                let run = runs::get(&tx, run_id, None)
+                    .await?
+                    .ok_or(ApiError::NotFound("run"))?;
+                return Ok(Queued {
+                    run,
+                    replayed: true,
+                });
+            }
         }
-        let new = new_run(request);
-        let (subject, detail) = audit_of(request, &new);
+        let new = NewRun {
+            id: Some(Uuid::new_v4()),
+            job_id: request.job_id,
+            trigger: request.trigger,
+            input: request.input,
+            worker_group: request.worker_group,
+            scheduled_for: None,
+            retry_of: None,
+            parent_run_id: None,
+        };
+        let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
+        if let (Some(detail), Some(extra)) =
+            (detail.as_object_mut(), request.audit_detail.as_object())
+        {
+            detail.extend(extra.clone());
+        }
+        let subject = format!("run:{}", new.id.expect("chosen above"));
         // The run (under the job's queue lock, so that the skip policy sees every run)
         // and its audit record, sent together: one round trip.
         let (inserted, audited) = futures_util::future::join(
@@ -73,10 +72,12 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
             jobcenter_sql::audit::record(&tx, request.actor_id, "run.trigger", &subject, &detail),
         )
         .await;
-        let run = inserted?.ok_or(ApiError::NotFound("job"))?;
+        let run = inserted?.ok_or_else(|| ApiError::internal(std::fmt::Error))?;
         audited?;
-        if !keys::claim(&tx, request.job_id, key, run.id).await? {
-            continue; // dropping `tx` rolls the run back
+        if let Some(key) = request.idempotency_key {
+            if !keys::claim(&tx, request.job_id, key, run.id).await? {
+                continue; // dropping `tx` rolls the run back
+            }
         }
         tx.commit().await?;
         return Ok(Queued {
@@ -87,31 +88,6 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
     Err(ApiError::Conflict(
         "a concurrent request with the same idempotency key is in progress; retry".into(),
     ))
-}
-
-/// The run `request` asks for, with its id chosen here.
-fn new_run<'a>(request: &QueueRun<'a>) -> NewRun<'a> {
-    NewRun {
-        id: Some(Uuid::new_v4()),
-        job_id: request.job_id,
-        trigger: request.trigger,
-        input: request.input,
-        worker_group: request.worker_group,
-        scheduled_for: None,
-        retry_of: None,
-        parent_run_id: None,
-    }
-}
-
-/// The audit record's subject and detail for queueing `new`.
-fn audit_of(request: &QueueRun<'_>, new: &NewRun<'_>) -> (String, Value) {
-    let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
-    if let (Some(detail), Some(extra)) = (detail.as_object_mut(), request.audit_detail.as_object())
-    {
-        detail.extend(extra.clone());
-    }
-    let subject = format!("run:{}", new.id.expect("chosen by new_run"));
-    (subject, detail)
 }
 
 /// The first of `names` present in `headers`, validated as an idempotency key.

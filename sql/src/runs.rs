@@ -187,61 +187,6 @@ pub async fn insert_locked(
     row?.map(|r| from_row(&r)).transpose()
 }
 
-/// The audit record of [`insert_audited`], written only if the run was (a job deleted
-/// meanwhile inserts neither).
-const INSERT_RUN_AUDIT: &str = "INSERT INTO audit_log (actor_id, action, subject, detail)
-     SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $5)";
-
-/// The audit record written with a run by [`insert_audited`].
-pub struct AuditEntryNew<'a> {
-    pub actor_id: Option<Uuid>,
-    pub action: &'a str,
-    pub subject: &'a str,
-    pub detail: &'a Value,
-}
-
-/// [`insert_locked`] and the run's audit record as one transaction sent in one flight:
-/// `BEGIN`, the queue lock, the insert, the audit record and `COMMIT` go out together and
-/// the caller waits once. Every statement is prepared first, so that all of them are
-/// queued on the connection, in order, before any answer is awaited: the transaction
-/// always ends with the `COMMIT`. A statement that fails aborts the transaction (the
-/// `COMMIT` then rolls it back) and its error is returned; `Ok` means committed. `new.id`
-/// must be set (the audit record looks the run up by it).
-pub async fn insert_audited(
-    client: &deadpool_postgres::Object,
-    new: &NewRun<'_>,
-    audit: &AuditEntryNew<'_>,
-) -> Result<Option<Run>, Error> {
-    let lock = client.prepare_cached(LOCK_JOB_QUEUES).await?;
-    let insert = client.prepare_cached(&insert_sql()).await?;
-    let record = client.prepare_cached(INSERT_RUN_AUDIT).await?;
-    let job_ids = [new.job_id];
-    let job_ids: &[Uuid] = &job_ids;
-    let trigger = new.trigger.as_str();
-    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&job_ids];
-    let insert_args = insert_params(new, &trigger);
-    let audit_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
-        &audit.actor_id,
-        &audit.action,
-        &audit.subject,
-        audit.detail,
-        &new.id,
-    ];
-    let (begun, locked, row, audited, committed) = futures_util::join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&lock, &lock_params),
-        client.query_opt(&insert, &insert_args),
-        client.execute(&record, &audit_params),
-        client.batch_execute("COMMIT"),
-    );
-    begun?;
-    locked?;
-    let row = row?;
-    audited?;
-    committed?;
-    row.map(|r| from_row(&r)).transpose()
-}
-
 fn insert_sql() -> String {
     format!(
         "WITH j AS (SELECT concurrency FROM jobs WHERE id = $1),
