@@ -47,7 +47,7 @@ impl Sizes {
             idle_triggers: if full { 200 } else { 60 },
             steady_window: Duration::from_secs(if full { 30 } else { 10 }),
             steady_concurrency: 8,
-            wrk_seconds: if full { 4 } else { 2 },
+            wrk_seconds: if full { 3 } else { 2 },
             wrk_connections: if q {
                 vec![1, 8, 32]
             } else {
@@ -58,7 +58,7 @@ impl Sizes {
             history,
             history_burn_down_runs: if full { 5_000 } else { 1_000 },
             history_triggers: if full { 100 } else { 30 },
-            pgbench_seconds: if full { 10 } else { 4 },
+            pgbench_seconds: if full { 7 } else { 4 },
             spawn_seconds: if full { 5.0 } else { 2.0 },
         }
     }
