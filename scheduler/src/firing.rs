@@ -5,12 +5,12 @@
 //! its run queued at the tick (`scheduled_for` is the tick) but claimable only from the
 //! tick plus the job's fixed offset (`not_before`). Ticks are fired up to
 //! `JOBCENTER_SCHEDULER_FIRE_AHEAD_MS` before their instant (as Quartz acquires triggers
-//! within a fire-ahead window): the run is committed by the instant and claimable from it,
-//! and its notification names the instant, so workers wake for it. Several lanes fire side by side, each
-//! its own batches (`SKIP LOCKED` hands each lane other jobs), so that the many jobs of
-//! one instant are queued by transactions that run at once rather than one after the
-//! other. Compiled schedules are kept for the leader's term: parsing a cron expression
-//! costs ~50 times its next-fire arithmetic.
+//! within a fire-ahead window): the run is committed by the instant and claimable from
+//! it, and its notification names the instant, so workers wake for it. Several lanes
+//! fire side by side, each its own batches (`SKIP LOCKED` hands each lane other jobs), so
+//! that the many jobs of one instant are queued by transactions that run at once rather
+//! than one after the other. Compiled schedules are kept for the leader's term: parsing a
+//! cron expression costs ~50 times its next-fire arithmetic.
 
 use crate::Error;
 use chrono::Utc;

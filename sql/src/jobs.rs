@@ -367,8 +367,8 @@ pub async fn earliest_fire(c: &impl GenericClient) -> Result<Option<DateTime<Utc
     Ok(c.query_one(&stmt, &[]).await?.get(0))
 }
 
-/// Jobs whose next tick is due by `horizon`, oldest tick first, locked; a concurrent leader (there
-/// should be none) skips them rather than firing them twice.
+/// Jobs whose next tick is due by `horizon`, oldest tick first, locked; a concurrent
+/// leader (there should be none) skips them rather than firing them twice.
 pub async fn lock_due(
     c: &impl GenericClient,
     horizon: DateTime<Utc>,

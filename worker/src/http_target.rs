@@ -383,9 +383,6 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A local HTTP/1.1 server answering "ok" to every request; counts the connections it
-    /// accepted. With `one_per_connection`, it closes each connection after one answer
-    /// without saying so (as a server whose keep-alive timer just ran out).
     /// How the test server treats a connection after its first answer.
     #[derive(Clone, Copy, PartialEq)]
     enum AfterAnswer {
@@ -395,6 +392,9 @@ mod tests {
         Reset,
     }
 
+    /// A local HTTP/1.1 server answering "ok" to every request; counts the connections it
+    /// accepted. With `Close` or `Reset` it ends each connection after one answer without
+    /// saying so (as a server whose keep-alive timer just ran out).
     async fn server(after: AfterAnswer) -> (String, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/x", listener.local_addr().unwrap());
