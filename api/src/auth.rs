@@ -169,9 +169,12 @@ pub async fn verify_password_blocking(password: String, hash: String) -> bool {
         .unwrap_or(false)
 }
 
-/// Resolves a bearer token (an access token or an API token) to an enabled user.
-/// Checked against the database on every request, so a disabled or deleted user's tokens,
-/// and a revoked API token, stop working at once.
+/// Resolves a bearer token (an access token or an API token) to an enabled user. An API
+/// token is checked against the database on every request, an access token's user too
+/// unless it was read in the last seconds (see `auth_cache`: any change of a user makes
+/// every API process forget). So a disabled or deleted user's tokens, and a revoked API
+/// token, stop working at once on the API node that made the change, and on the others
+/// once the database's notification reaches them.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     if token.starts_with(API_TOKEN_PREFIX) {
         let client = state.pool.get().await?;
@@ -183,12 +186,23 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         return Ok(Caller { user_id, role });
     }
     let user_id = state.jwt.verify(token)?;
+    let now = std::time::Instant::now();
+    let lookups = &state.metrics.auth_lookups;
+    if let Some(role) = state.auth_cache.role(user_id, now) {
+        lookups.with_label_values(&["cache"]).inc();
+        return Ok(Caller { user_id, role });
+    }
+    lookups.with_label_values(&["database"]).inc();
+    let ticket = state.auth_cache.ticket();
     let client = state.pool.get().await?;
     match jobcenter_sql::users::by_id(&client, user_id).await? {
-        Some(user) if !user.disabled => Ok(Caller {
-            user_id: user.id,
-            role: user.role,
-        }),
+        Some(user) if !user.disabled => {
+            state.auth_cache.remember(ticket, user.id, user.role, now);
+            Ok(Caller {
+                user_id: user.id,
+                role: user.role,
+            })
+        }
         _ => Err(ApiError::Unauthorized("invalid or expired token")),
     }
 }

@@ -4,6 +4,7 @@
 //! the public contract. It never talks to the scheduler or workers, only to Postgres.
 
 pub mod auth;
+pub mod auth_cache;
 mod children;
 pub mod error;
 pub mod extract;
@@ -188,6 +189,11 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
         dummy_password_hash: auth::hash_password(&uuid::Uuid::new_v4().to_string())
             .map_err(|e| StartError::Bootstrap(e.to_string()))?,
         events: run_events::RunEvents::spawn(config.database_url.expose().to_string()),
+        auth_cache: {
+            let cache = Arc::new(auth_cache::AuthCache::default());
+            cache.spawn_listener(config.database_url.expose().to_string());
+            cache
+        },
         metrics,
         store: Arc::new(
             jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)

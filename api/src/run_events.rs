@@ -35,6 +35,8 @@ impl RunEvents {
                 |event| {
                     let event = match event {
                         Event::Listening => Some(RunEvent::Resync),
+                        // Waiters re-check on their timer; `Listening` follows a reconnect.
+                        Event::Lost => None,
                         Event::Notification { channel, payload } => {
                             Uuid::parse_str(payload).ok().and_then(|id| match channel {
                                 RUN_FINISHED_CHANNEL => Some(RunEvent::Finished(id)),

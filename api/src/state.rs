@@ -18,6 +18,8 @@ pub struct AppState {
     pub dummy_password_hash: String,
     /// Run finished / new logs notifications, for waiting requests.
     pub events: RunEvents,
+    /// Enabled users' roles, remembered for a few seconds (see `auth_cache`).
+    pub auth_cache: Arc<crate::auth_cache::AuthCache>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<ArtifactStore>,
     pub artifact_max_bytes: u64,

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub queue_oldest_age_seconds: IntGaugeVec,
     pub workers_alive: IntGaugeVec,
     pub leader: IntGaugeVec,
+    /// Access-token users resolved by the API, by where from (`cache` or `database`).
+    pub auth_lookups: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -99,6 +101,14 @@ impl Metrics {
                 &["leader"],
             )
             .expect("valid gauge"),
+            auth_lookups: IntCounterVec::new(
+                Opts::new(
+                    "auth_lookups_total",
+                    "Access-token users resolved, by source (cache or database)",
+                ),
+                &["source"],
+            )
+            .expect("valid counter"),
             registry,
         };
         metrics.register_all();
@@ -106,7 +116,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(self.runs_started.clone()),
             Box::new(self.runs_finished.clone()),
             Box::new(self.claim_latency.clone()),
@@ -116,6 +126,7 @@ impl Metrics {
             Box::new(self.queue_oldest_age_seconds.clone()),
             Box::new(self.workers_alive.clone()),
             Box::new(self.leader.clone()),
+            Box::new(self.auth_lookups.clone()),
         ];
         for collector in collectors {
             self.registry

@@ -45,6 +45,9 @@ pub use tokio_postgres::Error as DbError;
 pub const RUN_FINISHED_CHANNEL: &str = "jobcenter_run_finished";
 /// Raised (by a trigger) when log chunks of a run are appended; payload: the run id.
 pub const RUN_LOGS_CHANNEL: &str = "jobcenter_run_logs";
+/// Raised (by a trigger) when a user's role or disabled flag changes or a user is
+/// deleted; no payload. API processes forget the users they remembered.
+pub const USERS_CHANGED_CHANNEL: &str = "jobcenter_users_changed";
 
 /// The advisory lock key of scheduling leadership ("jobclead"); the scheduler takes it,
 /// `/metrics` reports who holds it.

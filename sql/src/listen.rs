@@ -1,6 +1,7 @@
 //! LISTEN on a dedicated connection, forever, reconnecting with backoff. Notifications
 //! are handed to a callback; a lost connection is reported so callers can fall back to
-//! polling (a notification sent while disconnected is not replayed).
+//! polling or stop trusting what they remembered (a notification sent while
+//! disconnected is not replayed).
 
 use crate::db::connect_direct_with_connection;
 use futures_util::{stream, StreamExt};
@@ -15,6 +16,8 @@ pub enum Event<'a> {
         channel: &'a str,
         payload: &'a str,
     },
+    /// The connection is gone: notifications are missed until `Listening` again.
+    Lost,
 }
 
 /// Listens to `channels` until the process ends.
@@ -25,6 +28,7 @@ pub async fn listen_forever(url: String, channels: &[&str], mut on_event: impl F
             Ok(()) => backoff = Duration::from_millis(250),
             Err(e) => tracing::warn!(error = %e, "notifications interrupted; reconnecting"),
         }
+        on_event(Event::Lost);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }

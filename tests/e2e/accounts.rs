@@ -1,7 +1,8 @@
 //! Accounts, roles, API tokens, login throttling, JWT rotation and the audit log.
 
-use crate::harness::{Api, Component, TestDb, ADMIN_USER, JWT_SECRET};
+use crate::harness::{eventually, Api, Component, TestDb, ADMIN_USER, JWT_SECRET};
 use serde_json::json;
+use std::time::Duration;
 
 const PASSWORD: &str = "developer-password-1";
 
@@ -329,4 +330,64 @@ fn a_short_jwt_secret_stops_the_server_at_start_up() {
         stderr.contains("JOBCENTER_JWT_SECRET") && stderr.contains("at least 32 bytes"),
         "{stderr}"
     );
+}
+
+/// How many access-token users the API resolved from `source` (`cache` or `database`).
+async fn auth_lookups(api: &Api, source: &str) -> u64 {
+    let metrics = api.get("/metrics").await;
+    let prefix = format!("jobcenter_auth_lookups_total{{source=\"{source}\"}} ");
+    metrics
+        .text()
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0, |n| n.trim().parse().expect("a counter"))
+}
+
+/// The API remembers an access token's user for a few seconds (no database round trip
+/// per request), yet a user changed behind its back (by another API node, or with psql)
+/// is seen changed as soon as the database's notification arrives: well within the
+/// 5 seconds the API would otherwise remember them.
+#[tokio::test]
+async fn a_user_changed_in_the_database_is_seen_by_the_api_within_moments() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let admin = Api::login_admin(&app).await;
+    admin.create_user("dev", PASSWORD, "developer").await;
+    let dev = Api::login(&app, "dev", PASSWORD).await;
+    // Once the API listens for changes, it answers from what it remembers.
+    eventually(
+        Duration::from_secs(10),
+        "a user resolved from the cache",
+        || async {
+            assert_eq!(dev.get("/api/v1/auth/me").await.status, 200);
+            (auth_lookups(&dev, "cache").await > 0).then_some(())
+        },
+    )
+    .await;
+    dev.get("/api/v1/users").await.assert_problem(403);
+    let sql = db.client().await;
+
+    sql.execute(
+        "UPDATE users SET role = 'admin' WHERE username = 'dev'",
+        &[],
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(2), "the promotion seen", || async {
+        (dev.get("/api/v1/users").await.status == 200).then_some(())
+    })
+    .await;
+
+    sql.execute(
+        "UPDATE users SET disabled = true WHERE username = 'dev'",
+        &[],
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(2),
+        "the disabled user refused",
+        || async { (dev.get("/api/v1/auth/me").await.status == 401).then_some(()) },
+    )
+    .await;
 }

@@ -251,6 +251,8 @@ pub async fn update_user(
     });
     audit(&tx, &caller, "user.update", user.id, detail).await?;
     tx.commit().await?;
+    // This node sees the change from its next request on (the others when notified).
+    state.auth_cache.forget_all();
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -299,6 +301,7 @@ pub async fn delete_user(
     )
     .await?;
     tx.commit().await?;
+    state.auth_cache.forget_all();
     Ok(HttpResponse::NoContent().finish())
 }
 
