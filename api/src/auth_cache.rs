@@ -3,13 +3,15 @@
 //! the database before its own work (a third of the statements of `GET /runs/{id}`).
 //!
 //! Nothing remembered outlives a change. The database announces every change of a
-//! user's role or disabled flag, and every deletion, itself (a trigger notifies
-//! `jobcenter_users_changed`, so any writer is covered), and each API process forgets all
-//! it remembered when it hears it. The process that made a change through the API forgets
-//! before it answers, so its next request sees the change; other API processes see it
-//! once the notification reaches them (milliseconds after the commit). While the
-//! listening connection is down nothing is remembered, and a lookup that raced with a
-//! change is not kept (a generation counter). Entries also expire after [`TTL`].
+//! user's role or disabled flag, every deletion and a truncation, itself (triggers
+//! notify `jobcenter_users_changed`, so psql and other nodes are covered), and each API
+//! process forgets all it remembered when it hears it. The process that made a change
+//! through the API forgets before it answers, so its next request sees the change;
+//! other API processes see it once the notification reaches them (milliseconds after
+//! the commit). While the listening connection is down nothing is remembered, and a
+//! lookup that raced with a change is not kept (a generation counter). Where no
+//! notification can arrive (triggers off, a connection dead but not yet noticed, a
+//! transaction-mode pooler), entries still expire after [`TTL`] (docs/auth.md).
 //!
 //! API tokens are still checked on every request: their check also records when they
 //! were last used.

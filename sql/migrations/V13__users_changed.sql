@@ -10,3 +10,7 @@ END $$;
 CREATE TRIGGER users_changed_notify
     AFTER UPDATE OF role, disabled OR DELETE ON users
     FOR EACH STATEMENT EXECUTE FUNCTION jobcenter_notify_users_changed();
+
+CREATE TRIGGER users_truncated_notify
+    AFTER TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION jobcenter_notify_users_changed();

@@ -196,7 +196,9 @@ fn removes_last_admin(target: &User, active_admins: &[Uuid], still_active_admin:
 }
 
 /// Changes a user's role, disabled flag or password. Disabling ends the user's access
-/// at once (access tokens and API tokens are checked against the account on every use).
+/// at once on this API node, and on the others as soon as the database's notification
+/// reaches them (API tokens are checked against the account on every use; access
+/// tokens' accounts are remembered for at most 5 s, forgotten on every change).
 #[utoipa::path(
     tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateUser,
     responses(
