@@ -42,6 +42,13 @@ struct Inner {
     users: HashMap<Uuid, (Role, Instant)>,
 }
 
+impl Inner {
+    fn forget_all(&mut self) {
+        self.generation += 1;
+        self.users.clear();
+    }
+}
+
 /// A lookup's ticket: the generation it started in (None: nothing may be remembered).
 #[derive(Clone, Copy)]
 pub struct Ticket(Option<u64>);
@@ -75,14 +82,14 @@ impl AuthCache {
 
     /// Forgets every user (a user changed, here or elsewhere).
     pub fn forget_all(&self) {
-        let mut inner = self.lock();
-        inner.generation += 1;
-        inner.users.clear();
+        self.lock().forget_all();
     }
 
+    /// The listener (re)connected or lost its connection: anything may have changed.
     fn set_live(&self, live: bool) {
-        self.forget_all();
-        self.lock().live = live;
+        let mut inner = self.lock();
+        inner.forget_all();
+        inner.live = live;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
