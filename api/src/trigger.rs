@@ -31,53 +31,63 @@ pub struct Queued {
     pub replayed: bool,
 }
 
-/// Queues the run, or finds the one an earlier trigger with the same key queued. Two
-/// racing triggers with one key: the second's key claim waits for the first's commit,
-/// fails, rolls back its run, and the retry reads the first's run.
+/// Queues the run, or finds the one an earlier trigger with the same key queued. Without
+/// a key, the run and its audit record are one transaction in one round trip. Two racing
+/// triggers with one key: the second's key claim waits for the first's commit, fails,
+/// rolls back its run, and the retry reads the first's run.
 pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Queued, ApiError> {
+    let new = NewRun {
+        id: Some(Uuid::new_v4()),
+        job_id: request.job_id,
+        trigger: request.trigger,
+        input: request.input,
+        worker_group: request.worker_group,
+        scheduled_for: None,
+        retry_of: None,
+        parent_run_id: None,
+    };
+    let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
+    if let (Some(detail), Some(extra)) = (detail.as_object_mut(), request.audit_detail.as_object())
+    {
+        detail.extend(extra.clone());
+    }
+    let by = runs::QueuedBy {
+        actor_id: request.actor_id,
+        action: "run.trigger",
+        detail: &detail,
+    };
+    let Some(key) = request.idempotency_key else {
+        let run = runs::insert_audited(client, &new, &by)
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
+        return Ok(Queued {
+            run,
+            replayed: false,
+        });
+    };
     for _ in 0..2 {
         let tx = client.transaction().await?;
-        if let Some(key) = request.idempotency_key {
-            if let Some(run_id) = keys::find(&tx, request.job_id, key).await? {
-                let run = runs::get(&tx, run_id, None)
-                    .await?
-                    .ok_or(ApiError::NotFound("run"))?;
-                return Ok(Queued {
-                    run,
-                    replayed: true,
-                });
-            }
-        }
-        let new = NewRun {
-            id: Some(Uuid::new_v4()),
-            job_id: request.job_id,
-            trigger: request.trigger,
-            input: request.input,
-            worker_group: request.worker_group,
-            scheduled_for: None,
-            retry_of: None,
-            parent_run_id: None,
-        };
-        let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
-        if let (Some(detail), Some(extra)) =
-            (detail.as_object_mut(), request.audit_detail.as_object())
-        {
-            detail.extend(extra.clone());
+        if let Some(run_id) = keys::find(&tx, request.job_id, key).await? {
+            let run = runs::get(&tx, run_id, None)
+                .await?
+                .ok_or(ApiError::NotFound("run"))?;
+            return Ok(Queued {
+                run,
+                replayed: true,
+            });
         }
         let subject = format!("run:{}", new.id.expect("chosen above"));
         // The run (under the job's queue lock, so that the skip policy sees every run)
         // and its audit record, sent together: one round trip.
         let (inserted, audited) = futures_util::future::join(
             runs::insert_locked(&tx, &new),
-            jobcenter_sql::audit::record(&tx, request.actor_id, "run.trigger", &subject, &detail),
+            jobcenter_sql::audit::record(&tx, by.actor_id, by.action, &subject, by.detail),
         )
         .await;
-        let run = inserted?.ok_or_else(|| ApiError::internal(std::fmt::Error))?;
+        let run = inserted?.ok_or(ApiError::NotFound("job"))?;
         audited?;
-        if let Some(key) = request.idempotency_key {
-            if !keys::claim(&tx, request.job_id, key, run.id).await? {
-                continue; // dropping `tx` rolls the run back
-            }
+        if !keys::claim(&tx, request.job_id, key, run.id).await? {
+            continue; // dropping `tx` rolls the run back
         }
         tx.commit().await?;
         return Ok(Queued {

@@ -187,7 +187,66 @@ pub async fn insert_locked(
     row?.map(|r| from_row(&r)).transpose()
 }
 
+/// Who queued a run by hand or by webhook: the audit record written with it, whose
+/// subject is `run:<id>`.
+pub struct QueuedBy<'a> {
+    pub actor_id: Option<Uuid>,
+    pub action: &'a str,
+    pub detail: &'a Value,
+}
+
+/// [`insert_locked`] with its [`QueuedBy`] audit record, as one transaction sent in one
+/// round trip: BEGIN, the job's queue lock, the run with its record (one statement) and
+/// COMMIT. All four are prepared first, so that they go out in this order. A statement
+/// that fails aborts the transaction, and the COMMIT then ends it with nothing written.
+/// `c` must not be inside a transaction: this one commits. `None`: the job is gone.
+pub async fn insert_audited(
+    c: &deadpool_postgres::Client,
+    new: &NewRun<'_>,
+    by: &QueuedBy<'_>,
+) -> Result<Option<Run>, Error> {
+    let begin = c.prepare_cached("BEGIN").await?;
+    let lock = c.prepare_cached(LOCK_JOB_QUEUES).await?;
+    let insert = c.prepare_cached(&insert_audited_sql()).await?;
+    let commit = c.prepare_cached("COMMIT").await?;
+    let job_ids = [new.job_id];
+    let job_ids: &[Uuid] = &job_ids;
+    let trigger = new.trigger.as_str();
+    let mut params = insert_params(new, &trigger).to_vec();
+    params.extend([
+        &by.actor_id as &(dyn tokio_postgres::types::ToSql + Sync),
+        &by.action,
+        by.detail,
+    ]);
+    let (begun, locked, row, committed) = futures_util::future::join4(
+        c.execute(&begin, &[]),
+        c.query_one(&lock, &[&job_ids]),
+        c.query_opt(&insert, &params),
+        c.execute(&commit, &[]),
+    )
+    .await;
+    begun?;
+    locked?;
+    let row = row?;
+    committed?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
 fn insert_sql() -> String {
+    insert_sql_with("")
+}
+
+/// [`insert_sql`] that also writes the run's audit record (parameters 9 to 11).
+fn insert_audited_sql() -> String {
+    insert_sql_with(
+        ", a AS (INSERT INTO audit_log (actor_id, action, subject, detail)
+                 SELECT $9, $10, 'run:' || r.id, $11 FROM r)",
+    )
+}
+
+/// The insert statement, with `more` (further data-modifying CTEs, which see the
+/// inserted run as `r`) after its own.
+fn insert_sql_with(more: &str) -> String {
     format!(
         "WITH j AS (SELECT concurrency FROM jobs WHERE id = $1),
          busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = $1
@@ -201,7 +260,7 @@ fn insert_sql() -> String {
                   CASE WHEN skip THEN now() END,
                   CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
            FROM j, busy, LATERAL (SELECT j.concurrency = 'skip' AND busy.busy AS skip) s
-           ON CONFLICT DO NOTHING RETURNING *)
+           ON CONFLICT DO NOTHING RETURNING *){more}
          SELECT {COLUMNS}, pg_notify('{channel}', r.worker_group)
          FROM r JOIN jobs j ON j.id = r.job_id",
         channel = crate::RUNS_CHANNEL
@@ -225,27 +284,44 @@ fn insert_params<'a>(
     ]
 }
 
-/// The runs a parent run's outcome started (first attempts), scoped to `owner`, as
-/// (run id, job id, state), oldest first.
-pub async fn children_of(
+/// A run, scoped to `owner` (None: any owner), with the runs its outcome started (first
+/// attempts, scoped to `owner` too) as (run id, job id, state), oldest first: one
+/// statement.
+pub async fn get_with_children(
     c: &impl GenericClient,
-    parent_run_id: Uuid,
+    id: Uuid,
     owner: Option<Uuid>,
-) -> Result<Vec<(Uuid, Uuid, String)>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT r.id, r.job_id, r.state::text FROM runs r
-             JOIN jobs j ON j.id = r.job_id JOIN projects p ON p.id = j.project_id
-             WHERE r.parent_run_id = $1 AND r.attempt = 1 AND r.retry_of IS NULL
-               AND ($2::uuid IS NULL OR p.owner_id = $2)
-             ORDER BY r.queued_at, r.id",
-        )
-        .await?;
-    Ok(c.query(&stmt, &[&parent_run_id, &owner])
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect())
+) -> Result<Option<(Run, Vec<(Uuid, Uuid, String)>)>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, ch.ids, ch.job_ids, ch.states
+         FROM runs r JOIN jobs j ON j.id = r.job_id JOIN projects p ON p.id = j.project_id
+         CROSS JOIN LATERAL (
+           SELECT array_agg(c.id ORDER BY c.queued_at, c.id) AS ids,
+                  array_agg(c.job_id ORDER BY c.queued_at, c.id) AS job_ids,
+                  array_agg(c.state::text ORDER BY c.queued_at, c.id) AS states
+           FROM runs c JOIN jobs cj ON cj.id = c.job_id
+           JOIN projects cp ON cp.id = cj.project_id
+           WHERE c.parent_run_id = r.id AND c.attempt = 1 AND c.retry_of IS NULL
+             AND ($2::uuid IS NULL OR cp.owner_id = $2)) ch
+         WHERE r.id = $1 AND ($2::uuid IS NULL OR p.owner_id = $2)"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    let Some(row) = c.query_opt(&stmt, &[&id, &owner]).await? else {
+        return Ok(None);
+    };
+    let run = from_row(&row)?;
+    let first = row.len() - 3; // the three arrays come last
+    let ids: Option<Vec<Uuid>> = row.get(first);
+    let job_ids: Option<Vec<Uuid>> = row.get(first + 1);
+    let states: Option<Vec<String>> = row.get(first + 2);
+    let children = ids
+        .unwrap_or_default()
+        .into_iter()
+        .zip(job_ids.unwrap_or_default())
+        .zip(states.unwrap_or_default())
+        .map(|((id, job_id), state)| (id, job_id, state))
+        .collect();
+    Ok(Some((run, children)))
 }
 
 /// Queues the attempt that follows `previous` (a retry or a rescue), not claimable

@@ -51,6 +51,61 @@ async fn a_triggered_run_succeeds_with_its_result_logs_and_run_id() {
     let listed = api.runs_of(job["id"].as_str().unwrap()).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], run_id.as_str());
+
+    // The trigger is in the audit log, written with the run: who, what, which job.
+    let audit = api.get(&format!("/api/v1/audit?target=run:{run_id}")).await;
+    let items = audit.body["items"].as_array().expect("a page");
+    assert_eq!(items.len(), 1, "{audit:?}");
+    assert_eq!(items[0]["action"], "run.trigger");
+    assert_eq!(items[0]["actor"], "admin");
+    assert_eq!(items[0]["detail"]["job_id"], job["id"]);
+    assert_eq!(items[0]["detail"]["trigger"], "manual");
+}
+
+/// A trigger's transaction (BEGIN, the queue lock, the run with its audit record, COMMIT)
+/// goes out in one flight. One that fails in the database writes nothing, and leaves no
+/// connection of the pool inside a failed transaction: the triggers after it work.
+#[tokio::test]
+async fn a_trigger_that_fails_in_the_database_writes_nothing_and_the_next_ones_work() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[("JOBCENTER_DB_POOL_SIZE", "2")]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "noop", "target": {"kind": "command", "command": ["true"]}}),
+        )
+        .await;
+    let path = format!("/api/v1/jobs/{}/runs", job["id"].as_str().unwrap());
+    let sql = db.client().await;
+    sql.batch_execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+           AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+         CREATE TRIGGER refuse BEFORE INSERT ON audit_log
+           FOR EACH ROW EXECUTE FUNCTION refuse();",
+    )
+    .await
+    .unwrap();
+    for _ in 0..6 {
+        let reply = api.post(&path, json!({"input": 1})).await;
+        assert!(reply.status >= 500, "{reply:?}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM runs").await, 0);
+
+    sql.batch_execute("DROP TRIGGER refuse ON audit_log")
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let reply = api.post(&path, json!({"input": 1})).await;
+        assert_eq!(reply.status, 202, "{reply:?}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM runs").await, 6);
+    assert_eq!(
+        db.count("SELECT count(*) FROM audit_log WHERE action = 'run.trigger'")
+            .await,
+        6
+    );
 }
 
 #[tokio::test]

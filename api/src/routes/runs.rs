@@ -213,14 +213,9 @@ pub async fn get_run(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    // Sent together (one round trip); for a run not found, the children found are dropped.
-    let (run, children) = futures_util::future::join(
-        runs::get(&client, *id, caller.owner_scope()),
-        runs::children_of(&client, *id, caller.owner_scope()),
-    )
-    .await;
-    let run = run?.ok_or(ApiError::NotFound("run"))?;
-    let children = children?;
+    let (run, children) = runs::get_with_children(&client, *id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
     let mut response = RunResponse::from(run);
     response.children = Some(
         children
