@@ -3,7 +3,7 @@
 //! a ladder of connection counts. The figure is the best requests/s whose p99 ≤ 10 ms.
 //! Only the API runs (no worker), so the machine is the API's and Postgres's.
 
-use super::{per_s, Ctx, Stack};
+use super::{per_s, settle_disk, Ctx, Stack};
 use crate::components::path_str;
 use crate::report::Row;
 use crate::stats::{fmt_mib, fmt_ms, RssPeak};
@@ -45,6 +45,9 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             stack.api.token
         ),
     )?;
+    // As for the idle latency: not charged with the writeback of the scenario before
+    // (steady throughput leaves its tens of thousands of runs to be flushed).
+    settle_disk("api").await;
     let sampler = RssPeak::start(vec![stack.api_process.pid()]);
     let load = Load {
         wrk: &wrk,
