@@ -16,6 +16,9 @@ const MAX_KEY_CHARS: usize = 255;
 pub struct QueueRun<'a> {
     pub job_id: Uuid,
     pub worker_group: &'a str,
+    /// The job's concurrency policy is `skip` (as read with the job): the run is queued
+    /// under the job's queue lock.
+    pub job_skips: bool,
     pub trigger: RunTrigger,
     pub input: &'a Value,
     pub idempotency_key: Option<&'a str>,
@@ -32,7 +35,7 @@ pub struct Queued {
 }
 
 /// Queues the run, or finds the one an earlier trigger with the same key queued. Without
-/// a key, the run and its audit record are one transaction in one round trip. Two racing
+/// a key, the run and its audit record are committed in one round trip. Two racing
 /// triggers with one key: the second's key claim waits for the first's commit, fails,
 /// rolls back its run, and the retry reads the first's run.
 pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Queued, ApiError> {
@@ -57,7 +60,7 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
         detail: &detail,
     };
     let Some(key) = request.idempotency_key else {
-        let run = runs::insert_audited(client, &new, &by)
+        let run = runs::insert_audited(client, &new, &by, request.job_skips)
             .await?
             .ok_or(ApiError::NotFound("job"))?;
         return Ok(Queued {

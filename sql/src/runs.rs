@@ -195,22 +195,21 @@ pub struct QueuedBy<'a> {
     pub detail: &'a Value,
 }
 
-/// [`insert_locked`] with its [`QueuedBy`] audit record, as one transaction sent in one
-/// round trip: BEGIN, the job's queue lock, the run with its record (one statement) and
-/// COMMIT. All four are prepared first, so that they go out in this order. A statement
-/// that fails aborts the transaction, and the COMMIT then ends it with nothing written.
-/// `c` must not be inside a transaction: this one commits. `None`: the job is gone.
+/// Queues a run with its [`QueuedBy`] audit record, committed before it returns, in one
+/// round trip. The run and its record are one statement. For a job whose policy is `skip`
+/// (`lock_queue`, as the caller read the job), that statement runs under the job's queue
+/// lock as in [`insert_locked`]: BEGIN, the lock, the statement and COMMIT go out in one
+/// flight, all prepared first so that they go out in this order; a statement that fails
+/// aborts the transaction, and the COMMIT then ends it with nothing written. Any other
+/// job's run is the statement alone (its own transaction). `c` must not be inside a
+/// transaction. `None`: the job is gone.
 pub async fn insert_audited(
     c: &deadpool_postgres::Client,
     new: &NewRun<'_>,
     by: &QueuedBy<'_>,
+    lock_queue: bool,
 ) -> Result<Option<Run>, Error> {
-    let begin = c.prepare_cached("BEGIN").await?;
-    let lock = c.prepare_cached(LOCK_JOB_QUEUES).await?;
     let insert = c.prepare_cached(&insert_audited_sql()).await?;
-    let commit = c.prepare_cached("COMMIT").await?;
-    let job_ids = [new.job_id];
-    let job_ids: &[Uuid] = &job_ids;
     let trigger = new.trigger.as_str();
     let mut params = insert_params(new, &trigger).to_vec();
     params.extend([
@@ -218,6 +217,15 @@ pub async fn insert_audited(
         &by.action,
         by.detail,
     ]);
+    if !lock_queue {
+        let row = c.query_opt(&insert, &params).await?;
+        return row.map(|r| from_row(&r)).transpose();
+    }
+    let begin = c.prepare_cached("BEGIN").await?;
+    let lock = c.prepare_cached(LOCK_JOB_QUEUES).await?;
+    let commit = c.prepare_cached("COMMIT").await?;
+    let job_ids = [new.job_id];
+    let job_ids: &[Uuid] = &job_ids;
     let (begun, locked, row, committed) = futures_util::future::join4(
         c.execute(&begin, &[]),
         c.query_one(&lock, &[&job_ids]),

@@ -22,6 +22,8 @@ pub struct WebhookTarget {
     pub job_enabled: bool,
     pub job_deleted: bool,
     pub worker_group: String,
+    /// The job's concurrency policy is `skip`.
+    pub job_skips: bool,
 }
 
 const COLUMNS: &str = "w.id, w.job_id, w.created_at, w.last_delivery_at";
@@ -77,7 +79,8 @@ pub async fn delete(c: &impl GenericClient, id: Uuid, job_id: Uuid) -> Result<bo
 pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTarget>, Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT w.id, w.job_id, w.secret, j.enabled, j.deleted_at IS NOT NULL, j.worker_group
+            "SELECT w.id, w.job_id, w.secret, j.enabled, j.deleted_at IS NOT NULL, j.worker_group,
+                    j.concurrency = 'skip'
              FROM webhooks w JOIN jobs j ON j.id = w.job_id WHERE w.id = $1",
         )
         .await?;
@@ -88,6 +91,7 @@ pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTa
         job_enabled: row.get(3),
         job_deleted: row.get(4),
         worker_group: row.get(5),
+        job_skips: row.get(6),
     }))
 }
 

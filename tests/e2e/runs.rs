@@ -62,22 +62,27 @@ async fn a_triggered_run_succeeds_with_its_result_logs_and_run_id() {
     assert_eq!(items[0]["detail"]["trigger"], "manual");
 }
 
-/// A trigger's transaction (BEGIN, the queue lock, the run with its audit record, COMMIT)
-/// goes out in one flight. One that fails in the database writes nothing, and leaves no
-/// connection of the pool inside a failed transaction: the triggers after it work.
+/// A trigger commits its run and audit record in one round trip: one statement, or for a
+/// `skip` job BEGIN, the queue lock, that statement and COMMIT in one flight. One that
+/// fails in the database writes nothing, and leaves no connection of the pool inside a
+/// failed transaction: the triggers after it work.
 #[tokio::test]
 async fn a_trigger_that_fails_in_the_database_writes_nothing_and_the_next_ones_work() {
     let db = TestDb::new();
     let app = Component::start("api", &db, &[("JOBCENTER_DB_POOL_SIZE", "2")]);
     let api = Api::login_admin(&app).await;
     let project = api.create_project("demo").await;
-    let job = api
-        .create_job(
-            &project,
-            json!({"name": "noop", "target": {"kind": "command", "command": ["true"]}}),
-        )
-        .await;
-    let path = format!("/api/v1/jobs/{}/runs", job["id"].as_str().unwrap());
+    let mut paths = Vec::new();
+    for policy in ["allow", "skip"] {
+        let job = api
+            .create_job(
+                &project,
+                json!({"name": policy, "concurrency": policy,
+                       "target": {"kind": "command", "command": ["true"]}}),
+            )
+            .await;
+        paths.push(format!("/api/v1/jobs/{}/runs", job["id"].as_str().unwrap()));
+    }
     let sql = db.client().await;
     sql.batch_execute(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
@@ -87,24 +92,30 @@ async fn a_trigger_that_fails_in_the_database_writes_nothing_and_the_next_ones_w
     )
     .await
     .unwrap();
-    for _ in 0..6 {
-        let reply = api.post(&path, json!({"input": 1})).await;
-        assert!(reply.status >= 500, "{reply:?}");
+    for path in paths.iter().chain(&paths).chain(&paths) {
+        let reply = api.post(path, json!({"input": 1})).await;
+        assert!(reply.status >= 500, "{path}: {reply:?}");
     }
     assert_eq!(db.count("SELECT count(*) FROM runs").await, 0);
 
     sql.batch_execute("DROP TRIGGER refuse ON audit_log")
         .await
         .unwrap();
-    for _ in 0..6 {
-        let reply = api.post(&path, json!({"input": 1})).await;
-        assert_eq!(reply.status, 202, "{reply:?}");
+    for path in paths.iter().chain(&paths).chain(&paths) {
+        let reply = api.post(path, json!({"input": 1})).await;
+        assert_eq!(reply.status, 202, "{path}: {reply:?}");
     }
     assert_eq!(db.count("SELECT count(*) FROM runs").await, 6);
     assert_eq!(
         db.count("SELECT count(*) FROM audit_log WHERE action = 'run.trigger'")
             .await,
         6
+    );
+    // No worker runs here: the skip job's later triggers found its first run queued.
+    assert_eq!(
+        db.count("SELECT count(*) FROM runs WHERE state = 'skipped'")
+            .await,
+        2
     );
 }
 

@@ -145,6 +145,7 @@ pub async fn receive(
         &QueueRun {
             job_id: hook.job_id,
             worker_group: &hook.worker_group,
+            job_skips: hook.job_skips,
             trigger: RunTrigger::Webhook,
             input: &input,
             idempotency_key: key,

@@ -13,7 +13,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
 use jobcenter_sql::runs::{self, NewRun, Run, RunFilter};
-use jobcenter_sql::states::{RunState, RunTrigger};
+use jobcenter_sql::states::{Concurrency, RunState, RunTrigger};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
@@ -115,6 +115,7 @@ pub async fn trigger_run(
         &QueueRun {
             job_id: job.id,
             worker_group: &job.fields.worker_group,
+            job_skips: job.fields.concurrency == Concurrency::Skip,
             trigger: RunTrigger::Manual,
             input: &body.input,
             idempotency_key: key,
