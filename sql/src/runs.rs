@@ -201,8 +201,10 @@ pub struct QueuedBy<'a> {
 /// lock as in [`insert_locked`]: BEGIN, the lock, the statement and COMMIT go out in one
 /// flight, all prepared first so that they go out in this order; a statement that fails
 /// aborts the transaction, and the COMMIT then ends it with nothing written. Any other
-/// job's run is the statement alone (its own transaction). `c` must not be inside a
-/// transaction. `None`: the job is gone.
+/// job's run is the statement alone (its own transaction). A trigger that read the job
+/// just before its policy became `skip` takes no lock: the race [`lock_job_queues`]
+/// names, with a window from the job's read instead of the lock's. `c` must not be
+/// inside a transaction. `None`: the job is gone.
 pub async fn insert_audited(
     c: &deadpool_postgres::Client,
     new: &NewRun<'_>,
