@@ -40,7 +40,6 @@ pub struct Queued {
 /// rolls back its run, and the retry reads the first's run.
 pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Queued, ApiError> {
     let new = NewRun {
-        id: Some(Uuid::new_v4()),
         job_id: request.job_id,
         trigger: request.trigger,
         input: request.input,
@@ -79,16 +78,11 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
                 replayed: true,
             });
         }
-        let subject = format!("run:{}", new.id.expect("chosen above"));
-        // The run (under the job's queue lock, so that the skip policy sees every run)
-        // and its audit record, sent together: one round trip.
-        let (inserted, audited) = futures_util::future::join(
-            runs::insert_locked(&tx, &new),
-            jobcenter_sql::audit::record(&tx, by.actor_id, by.action, &subject, by.detail),
-        )
-        .await;
-        let run = inserted?.ok_or(ApiError::NotFound("job"))?;
-        audited?;
+        // The run and its audit record, under the job's queue lock (so that the skip
+        // policy sees every run): one round trip.
+        let run = runs::insert_locked(&tx, &new, Some(&by))
+            .await?
+            .ok_or(ApiError::NotFound("job"))?;
         if !keys::claim(&tx, request.job_id, key, run.id).await? {
             continue; // dropping `tx` rolls the run back
         }

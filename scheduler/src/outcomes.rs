@@ -51,7 +51,6 @@ async fn start_children(
     });
     for (child_job_id, worker_group) in children {
         let new = NewRun {
-            id: None,
             job_id: child_job_id,
             trigger: RunTrigger::Parent,
             input: &input,
@@ -60,7 +59,7 @@ async fn start_children(
             retry_of: None,
             parent_run_id: Some(outcome.run_id),
         };
-        if let Some(run) = runs::insert_locked(tx, &new).await? {
+        if let Some(run) = runs::insert_locked(tx, &new, None).await? {
             tracing::info!(parent = %outcome.run_id, child = %run.id, job = %child_job_id, "started a child job");
         }
     }

@@ -45,9 +45,6 @@ pub struct Run {
 /// A run to queue as the first attempt of a chain. Under the job's `skip` policy it is
 /// recorded `skipped` instead when another run of the job is queued or running.
 pub struct NewRun<'a> {
-    /// The run's id; None: the database picks one. (Chosen by the caller, the id can be
-    /// written elsewhere, e.g. in the audit record, in the same round trip.)
-    pub id: Option<Uuid>,
     pub job_id: Uuid,
     pub trigger: RunTrigger,
     pub input: &'a Value,
@@ -166,21 +163,39 @@ pub async fn insert(c: &impl GenericClient, new: &NewRun<'_>) -> Result<Option<R
     row.map(|r| from_row(&r)).transpose()
 }
 
-/// [`lock_job_queues`] then [`insert`], in the caller's transaction, sent together (one
-/// round trip). Both statements are prepared first, so that the lock is always sent
-/// first: Postgres runs the insert, and takes its snapshot, only once the lock is held.
+/// [`lock_job_queues`] then [`insert`] (with its [`QueuedBy`] audit record in the same
+/// statement, when `by` is given), in the caller's transaction, sent together (one round
+/// trip). Both statements are prepared first, so that the lock is always sent first:
+/// Postgres runs the insert, and takes its snapshot, only once the lock is held.
 pub async fn insert_locked(
     tx: &deadpool_postgres::Transaction<'_>,
     new: &NewRun<'_>,
+    by: Option<&QueuedBy<'_>>,
 ) -> Result<Option<Run>, Error> {
     let lock = tx.prepare_cached(LOCK_JOB_QUEUES).await?;
-    let insert = tx.prepare_cached(&insert_sql()).await?;
+    let sql = if by.is_some() {
+        insert_audited_sql()
+    } else {
+        insert_sql()
+    };
+    let insert = tx.prepare_cached(&sql).await?;
     let job_ids = [new.job_id];
     let job_ids: &[Uuid] = &job_ids;
     let trigger = new.trigger.as_str();
+    let (plain, audited);
+    let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = match by {
+        Some(by) => {
+            audited = audited_params(new, &trigger, by);
+            &audited
+        }
+        None => {
+            plain = insert_params(new, &trigger);
+            &plain
+        }
+    };
     let (locked, row) = futures_util::future::join(
         tx.query_one(&lock, &[&job_ids]),
-        tx.query_opt(&insert, &insert_params(new, &trigger)),
+        tx.query_opt(&insert, params),
     )
     .await;
     locked?;
@@ -213,12 +228,7 @@ pub async fn insert_audited(
 ) -> Result<Option<Run>, Error> {
     let insert = c.prepare_cached(&insert_audited_sql()).await?;
     let trigger = new.trigger.as_str();
-    let mut params = insert_params(new, &trigger).to_vec();
-    params.extend([
-        &by.actor_id as &(dyn tokio_postgres::types::ToSql + Sync),
-        &by.action,
-        by.detail,
-    ]);
+    let params = audited_params(new, &trigger, by);
     if !lock_queue {
         let row = c.query_opt(&insert, &params).await?;
         return row.map(|r| from_row(&r)).transpose();
@@ -246,11 +256,11 @@ fn insert_sql() -> String {
     insert_sql_with("")
 }
 
-/// [`insert_sql`] that also writes the run's audit record (parameters 9 to 11).
+/// [`insert_sql`] that also writes the run's audit record (parameters 8 to 10).
 fn insert_audited_sql() -> String {
     insert_sql_with(
         ", a AS (INSERT INTO audit_log (actor_id, action, subject, detail)
-                 SELECT $9, $10, 'run:' || r.id, $11 FROM r)",
+                 SELECT $8, $9, 'run:' || r.id, $10 FROM r)",
     )
 }
 
@@ -262,9 +272,9 @@ fn insert_sql_with(more: &str) -> String {
          busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = $1
                                  AND state IN ('queued', 'running')) AS busy),
          r AS (
-           INSERT INTO runs (id, job_id, trigger, input, worker_group, scheduled_for, retry_of,
+           INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, retry_of,
                              parent_run_id, exclusive, state, finished_at, error)
-           SELECT coalesce($8, gen_random_uuid()), $1, $2::text::run_trigger, $3, $4, $5, $6,
+           SELECT $1, $2::text::run_trigger, $3, $4, $5, $6,
                   $7, j.concurrency <> 'allow',
                   CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
                   CASE WHEN skip THEN now() END,
@@ -277,11 +287,21 @@ fn insert_sql_with(more: &str) -> String {
     )
 }
 
+/// The parameters of [`insert_audited_sql`]: [`insert_params`], then the audit record's.
+fn audited_params<'a>(
+    new: &'a NewRun<'_>,
+    trigger: &'a &'static str,
+    by: &'a QueuedBy<'_>,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 10] {
+    let [a, b, c, d, e, f, g] = insert_params(new, trigger);
+    [a, b, c, d, e, f, g, &by.actor_id, &by.action, by.detail]
+}
+
 /// The parameters of [`insert_sql`]; `trigger` is `new.trigger` as text.
 fn insert_params<'a>(
     new: &'a NewRun<'_>,
     trigger: &'a &'static str,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 8] {
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 7] {
     [
         &new.job_id,
         trigger,
@@ -290,7 +310,6 @@ fn insert_params<'a>(
         &new.scheduled_for,
         &new.retry_of,
         &new.parent_run_id,
-        &new.id,
     ]
 }
 

@@ -282,7 +282,7 @@ async fn queue(
     tx: &deadpool_postgres::Transaction<'_>,
     new: &NewRun<'_>,
 ) -> Result<runs::Run, ApiError> {
-    runs::insert_locked(tx, new)
+    runs::insert_locked(tx, new, None)
         .await?
         .ok_or_else(|| ApiError::internal(std::fmt::Error))
 }
@@ -348,7 +348,6 @@ pub async fn retry_run(
         return Err(ApiError::Conflict("the job is disabled".into()));
     }
     let new = NewRun {
-        id: None,
         job_id: job.id,
         trigger: RunTrigger::Retry,
         input: &original.input,
