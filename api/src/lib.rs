@@ -25,7 +25,6 @@ use jobcenter_sql::Pool;
 use state::AppState;
 use std::net::TcpListener;
 use std::sync::Arc;
-use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -248,8 +247,9 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
             // The page reads the document from /openapi.json: one copy per process,
             // not one per server worker (4.5 MiB of the idle API each).
             .service(
-                SwaggerUi::new("/docs/{_:.*}")
-                    .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+                web::resource("/docs/{file:.*}")
+                    .guard(actix_web::guard::Get())
+                    .to(routes::docs::file),
             )
             .default_service(web::to(routes::fallback::not_found_or_method_not_allowed))
     })

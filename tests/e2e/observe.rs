@@ -336,6 +336,13 @@ async fn the_spec_and_an_offline_reference_are_served() {
     let bundle = api.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(bundle.status, 200);
     assert!(bundle.text().len() > 100_000);
+    let initializer = api.get("/docs/swagger-initializer.js").await;
+    assert_eq!(initializer.status, 200);
+    assert!(
+        initializer.text().contains("\"/openapi.json\""),
+        "the page reads the served document: {initializer:?}"
+    );
+    assert_eq!(api.get("/docs/no-such-file.js").await.status, 404);
     assert!(
         !page.text().contains("https://"),
         "the page loads nothing from the internet"

@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod backfill;
+pub mod docs;
 pub mod fallback;
 pub mod health;
 pub mod hooks;
