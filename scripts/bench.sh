@@ -12,6 +12,8 @@
 #   BENCH_KEEP=1        keep the scratch directory (component logs, pgbench logs)
 #   BENCH_STATEMENTS=1  load pg_stat_statements and print the costliest statements at the
 #                       end (a diagnosis: it adds a little to every statement)
+#   BENCH_PG_OPTS='-c log_min_duration_statement=4'   more server settings (a diagnosis;
+#                       with BENCH_KEEP=1 the server log stays in the scratch directory)
 # The table is also written to target/bench/table.md.
 set -euo pipefail
 
@@ -111,11 +113,12 @@ start_postgres() {
     for attempt in 1 2 3; do
         port="$(free_port)"
         PG_PORT="$port"
-        # Durable commits as in production; memory settings of a small dedicated server.
+        # Durable commits as in production; memory settings of a small dedicated server;
+        # checkpoints and autovacuum runs in the server log, to match against a slow figure.
         jc_as_pg_user "$PG_CTL" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 \
             -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=''" \
             -o "-c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
-            -o "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200 $preload" \
+            -o "-c shared_buffers=512MB -c max_wal_size=4GB -c max_connections=200 -c log_autovacuum_min_duration=0 -c log_checkpoints=on $preload ${BENCH_PG_OPTS:-}" \
             start >/dev/null && break
         if [[ "$attempt" == 3 ]]; then
             tail -n 20 -- "$PGDATA_DIR/server.log" >&2 || true

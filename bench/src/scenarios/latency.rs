@@ -94,6 +94,7 @@ pub async fn idle_triggers(
             spawn_ms.push((*stamp as f64 - started) / 1e6);
         }
     }
+    log_slowest_claims(&times);
     Ok(IdleLatency {
         start: Summary::of(start_ms),
         api: Summary::of(api_ms),
@@ -101,6 +102,28 @@ pub async fn idle_triggers(
         claim: Summary::of(claim_ms),
         lost,
     })
+}
+
+/// The five slowest claims with the instant they were queued, for matching against the
+/// PostgreSQL log (checkpoints, autovacuum) of a kept run (`BENCH_KEEP=1`).
+fn log_slowest_claims(times: &[tokio_postgres::Row]) {
+    let mut claims: Vec<(f64, f64)> = times
+        .iter()
+        .map(|r| {
+            let (queued, started): (f64, f64) = (r.get(1), r.get(2));
+            ((started - queued) / 1e6, queued)
+        })
+        .collect();
+    claims.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slowest: Vec<String> = claims
+        .iter()
+        .take(5)
+        .map(|(ms, queued)| {
+            let at = chrono::DateTime::from_timestamp_nanos(*queued as i64);
+            format!("{} ms at {}", fmt_ms(*ms), at.format("%H:%M:%S%.3f"))
+        })
+        .collect();
+    eprintln!("bench: idle: slowest claims: {}", slowest.join(", "));
 }
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
