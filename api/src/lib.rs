@@ -247,6 +247,11 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
             // The page reads the document from /openapi.json: one copy per process,
             // not one per server worker (4.5 MiB of the idle API each).
             .service(
+                web::resource("/docs")
+                    .guard(actix_web::guard::Get())
+                    .to(routes::docs::page),
+            )
+            .service(
                 web::resource("/docs/{file:.*}")
                     .guard(actix_web::guard::Get())
                     .to(routes::docs::file),

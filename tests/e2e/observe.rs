@@ -343,6 +343,10 @@ async fn the_spec_and_an_offline_reference_are_served() {
         "the page reads the served document: {initializer:?}"
     );
     assert_eq!(api.get("/docs/no-such-file.js").await.status, 404);
+    // The address the README gives, without the slash, leads to the page.
+    let bare = api.get("/docs").await;
+    assert_eq!(bare.status, 200, "{bare:?}");
+    assert!(bare.text().contains("swagger-ui"), "{bare:?}");
     assert!(
         !page.text().contains("https://"),
         "the page loads nothing from the internet"

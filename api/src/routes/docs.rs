@@ -15,6 +15,13 @@ use utoipa_swagger_ui::Config;
 static CONFIG: LazyLock<Arc<Config<'static>>> =
     LazyLock::new(|| Arc::new(Config::from("/openapi.json")));
 
+/// `GET /docs`: the page lives at `/docs/`, where its relative asset paths resolve.
+pub async fn page() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
 /// `GET /docs/{file}`: a file of the bundle (the page itself for an empty path), 404 for
 /// a name the bundle does not have.
 pub async fn file(path: web::Path<String>) -> HttpResponse {
