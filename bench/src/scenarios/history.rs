@@ -36,6 +36,9 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     for history in levels {
         let fill = history_fill::fill(&stack.url, filler, have, history).await?;
         have = history;
+        // Every level starts after the writeback before it has drained: the fill's, or at
+        // the empty level the scenario before this one's (100 MB of logs in a full run).
+        settle_disk("history").await;
         let burn = burn_down(
             ctx,
             &mut stack,
