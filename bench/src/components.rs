@@ -250,6 +250,28 @@ impl Api {
             .await
     }
 
+    /// Uploads a new version of an artifact; returns the status and the body.
+    pub async fn put_artifact(
+        &self,
+        project: &str,
+        name: &str,
+        body: reqwest::Body,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .put(format!(
+                "{}/api/v1/projects/{project}/artifacts/{name}",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
     /// Triggers a run; returns its id (None when the API did not accept it).
     pub async fn trigger(&self, job: &str) -> anyhow::Result<Option<String>> {
         let (status, reply) = self

@@ -50,7 +50,7 @@ struct Opts {
     #[arg(long, env = "BENCH_HISTORY")]
     history: Option<String>,
     /// Only these scenarios, comma-separated (spawn,pgbench,burndown,latency,steady,api,
-    /// schedule,logs,history); all when absent.
+    /// schedule,logs,upload,history); all when absent.
     #[arg(long, env = "BENCH_ONLY")]
     only: Option<String>,
 }

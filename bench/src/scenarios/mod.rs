@@ -11,6 +11,7 @@ mod latency;
 mod logs;
 mod schedule;
 mod steady;
+mod upload;
 
 use crate::components::{connect, Api, Component, Setup};
 use crate::report::Row;
@@ -143,6 +144,7 @@ pub async fn run_all(ctx: &mut Ctx, only: Option<&[String]>) {
     scenario!("api", api_load::run(ctx));
     scenario!("schedule", schedule::run(ctx));
     scenario!("logs", logs::run(ctx));
+    scenario!("upload", upload::run(ctx));
     scenario!("history", history::run(ctx));
 }
 
