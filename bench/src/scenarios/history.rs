@@ -37,7 +37,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let fill = history_fill::fill(&stack.url, filler, have, history).await?;
         have = history;
         // Every level starts after the writeback before it has drained: the fill's, or at
-        // the empty level the scenario before this one's (100 MB of logs in a full run).
+        // the empty level the scenario before this one's (a 100 MiB upload in a full run).
         settle_disk("history").await;
         let burn = burn_down(
             ctx,
@@ -48,8 +48,15 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         )
         .await?;
         settle_disk("history").await;
-        let idle =
-            idle_triggers(&stack, &stamp_job, &stamp_file, ctx.sizes.history_triggers).await?;
+        let label = format!("history {}", millions(history));
+        let idle = idle_triggers(
+            &stack,
+            &stamp_job,
+            &stamp_file,
+            ctx.sizes.history_triggers,
+            &label,
+        )
+        .await?;
         measured.push(Level {
             history,
             burn_per_s: burn.per_s,

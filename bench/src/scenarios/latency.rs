@@ -38,12 +38,14 @@ pub async fn create_stamp_job(ctx: &Ctx, stack: &Stack) -> anyhow::Result<(Strin
     Ok((job, file))
 }
 
-/// `count` triggers, 50 ms apart, each waited for by nobody; then the figures.
+/// `count` triggers, 50 ms apart, each waited for by nobody; then the figures (`label`
+/// names the measurement in the log).
 pub async fn idle_triggers(
     stack: &Stack,
     job: &str,
     stamp_file: &str,
     count: usize,
+    label: &str,
 ) -> anyhow::Result<IdleLatency> {
     let mut sent: HashMap<String, i128> = HashMap::new();
     let mut next = Instant::now();
@@ -94,7 +96,7 @@ pub async fn idle_triggers(
             spawn_ms.push((*stamp as f64 - started) / 1e6);
         }
     }
-    log_slowest_claims(&times);
+    log_slowest_claims(&times, label);
     Ok(IdleLatency {
         start: Summary::of(start_ms),
         api: Summary::of(api_ms),
@@ -106,7 +108,7 @@ pub async fn idle_triggers(
 
 /// The five slowest claims with the instant they were queued, for matching against the
 /// PostgreSQL log (checkpoints, autovacuum) of a kept run (`BENCH_KEEP=1`).
-fn log_slowest_claims(times: &[tokio_postgres::Row]) {
+fn log_slowest_claims(times: &[tokio_postgres::Row], label: &str) {
     let mut claims: Vec<(f64, f64)> = times
         .iter()
         .map(|r| {
@@ -120,10 +122,10 @@ fn log_slowest_claims(times: &[tokio_postgres::Row]) {
         .take(5)
         .map(|(ms, queued)| {
             let at = chrono::DateTime::from_timestamp_nanos(*queued as i64);
-            format!("{} ms at {}", fmt_ms(*ms), at.format("%H:%M:%S%.3f"))
+            format!("{} ms at {} UTC", fmt_ms(*ms), at.format("%H:%M:%S%.3f"))
         })
         .collect();
-    eprintln!("bench: idle: slowest claims: {}", slowest.join(", "));
+    eprintln!("bench: {label}: slowest claims: {}", slowest.join(", "));
 }
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -132,7 +134,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     // Settle: the worker listens, the first connection of each pool is made.
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle_disk("latency").await;
-    let measured = idle_triggers(&stack, &job, &file, ctx.sizes.idle_triggers).await?;
+    let measured = idle_triggers(&stack, &job, &file, ctx.sizes.idle_triggers, "latency").await?;
     stack.stop("worker");
     stack.finish(ctx).await?;
     report_idle(ctx, &measured, "");
