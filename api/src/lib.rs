@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod auth_cache;
 mod children;
+mod content_encoding;
 pub mod error;
 pub mod extract;
 mod job_fields;
@@ -234,6 +235,9 @@ pub async fn serve(config: &Config, pool: Pool, metrics: Arc<Metrics>) -> Result
                 )
                 .into()
             }))
+            .wrap(actix_web::middleware::from_fn(
+                content_encoding::refuse_encoded_bodies,
+            ))
             .wrap(actix_web::middleware::from_fn(request_span))
             .configure(configure)
             .route(

@@ -13,6 +13,7 @@ async fn snapshot(db: &TestDb) -> Vec<i64> {
         "job_children",
         "runs",
         "run_logs",
+        "artifacts",
         "audit_log",
     ] {
         counts.push(db.count(&format!("SELECT count(*) FROM {table}")).await);
@@ -52,6 +53,35 @@ async fn bad_inputs_answer_problems_and_store_nothing() {
         .post_raw(&jobs, "application/json", r#"{"name": "x", "target": "#)
         .await;
     reply.assert_problem(400);
+
+    // The API decodes no Content-Encoding: an encoded body is refused, not misread.
+    let valid = json!({"name": "x", "target": {"kind": "command", "command": ["true"]}});
+    let encoded = api
+        .http
+        .post(format!("{}{jobs}", api.base))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(valid.to_string());
+    let reply = api.send_request(encoded).await;
+    assert_eq!(
+        reply.assert_problem(415).as_deref(),
+        Some("Content-Encoding"),
+        "{reply:?}"
+    );
+    let upload = api
+        .http
+        .put(format!(
+            "{}/api/v1/projects/{project}/artifacts/tool",
+            api.base
+        ))
+        .header("content-encoding", "br")
+        .body("not really brotli");
+    let reply = api.send_request(upload).await;
+    assert_eq!(
+        reply.assert_problem(415).as_deref(),
+        Some("Content-Encoding"),
+        "{reply:?}"
+    );
 
     let reply = api
         .post(&jobs, json!({"name": "x", "target": {"kind": "teleport"}}))
