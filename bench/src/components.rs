@@ -192,13 +192,14 @@ impl Api {
 
     /// POSTs JSON and returns the status and the body.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// Sends a request with this client's token; returns the status and the JSON body
+    /// (null when there is none).
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+        let response = request.bearer_auth(&self.token).send().await?;
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -257,19 +258,8 @@ impl Api {
         name: &str,
         body: reqwest::Body,
     ) -> anyhow::Result<(u16, Value)> {
-        let response = self
-            .http
-            .put(format!(
-                "{}/api/v1/projects/{project}/artifacts/{name}",
-                self.base
-            ))
-            .bearer_auth(&self.token)
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Ok((status, body))
+        let url = format!("{}/api/v1/projects/{project}/artifacts/{name}", self.base);
+        self.send(self.http.put(url).body(body)).await
     }
 
     /// Triggers a run; returns its id (None when the API did not accept it).
