@@ -1,5 +1,6 @@
 //! Queueing a run by hand or by webhook: one transaction that honours an idempotency key
-//! and writes the audit record with the run.
+//! and writes the audit record with the run. Without a key, a trigger of a job the caller
+//! has not read yet is one statement ([`queue_run_if_open`]).
 
 use crate::error::ApiError;
 use actix_web::http::header::HeaderMap;
@@ -15,10 +16,6 @@ const MAX_KEY_CHARS: usize = 255;
 
 pub struct QueueRun<'a> {
     pub job_id: Uuid,
-    pub worker_group: &'a str,
-    /// The job's concurrency policy is `skip` (as read with the job): the run is queued
-    /// under the job's queue lock.
-    pub job_skips: bool,
     pub trigger: RunTrigger,
     pub input: &'a Value,
     pub idempotency_key: Option<&'a str>,
@@ -34,32 +31,48 @@ pub struct Queued {
     pub replayed: bool,
 }
 
-/// Queues the run, or finds the one an earlier trigger with the same key queued. Without
-/// a key, the run and its audit record are committed in one round trip. Two racing
-/// triggers with one key: the second's key claim waits for the first's commit, fails,
-/// rolls back its run, and the retry reads the first's run.
-pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Queued, ApiError> {
-    let new = NewRun {
-        job_id: request.job_id,
-        trigger: request.trigger,
-        input: request.input,
-        worker_group: request.worker_group,
-        scheduled_for: None,
-        retry_of: None,
-        parent_run_id: None,
-    };
-    let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
-    if let (Some(detail), Some(extra)) = (detail.as_object_mut(), request.audit_detail.as_object())
-    {
-        detail.extend(extra.clone());
+/// Queues the run in one statement if it has no idempotency key and its job is live,
+/// enabled, owned by `owner` (None: anyone's) and not under the `skip` policy. `None`:
+/// nothing was queued; the caller reads the job (to answer 404 or 409) and calls
+/// [`queue_run`].
+pub async fn queue_run_if_open(
+    client: &Object,
+    request: &QueueRun<'_>,
+    owner: Option<Uuid>,
+) -> Result<Option<Queued>, ApiError> {
+    if request.idempotency_key.is_some() {
+        return Ok(None);
     }
-    let by = runs::QueuedBy {
-        actor_id: request.actor_id,
-        action: "run.trigger",
-        detail: &detail,
-    };
+    let detail = audit_detail(request);
+    let run = runs::insert_audited_open(
+        client,
+        &new_run(request),
+        &queued_by(request, &detail),
+        owner,
+    )
+    .await?;
+    Ok(run.map(|run| Queued {
+        run,
+        replayed: false,
+    }))
+}
+
+/// Queues the run, or finds the one an earlier trigger with the same key queued.
+/// `job_skips`: the job's concurrency policy is `skip` (as read with the job), so the run
+/// is queued under the job's queue lock. Without a key, the run and its audit record are
+/// committed in one round trip. Two racing triggers with one key: the second's key claim
+/// waits for the first's commit, fails, rolls back its run, and the retry reads the
+/// first's run.
+pub async fn queue_run(
+    client: &mut Object,
+    request: &QueueRun<'_>,
+    job_skips: bool,
+) -> Result<Queued, ApiError> {
+    let new = new_run(request);
+    let detail = audit_detail(request);
+    let by = queued_by(request, &detail);
     let Some(key) = request.idempotency_key else {
-        let run = runs::insert_audited(client, &new, &by, request.job_skips)
+        let run = runs::insert_audited(client, &new, &by, job_skips)
             .await?
             .ok_or(ApiError::NotFound("job"))?;
         return Ok(Queued {
@@ -95,6 +108,35 @@ pub async fn queue_run(client: &mut Object, request: &QueueRun<'_>) -> Result<Qu
     Err(ApiError::Conflict(
         "a concurrent request with the same idempotency key is in progress; retry".into(),
     ))
+}
+
+fn new_run<'a>(request: &QueueRun<'a>) -> NewRun<'a> {
+    NewRun {
+        job_id: request.job_id,
+        trigger: request.trigger,
+        input: request.input,
+        scheduled_for: None,
+        retry_of: None,
+        parent_run_id: None,
+    }
+}
+
+/// The audit record's detail: the job and the trigger, and the request's extra detail.
+fn audit_detail(request: &QueueRun<'_>) -> Value {
+    let mut detail = json!({"job_id": request.job_id, "trigger": request.trigger.as_str()});
+    if let (Some(detail), Some(extra)) = (detail.as_object_mut(), request.audit_detail.as_object())
+    {
+        detail.extend(extra.clone());
+    }
+    detail
+}
+
+fn queued_by<'a>(request: &QueueRun<'_>, detail: &'a Value) -> runs::QueuedBy<'a> {
+    runs::QueuedBy {
+        actor_id: request.actor_id,
+        action: "run.trigger",
+        detail,
+    }
 }
 
 /// The first of `names` present in `headers`, validated as an idempotency key.

@@ -49,12 +49,11 @@ async fn start_children(
         "parent_state": outcome.state,
         "parent_result": outcome.result,
     });
-    for (child_job_id, worker_group) in children {
+    for child_job_id in children {
         let new = NewRun {
             job_id: child_job_id,
             trigger: RunTrigger::Parent,
             input: &input,
-            worker_group: &worker_group,
             scheduled_for: None,
             retry_of: None,
             parent_run_id: Some(outcome.run_id),

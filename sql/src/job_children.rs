@@ -178,10 +178,10 @@ pub async fn triggered_by(
     c: &impl GenericClient,
     job_id: Uuid,
     state: crate::states::RunState,
-) -> Result<Vec<(Uuid, String)>, Error> {
+) -> Result<Vec<Uuid>, Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT DISTINCT j.id, j.worker_group FROM job_children e
+            "SELECT DISTINCT j.id FROM job_children e
              JOIN jobs j ON j.id = e.child_job_id
              WHERE e.job_id = $1 AND j.deleted_at IS NULL AND j.enabled
                AND CASE e.condition
@@ -194,7 +194,7 @@ pub async fn triggered_by(
     Ok(c.query(&stmt, &[&job_id, &state.as_str()])
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| row.get(0))
         .collect())
 }
 

@@ -42,13 +42,13 @@ pub struct Run {
     pub parent_run_id: Option<Uuid>,
 }
 
-/// A run to queue as the first attempt of a chain. Under the job's `skip` policy it is
-/// recorded `skipped` instead when another run of the job is queued or running.
+/// A run to queue as the first attempt of a chain, in its job's worker group. Under the
+/// job's `skip` policy it is recorded `skipped` instead when another run of the job is
+/// queued or running.
 pub struct NewRun<'a> {
     pub job_id: Uuid,
     pub trigger: RunTrigger,
     pub input: &'a Value,
-    pub worker_group: &'a str,
     pub scheduled_for: Option<DateTime<Utc>>,
     /// The finished run this one re-runs by hand.
     pub retry_of: Option<Uuid>,
@@ -252,30 +252,65 @@ pub async fn insert_audited(
     row.map(|r| from_row(&r)).transpose()
 }
 
-fn insert_sql() -> String {
-    insert_sql_with("")
+/// [`insert_audited`] for a trigger that has not read the job: the run is queued only if
+/// the job is live, enabled, owned by `owner` (None: anyone's) and not under the `skip`
+/// policy, all checked by the statement itself, so that the common trigger is one
+/// statement and one round trip. `None`: one of those did not hold (or, as for
+/// [`insert`], a unique index refused the run); the caller reads the job to tell which,
+/// and queues a `skip` job's run with [`insert_audited`].
+pub async fn insert_audited_open(
+    c: &deadpool_postgres::Client,
+    new: &NewRun<'_>,
+    by: &QueuedBy<'_>,
+    owner: Option<Uuid>,
+) -> Result<Option<Run>, Error> {
+    let insert = c.prepare_cached(&insert_audited_open_sql()).await?;
+    let trigger = new.trigger.as_str();
+    let [a, b, c1, d, e, f, g, h, i] = audited_params(new, &trigger, by);
+    let row = c
+        .query_opt(&insert, &[a, b, c1, d, e, f, g, h, i, &owner])
+        .await?;
+    row.map(|r| from_row(&r)).transpose()
 }
 
-/// [`insert_sql`] that also writes the run's audit record (parameters 8 to 10).
+fn insert_sql() -> String {
+    insert_sql_with("", "")
+}
+
+/// The audit record of [`insert_audited_sql`] (parameters 7 to 9).
+const AUDIT_RECORD: &str = ", a AS (INSERT INTO audit_log (actor_id, action, subject, detail)
+                 SELECT $7, $8, 'run:' || r.id, $9 FROM r)";
+
+/// [`insert_sql`] that also writes the run's audit record (parameters 7 to 9).
 fn insert_audited_sql() -> String {
+    insert_sql_with("", AUDIT_RECORD)
+}
+
+/// [`insert_audited_sql`] that queues the run only if its job is live, enabled, owned by
+/// parameter 10 (when it is not null) and not under the `skip` policy.
+fn insert_audited_open_sql() -> String {
     insert_sql_with(
-        ", a AS (INSERT INTO audit_log (actor_id, action, subject, detail)
-                 SELECT $8, $9, 'run:' || r.id, $10 FROM r)",
+        " AND deleted_at IS NULL AND enabled AND concurrency <> 'skip'
+           AND ($10::uuid IS NULL
+                OR project_id IN (SELECT id FROM projects WHERE owner_id = $10))",
+        AUDIT_RECORD,
     )
 }
 
-/// The insert statement, with `more` (further data-modifying CTEs, which see the
-/// inserted run as `r`) after its own.
-fn insert_sql_with(more: &str) -> String {
+/// The insert statement: the job's row must also pass `job_filter` (a condition on
+/// `jobs`, or nothing), and `more` (further data-modifying CTEs, which see the inserted
+/// run as `r`) comes after its own. The run goes to its job's worker group, as read by
+/// the statement.
+fn insert_sql_with(job_filter: &str, more: &str) -> String {
     format!(
-        "WITH j AS (SELECT concurrency FROM jobs WHERE id = $1),
+        "WITH j AS (SELECT concurrency, worker_group FROM jobs WHERE id = $1{job_filter}),
          busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = $1
                                  AND state IN ('queued', 'running')) AS busy),
          r AS (
            INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, retry_of,
                              parent_run_id, exclusive, state, finished_at, error)
-           SELECT $1, $2::text::run_trigger, $3, $4, $5, $6,
-                  $7, j.concurrency <> 'allow',
+           SELECT $1, $2::text::run_trigger, $3, j.worker_group, $4, $5,
+                  $6, j.concurrency <> 'allow',
                   CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
                   CASE WHEN skip THEN now() END,
                   CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
@@ -292,21 +327,20 @@ fn audited_params<'a>(
     new: &'a NewRun<'_>,
     trigger: &'a &'static str,
     by: &'a QueuedBy<'_>,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 10] {
-    let [a, b, c, d, e, f, g] = insert_params(new, trigger);
-    [a, b, c, d, e, f, g, &by.actor_id, &by.action, by.detail]
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 9] {
+    let [a, b, c, d, e, f] = insert_params(new, trigger);
+    [a, b, c, d, e, f, &by.actor_id, &by.action, by.detail]
 }
 
 /// The parameters of [`insert_sql`]; `trigger` is `new.trigger` as text.
 fn insert_params<'a>(
     new: &'a NewRun<'_>,
     trigger: &'a &'static str,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 7] {
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 6] {
     [
         &new.job_id,
         trigger,
         new.input,
-        &new.worker_group,
         &new.scheduled_for,
         &new.retry_of,
         &new.parent_run_id,

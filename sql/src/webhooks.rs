@@ -21,7 +21,6 @@ pub struct WebhookTarget {
     pub secret: String,
     pub job_enabled: bool,
     pub job_deleted: bool,
-    pub worker_group: String,
     /// The job's concurrency policy is `skip`.
     pub job_skips: bool,
 }
@@ -79,7 +78,7 @@ pub async fn delete(c: &impl GenericClient, id: Uuid, job_id: Uuid) -> Result<bo
 pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTarget>, Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT w.id, w.job_id, w.secret, j.enabled, j.deleted_at IS NOT NULL, j.worker_group,
+            "SELECT w.id, w.job_id, w.secret, j.enabled, j.deleted_at IS NOT NULL,
                     j.concurrency = 'skip'
              FROM webhooks w JOIN jobs j ON j.id = w.job_id WHERE w.id = $1",
         )
@@ -90,8 +89,7 @@ pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTa
         secret: row.get(2),
         job_enabled: row.get(3),
         job_deleted: row.get(4),
-        worker_group: row.get(5),
-        job_skips: row.get(6),
+        job_skips: row.get(5),
     }))
 }
 

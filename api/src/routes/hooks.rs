@@ -144,14 +144,13 @@ pub async fn receive(
         &mut client,
         &QueueRun {
             job_id: hook.job_id,
-            worker_group: &hook.worker_group,
-            job_skips: hook.job_skips,
             trigger: RunTrigger::Webhook,
             input: &input,
             idempotency_key: key,
             actor_id: None,
             audit_detail: json!({"webhook_id": hook.id}),
         },
+        hook.job_skips,
     )
     .await?;
     jobcenter_sql::webhooks::mark_delivered(&client, hook.id).await?;

@@ -8,7 +8,7 @@ use crate::pagination::page;
 use crate::routes::db;
 use crate::run_events::RunEvent;
 use crate::state::AppState;
-use crate::trigger::{idempotency_key, queue_run, QueueRun};
+use crate::trigger::{idempotency_key, queue_run, queue_run_if_open, QueueRun};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
@@ -104,26 +104,29 @@ pub async fn trigger_run(
         ));
     }
     let mut client = db(&state).await?;
-    let job = jobs::get(&client, *job_id, caller.owner_scope(), Including::Live)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
-    if !job.fields.enabled {
-        return Err(ApiError::Conflict("the job is disabled".into()));
-    }
-    let queued = queue_run(
-        &mut client,
-        &QueueRun {
-            job_id: job.id,
-            worker_group: &job.fields.worker_group,
-            job_skips: job.fields.concurrency == Concurrency::Skip,
-            trigger: RunTrigger::Manual,
-            input: &body.input,
-            idempotency_key: key,
-            actor_id: Some(caller.user_id),
-            audit_detail: json!({}),
-        },
-    )
-    .await?;
+    let request = QueueRun {
+        job_id: *job_id,
+        trigger: RunTrigger::Manual,
+        input: &body.input,
+        idempotency_key: key,
+        actor_id: Some(caller.user_id),
+        audit_detail: json!({}),
+    };
+    // The common trigger is one statement; the job is read only when that queued nothing
+    // (the job is missing, disabled or `skip`) or the request carries a key.
+    let queued = match queue_run_if_open(&client, &request, caller.owner_scope()).await? {
+        Some(queued) => queued,
+        None => {
+            let job = jobs::get(&client, *job_id, caller.owner_scope(), Including::Live)
+                .await?
+                .ok_or(ApiError::NotFound("job"))?;
+            if !job.fields.enabled {
+                return Err(ApiError::Conflict("the job is disabled".into()));
+            }
+            let skips = job.fields.concurrency == Concurrency::Skip;
+            queue_run(&mut client, &request, skips).await?
+        }
+    };
     drop(client);
     let replayed = queued.replayed;
     let mut run = queued.run;
@@ -351,7 +354,6 @@ pub async fn retry_run(
         job_id: job.id,
         trigger: RunTrigger::Retry,
         input: &original.input,
-        worker_group: &job.fields.worker_group,
         scheduled_for: original.scheduled_for,
         retry_of: Some(original.id),
         parent_run_id: None,
