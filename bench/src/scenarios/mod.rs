@@ -227,12 +227,18 @@ pub fn now_ns() -> i128 {
         .as_nanos() as i128
 }
 
-/// Waits (at most 30 s) until the kernel holds less than 16 MiB of dirty or in-flight
-/// file pages, so that an idle-latency figure is not charged with the writeback of what
-/// the scenario before it wrote. It flushes nothing itself: a `CHECKPOINT` or `sync` here
-/// would make the next commits write full-page images and slow the figure instead.
+/// Flushes the kernel's dirty file pages (`sync`) and waits (at most 30 s) until it
+/// holds less than 16 MiB of dirty or in-flight ones, so that an idle-latency figure is
+/// not charged with the writeback of what the scenario before it wrote. Without the
+/// `sync` the flusher takes its time (up to `dirty_expire_centisecs`, 30 s by default).
+/// No `CHECKPOINT`: it would make the next commits write full-page images and slow the
+/// figure instead (`sync` writes the same pages the flusher would, PostgreSQL does not
+/// notice).
 pub async fn settle_disk(what: &str) {
     let started = Instant::now();
+    if let Err(e) = tokio::process::Command::new("sync").status().await {
+        eprintln!("bench: {what}: sync failed: {e}");
+    }
     let mut pending = 0;
     while started.elapsed() < Duration::from_secs(30) {
         pending = dirty_kib().unwrap_or(0);
