@@ -291,8 +291,8 @@ fn insert_audited_sql() -> String {
 fn insert_audited_open_sql() -> String {
     insert_sql_with(
         " AND deleted_at IS NULL AND enabled AND concurrency <> 'skip'
-           AND ($10::uuid IS NULL
-                OR project_id IN (SELECT id FROM projects WHERE owner_id = $10))",
+           AND ($10::uuid IS NULL OR EXISTS (SELECT 1 FROM projects p
+                                            WHERE p.id = project_id AND p.owner_id = $10))",
         AUDIT_RECORD,
     )
 }

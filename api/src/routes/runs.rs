@@ -113,7 +113,8 @@ pub async fn trigger_run(
         audit_detail: json!({}),
     };
     // The common trigger is one statement; the job is read only when that queued nothing
-    // (the job is missing, disabled or `skip`) or the request carries a key.
+    // (the job is missing, deleted, not the caller's, disabled or `skip`) or the request
+    // carries a key.
     let queued = match queue_run_if_open(&client, &request, caller.owner_scope()).await? {
         Some(queued) => queued,
         None => {

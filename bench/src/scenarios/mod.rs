@@ -236,8 +236,12 @@ pub fn now_ns() -> i128 {
 /// notice).
 pub async fn settle_disk(what: &str) {
     let started = Instant::now();
-    if let Err(e) = tokio::process::Command::new("sync").status().await {
-        eprintln!("bench: {what}: sync failed: {e}");
+    let sync = tokio::process::Command::new("sync").status();
+    match tokio::time::timeout(Duration::from_secs(30), sync).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => eprintln!("bench: {what}: sync answered {status}"),
+        Ok(Err(e)) => eprintln!("bench: {what}: sync failed: {e}"),
+        Err(_) => eprintln!("bench: {what}: sync took more than 30 s"),
     }
     let mut pending = 0;
     while started.elapsed() < Duration::from_secs(30) {
