@@ -61,9 +61,9 @@ pub async fn queue_run_if_open(
 /// `job_skips`: the job's concurrency policy is `skip` (as read with the job); without a
 /// key, only then is the run queued under the job's queue lock (with a key, the lock
 /// statement always goes with the insert, and locks only a `skip` job). Without a key,
-/// the run and its audit record are committed in one round trip. Two racing triggers with one key: the second's key claim
-/// waits for the first's commit, fails, rolls back its run, and the retry reads the
-/// first's run.
+/// the run and its audit record are committed in one round trip. Two racing triggers
+/// with one key: the second's key claim waits for the first's commit, fails, rolls back
+/// its run, and the retry reads the first's run.
 pub async fn queue_run(
     client: &mut Object,
     request: &QueueRun<'_>,
