@@ -9,7 +9,7 @@ use crate::report::Row;
 use crate::stats::fmt_ms;
 use std::time::Duration;
 
-/// Triggers sent before the counted ones at each level, 50 ms apart like them. The first
+/// Triggers sent before the counted ones at each level, as far apart as them. The first
 /// claims after the burn-down and the settling pause were the slowest of a level at every
 /// level (three of the five slowest of 300 within the first 150 ms, at 0 and at 10 M),
 /// which made the comparison between levels a comparison of those few.
@@ -60,6 +60,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             &stamp_job,
             &stamp_file,
             (HISTORY_WARM_UP, ctx.sizes.history_triggers),
+            ctx.sizes.history_trigger_gap,
             &label,
         )
         .await?;

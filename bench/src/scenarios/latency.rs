@@ -9,6 +9,9 @@ use crate::stats::{fmt_ms, Summary};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// The spacing of the idle triggers.
+const IDLE_GAP: Duration = Duration::from_millis(50);
+
 pub struct IdleLatency {
     pub start: Summary,
     /// Trigger sent → `queued_at` (the trigger transaction's start in the API).
@@ -38,13 +41,14 @@ pub async fn create_stamp_job(ctx: &Ctx, stack: &Stack) -> anyhow::Result<(Strin
     Ok((job, file))
 }
 
-/// `warm_up` triggers that are not counted, then `count` that are, 50 ms apart, each
+/// `warm_up` triggers that are not counted, then `count` that are, `gap` apart, each
 /// waited for by nobody; then the figures (`label` names the measurement in the log).
 pub async fn idle_triggers(
     stack: &Stack,
     job: &str,
     stamp_file: &str,
     (warm_up, count): (usize, usize),
+    gap: Duration,
     label: &str,
 ) -> anyhow::Result<IdleLatency> {
     let mut sent: HashMap<String, i128> = HashMap::new();
@@ -57,7 +61,7 @@ pub async fn idle_triggers(
             }
             _ => {}
         }
-        next += Duration::from_millis(50);
+        next += gap;
         tokio::time::sleep_until(next.into()).await;
     }
     let db = stack.db().await?;
@@ -138,7 +142,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle_disk("latency").await;
     let triggers = (0, ctx.sizes.idle_triggers);
-    let measured = idle_triggers(&stack, &job, &file, triggers, "latency").await?;
+    let measured = idle_triggers(&stack, &job, &file, triggers, IDLE_GAP, "latency").await?;
     stack.stop("worker");
     stack.finish(ctx).await?;
     report_idle(ctx, &measured, "");

@@ -34,6 +34,7 @@ pub struct Sizes {
     pub history: Vec<i64>,
     pub history_burn_down_runs: i64,
     pub history_triggers: usize,
+    pub history_trigger_gap: Duration,
     pub pgbench_seconds: u32,
     pub spawn_seconds: f64,
 }
@@ -58,9 +59,10 @@ impl Sizes {
             schedule_ticks: if full { 6 } else { 2 },
             history,
             history_burn_down_runs: if full { 5_000 } else { 1_000 },
-            history_triggers: if full { 300 } else { 30 },
-            pgbench_seconds: if full { 7 } else { 4 },
-            spawn_seconds: if full { 5.0 } else { 2.0 },
+            history_triggers: if full { 400 } else { 30 },
+            history_trigger_gap: Duration::from_millis(25),
+            pgbench_seconds: if full { 5 } else { 4 },
+            spawn_seconds: if full { 3.0 } else { 2.0 },
         }
     }
 }
