@@ -49,7 +49,7 @@ impl Sizes {
             idle_triggers: if full { 200 } else { 60 },
             steady_window: Duration::from_secs(if full { 30 } else { 10 }),
             steady_concurrency: 8,
-            wrk_seconds: if full { 3 } else { 2 },
+            wrk_seconds: 2,
             wrk_connections: if q {
                 vec![1, 8, 32]
             } else {
