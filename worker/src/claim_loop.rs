@@ -9,6 +9,7 @@
 
 use crate::control::Stop;
 use crate::{execute, heartbeat, wakeup, Error, WorkerContext};
+use futures_util::future::BoxFuture;
 use jobcenter_core::config::Config;
 use jobcenter_sql::Pool;
 use std::sync::Arc;
@@ -17,11 +18,24 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown` is cancelled, then shuts down gracefully.
-pub async fn run(
+///
+/// Boxed, so that its state machine is compiled in this crate. An `async fn` is compiled
+/// where it is awaited: the `jobcenter` binary compiled the API, scheduler and worker
+/// again, alone, after every other crate (26 s at the end of a cold release build).
+pub fn run(
     config: &Config,
     pool: Pool,
     shutdown: CancellationToken,
-    metrics: std::sync::Arc<jobcenter_core::metrics::Metrics>,
+    metrics: Arc<jobcenter_core::metrics::Metrics>,
+) -> BoxFuture<'_, Result<(), Error>> {
+    Box::pin(run_until_shutdown(config, pool, shutdown, metrics))
+}
+
+async fn run_until_shutdown(
+    config: &Config,
+    pool: Pool,
+    shutdown: CancellationToken,
+    metrics: Arc<jobcenter_core::metrics::Metrics>,
 ) -> Result<(), Error> {
     let store = jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
         .await
