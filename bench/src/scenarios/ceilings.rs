@@ -105,8 +105,6 @@ pub async fn pgbench(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     let enqueue8 = pg.run(&enqueue, 8, Length::Seconds(seconds), None)?;
     db.batch_execute("TRUNCATE runs CASCADE").await?;
-    let life1 = pg.run(&lifecycle, 1, Length::Seconds(seconds), None)?;
-    db.batch_execute("TRUNCATE runs CASCADE").await?;
     let life8 = pg.run(&lifecycle, 8, Length::Seconds(seconds), None)?;
     db.batch_execute("TRUNCATE runs CASCADE").await?;
     // What a burn-down asks of Postgres: claim and complete queued runs, 8 clients (the
@@ -154,10 +152,6 @@ pub async fn pgbench(ctx: &mut Ctx) -> anyhow::Result<()> {
             per_s(enqueue8.tps),
             enqueue8.latency_ms
         ),
-    ));
-    ctx.row(Row::new(
-        "ceiling: pgbench run lifecycle (enqueue+claim+complete, 3 commits), 1 client",
-        format!("{} (avg {:.2} ms)", per_s(life1.tps), life1.latency_ms),
     ));
     ctx.row(Row::new(
         "ceiling: pgbench run lifecycle (enqueue+claim+complete, 3 commits), 8 clients",
