@@ -186,7 +186,7 @@ async fn serve_metrics_until_stopped(
 ///
 /// Boxed, so that its state machine is compiled in this crate. An `async fn` is compiled
 /// where it is awaited: the `jobcenter` binary compiled the API, scheduler and worker
-/// again, alone, after every other crate (26 s at the end of a cold release build).
+/// again, alone, after every other crate (27 s at the end of a cold release build).
 pub fn serve(
     config: &Config,
     pool: Pool,

@@ -53,9 +53,8 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 /// lost, and again. On shutdown a leader releases the lock at once, so that a standby
 /// takes over without waiting for the connection to time out.
 ///
-/// Boxed, so that its state machine is compiled in this crate. An `async fn` is compiled
-/// where it is awaited: the `jobcenter` binary compiled the API, scheduler and worker
-/// again, alone, after every other crate (26 s at the end of a cold release build).
+/// Boxed, so that its state machine is compiled in this crate and not again in the
+/// binary that awaits it (ARCHITECTURE.md, "Entry points").
 pub fn run(
     config: &Config,
     pool: Pool,

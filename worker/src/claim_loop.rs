@@ -19,9 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the worker until `shutdown` is cancelled, then shuts down gracefully.
 ///
-/// Boxed, so that its state machine is compiled in this crate. An `async fn` is compiled
-/// where it is awaited: the `jobcenter` binary compiled the API, scheduler and worker
-/// again, alone, after every other crate (26 s at the end of a cold release build).
+/// Boxed, so that its state machine is compiled in this crate and not again in the
+/// binary that awaits it (ARCHITECTURE.md, "Entry points").
 pub fn run(
     config: &Config,
     pool: Pool,

@@ -15,6 +15,10 @@ use std::time::Duration;
 /// which made the comparison between levels a comparison of those few.
 const HISTORY_WARM_UP: usize = 10;
 
+/// The spacing of a level's triggers: the system stays idle between them (a run of the
+/// stamp command takes a few ms), and 400 fit in 10 s.
+const HISTORY_GAP: Duration = Duration::from_millis(25);
+
 struct Level {
     history: i64,
     burn_per_s: f64,
@@ -60,7 +64,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             &stamp_job,
             &stamp_file,
             (HISTORY_WARM_UP, ctx.sizes.history_triggers),
-            ctx.sizes.history_trigger_gap,
+            HISTORY_GAP,
             &label,
         )
         .await?;

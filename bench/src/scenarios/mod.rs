@@ -34,7 +34,6 @@ pub struct Sizes {
     pub history: Vec<i64>,
     pub history_burn_down_runs: i64,
     pub history_triggers: usize,
-    pub history_trigger_gap: Duration,
     pub pgbench_seconds: u32,
     pub spawn_seconds: f64,
 }
@@ -60,7 +59,6 @@ impl Sizes {
             history,
             history_burn_down_runs: if full { 5_000 } else { 1_000 },
             history_triggers: if full { 400 } else { 30 },
-            history_trigger_gap: Duration::from_millis(25),
             pgbench_seconds: if full { 5 } else { 4 },
             spawn_seconds: if full { 3.0 } else { 2.0 },
         }
