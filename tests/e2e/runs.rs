@@ -275,3 +275,45 @@ async fn logs_are_readable_while_the_run_goes_on_and_timeouts_kill_the_group() {
         .collect();
     assert!(ours.is_empty(), "processes of the run survived: {ours:?}");
 }
+
+/// Run ids are UUIDv7: the first 48 bits are the Unix milliseconds of the trigger, so a
+/// later run has a greater id, and the runs in flight sit together at the end of every
+/// index that starts with the run id.
+#[tokio::test]
+async fn run_ids_are_uuid_v7_in_the_order_of_their_triggers() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "t", "target": {"kind": "command", "command": ["true"]}}),
+        )
+        .await;
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let before = unix_ms();
+        let id = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+        let after = unix_ms();
+        let id: uuid::Uuid = id.parse().unwrap();
+        assert_eq!(id.get_version_num(), 7, "{id}");
+        let bytes = id.as_bytes();
+        let ms = bytes[..6]
+            .iter()
+            .fold(0u64, |ms, b| ms << 8 | u64::from(*b));
+        assert!(
+            before <= ms && ms <= after,
+            "{id}: {ms} not in {before}..={after}"
+        );
+        ids.push(id);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+}
