@@ -41,32 +41,55 @@ pub async fn create_stamp_job(ctx: &Ctx, stack: &Stack) -> anyhow::Result<(Strin
     Ok((job, file))
 }
 
-/// `warm_up` triggers that are not counted, then `count` that are, `gap` apart, each
-/// waited for by nobody; then the figures (`label` names the measurement in the log).
+/// One stack's stamp job (from [`create_stamp_job`]), as [`idle_triggers`] sends to it.
+pub struct StampTarget<'a> {
+    pub stack: &'a Stack,
+    pub job: &'a str,
+    pub stamp_file: &'a str,
+    /// Names the measurement in the log.
+    pub label: String,
+}
+
+/// `warm_up` triggers per target that are not counted, then `count` that are, each
+/// waited for by nobody; then each target's figures. The targets take turns, one trigger
+/// every `gap`: a target's own triggers are `gap` × the number of targets apart, and
+/// whatever slows the machine for a moment falls on all of them alike.
 pub async fn idle_triggers(
-    stack: &Stack,
-    job: &str,
-    stamp_file: &str,
+    targets: &[StampTarget<'_>],
     (warm_up, count): (usize, usize),
     gap: Duration,
-    label: &str,
-) -> anyhow::Result<IdleLatency> {
-    let mut sent: HashMap<String, i128> = HashMap::new();
+) -> anyhow::Result<Vec<IdleLatency>> {
+    // Per target: run id → the instant its trigger was sent.
+    let mut sent: Vec<HashMap<String, i128>> = vec![HashMap::new(); targets.len()];
     let mut next = Instant::now();
     for i in 0..warm_up + count {
-        let t0 = now_ns();
-        match stack.api.trigger(job).await? {
-            Some(id) if i >= warm_up => {
-                sent.insert(id, t0);
+        for (target, sent) in targets.iter().zip(&mut sent) {
+            let t0 = now_ns();
+            match target.stack.api.trigger(target.job).await? {
+                Some(id) if i >= warm_up => {
+                    sent.insert(id, t0);
+                }
+                _ => {}
             }
-            _ => {}
+            next += gap;
+            tokio::time::sleep_until(next.into()).await;
         }
-        next += gap;
-        tokio::time::sleep_until(next.into()).await;
     }
-    let db = stack.db().await?;
-    super::wait_final(&db, job, Duration::from_secs(30)).await?;
-    let stamps = std::fs::read_to_string(stamp_file).unwrap_or_default();
+    let mut measured = Vec::new();
+    for (target, sent) in targets.iter().zip(&sent) {
+        measured.push(figures(target, sent).await?);
+    }
+    Ok(measured)
+}
+
+/// Waits for `target`'s runs to finish, then reads their stamps and timestamps.
+async fn figures(
+    target: &StampTarget<'_>,
+    sent: &HashMap<String, i128>,
+) -> anyhow::Result<IdleLatency> {
+    let db = target.stack.db().await?;
+    super::wait_final(&db, target.job, Duration::from_secs(30)).await?;
+    let stamps = std::fs::read_to_string(target.stamp_file).unwrap_or_default();
     // Run id → the instant its command stamped, for the runs this call triggered.
     let mut stamped: HashMap<String, i128> = HashMap::new();
     for line in stamps.lines() {
@@ -103,7 +126,7 @@ pub async fn idle_triggers(
             spawn_ms.push((*stamp as f64 - started) / 1e6);
         }
     }
-    log_slowest_claims(&times, label);
+    log_slowest_claims(&times, &target.label);
     Ok(IdleLatency {
         start: Summary::of(start_ms),
         api: Summary::of(api_ms),
@@ -141,8 +164,16 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     // Settle: the worker listens, the first connection of each pool is made.
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle_disk("latency").await;
+    let target = StampTarget {
+        stack: &stack,
+        job: &job,
+        stamp_file: &file,
+        label: "latency".into(),
+    };
     let triggers = (0, ctx.sizes.idle_triggers);
-    let measured = idle_triggers(&stack, &job, &file, triggers, IDLE_GAP, "latency").await?;
+    let measured = idle_triggers(&[target], triggers, IDLE_GAP)
+        .await?
+        .remove(0);
     stack.stop("worker");
     stack.finish(ctx).await?;
     report_idle(ctx, &measured, "");
