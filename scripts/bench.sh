@@ -8,7 +8,7 @@
 #   BENCH_QUICK=1       smaller counts and shorter windows (a smoke run of the harness)
 #   BENCH_ONLY=a,b      only these scenarios (spawn,pgbench,burndown,httpburn,latency,steady,api,
 #                       schedule,logs,upload,history)
-#   BENCH_HISTORY=0,1000000   finished-run levels of the history scenario
+#   BENCH_HISTORY=1000000     finished-run levels of the history scenario (each beside an empty table)
 #   BENCH_KEEP=1        keep the scratch directory (component logs, pgbench logs)
 #   BENCH_STATEMENTS=1  load pg_stat_statements and print the costliest statements at the
 #                       end (a diagnosis: it adds a little to every statement)
