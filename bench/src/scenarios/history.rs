@@ -1,16 +1,17 @@
 //! History doesn't slow it: burn-down throughput and claim latency with 1 M and 10 M
 //! finished runs in the table (filled by [`history_fill`], timed), each against an empty
 //! table measured beside it, in the same minute: a second database with components of its
-//! own, whose table is truncated before each level. (Emptied with `DELETE` and `VACUUM
-//! ANALYZE` instead, its burn-down was 4–11% slower than the one with 10 M finished runs,
-//! in each of five runs: that baseline flattered the history.) The two burn-downs follow each
-//! other (in turns: who goes first alternates by level), and the idle triggers of the two
-//! take turns, so that a moment in which the machine stalls falls on both alike.
+//! own, whose table is truncated before each level. The two burn-downs follow each other
+//! (who goes first alternates by level), and the idle triggers of the two take turns, so
+//! that a moment in which the machine stalls falls on both alike.
 //!
 //! Why beside, not before: measured one level after the other (empty, then 1 M, then
 //! 10 M, tens of seconds apart), the claim p99 of 400 idle triggers moved by more than
 //! 10% between levels from one run to the next, whichever level held the history, and
-//! one run's empty level had a p99 of 40 ms from a single stall.
+//! one run's empty level had a p99 of 40 ms from a single stall. Why truncated: emptied
+//! with `DELETE` and `VACUUM ANALYZE` instead, the empty table burnt down 4–11% slower
+//! than the one with 10 M finished runs in each of five runs, a baseline that flattered
+//! the history.
 
 use super::burn_down::{burn_down, BurnDown};
 use super::latency::{create_stamp_job, idle_triggers, IdleLatency, StampTarget};
