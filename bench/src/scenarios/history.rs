@@ -8,10 +8,9 @@
 //! Why beside, not before: measured one level after the other (empty, then 1 M, then
 //! 10 M, tens of seconds apart), the claim p99 of 400 idle triggers moved by more than
 //! 10% between levels from one run to the next, whichever level held the history, and
-//! one run's empty level had a p99 of 40 ms from a single stall. Why truncated: emptied
-//! with `DELETE` and `VACUUM ANALYZE` instead, the empty table burnt down 4–11% slower
-//! than the one with 10 M finished runs in each of five runs, a baseline that flattered
-//! the history.
+//! one run's empty level had a p99 of 40 ms from a single stall. Truncated, the empty
+//! table is that of a new installation (emptied with `DELETE` and `VACUUM ANALYZE` the
+//! burn-downs compared the same, within the noise of ten runs).
 
 use super::burn_down::{burn_down, BurnDown};
 use super::latency::{create_stamp_job, idle_triggers, IdleLatency, StampTarget};
