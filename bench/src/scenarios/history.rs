@@ -134,8 +134,11 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             empty.target(format!("{label}, empty table beside it")),
         ];
         let triggers = (HISTORY_WARM_UP, ctx.sizes.history_triggers);
-        let mut idle = idle_triggers(&targets, triggers, HISTORY_GAP).await?;
-        let (empty_idle, full_idle) = (idle.remove(1), idle.remove(0));
+        let [full_idle, empty_idle]: [IdleLatency; 2] =
+            idle_triggers(&targets, triggers, HISTORY_GAP)
+                .await?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("one figure per target"))?;
         measured.push(Level {
             history,
             fill,
