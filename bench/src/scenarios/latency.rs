@@ -137,7 +137,8 @@ async fn figures(
 }
 
 /// The five slowest claims with the instant they were queued, for matching against the
-/// PostgreSQL log (checkpoints, autovacuum) of a kept run (`BENCH_KEEP=1`).
+/// PostgreSQL log (checkpoints, autovacuum) of a kept run (`BENCH_KEEP=1`), and how many
+/// were slow: a p99 set by a few stalls shows as a handful over 3 ms.
 fn log_slowest_claims(times: &[tokio_postgres::Row], label: &str) {
     let mut claims: Vec<(f64, f64)> = times
         .iter()
@@ -155,7 +156,14 @@ fn log_slowest_claims(times: &[tokio_postgres::Row], label: &str) {
             format!("{} ms at {} UTC", fmt_ms(*ms), at.format("%H:%M:%S%.3f"))
         })
         .collect();
-    eprintln!("bench: {label}: slowest claims: {}", slowest.join(", "));
+    let over = |ms: f64| claims.iter().filter(|c| c.0 > ms).count();
+    eprintln!(
+        "bench: {label}: slowest claims: {}; {} of {} over 1.5 ms, {} over 3 ms",
+        slowest.join(", "),
+        over(1.5),
+        claims.len(),
+        over(3.0)
+    );
 }
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
