@@ -27,9 +27,10 @@ const HISTORY_WARM_UP: usize = 10;
 
 /// The spacing of the triggers of both tables together: each table's own are 16 ms
 /// apart, and a run of the stamp command takes a few ms, so both stay idle between
-/// them; 1,000 each fit in 16 s. The p99 of 400 (the 4th slowest) moved by 20% between
-/// two identical empty tables measured this way; the slowest claims come in stalls of
-/// a few, 3 to 30 ms, that fall on either table.
+/// them; 1,000 each fit in 16 s. Even so, the p99 (the 10th slowest) of two identical
+/// empty tables measured this way was 90–126% of each other's in six pairs, their p95
+/// 98–105%: the slowest claims come in stalls of a few, 2 to 25 ms, that fall on either
+/// table (BENCHMARKS.md).
 const HISTORY_GAP: Duration = Duration::from_millis(8);
 
 /// One of the two databases, with its components and jobs.
