@@ -16,10 +16,11 @@
 //! API tokens are still checked on every request: their check also records when they
 //! were last used.
 
-use jobcenter_sql::listen::{listen_forever, Event};
+use jobcenter_sql::listen::Event;
 use jobcenter_sql::states::Role;
+use jobcenter_sql::USERS_CHANGED_CHANNEL;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -98,21 +99,17 @@ impl AuthCache {
             .expect("the auth cache lock is never poisoned")
     }
 
-    /// Starts listening for user changes; nothing is remembered until it listens.
-    pub fn spawn_listener(self: &Arc<Self>, database_url: String) {
-        let cache = self.clone();
-        tokio::spawn(async move {
-            listen_forever(
-                database_url,
-                &[jobcenter_sql::USERS_CHANGED_CHANNEL],
-                |event| match event {
-                    Event::Listening => cache.set_live(true),
-                    Event::Lost => cache.set_live(false),
-                    Event::Notification { .. } => cache.forget_all(),
-                },
-            )
-            .await
-        });
+    /// Follows the API's LISTEN connection (`listener`): nothing is remembered until it
+    /// listens, and a user change anywhere forgets every user.
+    pub fn on_event(&self, event: &Event<'_>) {
+        match *event {
+            Event::Listening => self.set_live(true),
+            Event::Lost => self.set_live(false),
+            Event::Notification { channel, .. } if channel == USERS_CHANGED_CHANNEL => {
+                self.forget_all()
+            }
+            Event::Notification { .. } => {}
+        }
     }
 }
 
@@ -172,6 +169,41 @@ mod tests {
         cache.set_live(true);
         cache.remember(ticket, user, Role::Admin, now);
         assert_eq!(cache.role(user, now), None);
+    }
+
+    #[test]
+    fn only_a_user_change_on_the_shared_connection_forgets() {
+        let cache = AuthCache::default();
+        let (user, now) = (Uuid::new_v4(), Instant::now());
+        cache.on_event(&Event::Listening);
+        cache.remember(cache.ticket(), user, Role::Developer, now);
+        let run_id = Uuid::new_v4().to_string();
+        for channel in [
+            jobcenter_sql::RUN_FINISHED_CHANNEL,
+            jobcenter_sql::RUN_LOGS_CHANNEL,
+        ] {
+            cache.on_event(&Event::Notification {
+                channel,
+                payload: &run_id,
+            });
+        }
+        assert_eq!(
+            cache.role(user, now),
+            Some(Role::Developer),
+            "a run event forgot"
+        );
+        cache.on_event(&Event::Notification {
+            channel: USERS_CHANGED_CHANNEL,
+            payload: "",
+        });
+        assert_eq!(cache.role(user, now), None, "a user change was not heard");
+        cache.remember(cache.ticket(), user, Role::Developer, now);
+        cache.on_event(&Event::Lost);
+        assert_eq!(
+            cache.role(user, now),
+            None,
+            "kept after the connection was lost"
+        );
     }
 
     #[test]

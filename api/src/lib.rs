@@ -10,6 +10,7 @@ mod content_encoding;
 pub mod error;
 pub mod extract;
 mod job_fields;
+mod listener;
 pub mod models;
 pub mod openapi;
 mod pagination;
@@ -201,6 +202,13 @@ async fn serve_until_stopped(
     metrics: Arc<Metrics>,
 ) -> Result<(), StartError> {
     bootstrap_admin(config, &pool).await?;
+    let events = run_events::RunEvents::new();
+    let auth_cache = Arc::new(auth_cache::AuthCache::default());
+    listener::spawn(
+        config.database_url.expose().to_string(),
+        events.clone(),
+        auth_cache.clone(),
+    );
     let state = web::Data::new(AppState {
         pool,
         jwt: auth::JwtKeys::new(
@@ -213,12 +221,8 @@ async fn serve_until_stopped(
         jwt_ttl: config.jwt_ttl,
         dummy_password_hash: auth::hash_password(&uuid::Uuid::new_v4().to_string())
             .map_err(|e| StartError::Bootstrap(e.to_string()))?,
-        events: run_events::RunEvents::spawn(config.database_url.expose().to_string()),
-        auth_cache: {
-            let cache = Arc::new(auth_cache::AuthCache::default());
-            cache.spawn_listener(config.database_url.expose().to_string());
-            cache
-        },
+        events,
+        auth_cache,
         metrics,
         store: Arc::new(
             jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)

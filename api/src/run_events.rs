@@ -1,9 +1,9 @@
 //! Run events (finished, new logs) from any node, fanned out to the requests waiting on
-//! them (synchronous invoke, live logs). One LISTEN connection per API process; waiters
-//! never hold a pooled connection while they wait, and re-check the database on a
-//! timer too, so a missed notification only costs latency.
+//! them (synchronous invoke, live logs), as heard by the API's one LISTEN connection
+//! (`listener`); waiters never hold a pooled connection while they wait, and re-check the
+//! database on a timer too, so a missed notification only costs latency.
 
-use jobcenter_sql::listen::{listen_forever, Event};
+use jobcenter_sql::listen::Event;
 use jobcenter_sql::{RUN_FINISHED_CHANNEL, RUN_LOGS_CHANNEL};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -22,38 +22,29 @@ pub struct RunEvents {
 }
 
 impl RunEvents {
-    /// Starts the listener task.
-    pub fn spawn(database_url: String) -> RunEvents {
+    pub fn new() -> RunEvents {
         let (sender, _) = broadcast::channel(4096);
-        let events = RunEvents {
-            sender: sender.clone(),
+        RunEvents { sender }
+    }
+
+    /// Hands a listener event to the waiters (see `listener`).
+    pub fn on_event(&self, event: &Event<'_>) {
+        let event = match *event {
+            Event::Listening => Some(RunEvent::Resync),
+            // Waiters re-check on their timer; `Listening` follows a reconnect.
+            Event::Lost => None,
+            Event::Notification { channel, payload } => {
+                Uuid::parse_str(payload).ok().and_then(|id| match channel {
+                    RUN_FINISHED_CHANNEL => Some(RunEvent::Finished(id)),
+                    RUN_LOGS_CHANNEL => Some(RunEvent::Logs(id)),
+                    _ => None,
+                })
+            }
         };
-        tokio::spawn(async move {
-            listen_forever(
-                database_url,
-                &[RUN_FINISHED_CHANNEL, RUN_LOGS_CHANNEL],
-                |event| {
-                    let event = match event {
-                        Event::Listening => Some(RunEvent::Resync),
-                        // Waiters re-check on their timer; `Listening` follows a reconnect.
-                        Event::Lost => None,
-                        Event::Notification { channel, payload } => {
-                            Uuid::parse_str(payload).ok().and_then(|id| match channel {
-                                RUN_FINISHED_CHANNEL => Some(RunEvent::Finished(id)),
-                                RUN_LOGS_CHANNEL => Some(RunEvent::Logs(id)),
-                                _ => None,
-                            })
-                        }
-                    };
-                    if let Some(event) = event {
-                        // No receiver is not an error: nobody is waiting right now.
-                        let _ = sender.send(event);
-                    }
-                },
-            )
-            .await
-        });
-        events
+        if let Some(event) = event {
+            // No receiver is not an error: nobody is waiting right now.
+            let _ = self.sender.send(event);
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
