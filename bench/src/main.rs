@@ -11,6 +11,7 @@ mod components;
 mod report;
 mod scenarios;
 mod stats;
+mod trigger_socket;
 
 use clap::Parser;
 use std::path::PathBuf;

@@ -2,10 +2,11 @@
 //! a helper that stamps the realtime clock first thing), and claim latency
 //! (queued_at → started_at, from the runs table).
 
-use super::{now_ns, settle_disk, Ctx, Stack};
+use super::{settle_disk, Ctx, Stack};
 use crate::components::path_str;
 use crate::report::Row;
 use crate::stats::{fmt_ms, Summary};
+use crate::trigger_socket::TriggerSocket;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -61,12 +62,15 @@ pub async fn idle_triggers(
 ) -> anyhow::Result<Vec<IdleLatency>> {
     // Per target: run id → the instant its trigger was sent.
     let mut sent: Vec<HashMap<String, i128>> = vec![HashMap::new(); targets.len()];
+    let mut sockets = targets
+        .iter()
+        .map(|t| TriggerSocket::new(&t.stack.api.base, &t.stack.api.token, t.job))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut next = Instant::now();
     for i in 0..warm_up + count {
-        for (target, sent) in targets.iter().zip(&mut sent) {
-            let t0 = now_ns();
-            match target.stack.api.trigger(target.job).await? {
-                Some(id) if i >= warm_up => {
+        for (socket, sent) in sockets.iter_mut().zip(&mut sent) {
+            match socket.trigger().await? {
+                (t0, Some(id)) if i >= warm_up => {
                     sent.insert(id, t0);
                 }
                 _ => {}
