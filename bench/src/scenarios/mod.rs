@@ -5,6 +5,7 @@ mod api_load;
 mod burn_down;
 mod ceilings;
 mod history;
+mod history_claim;
 mod history_fill;
 mod http_burn_down;
 mod latency;
@@ -34,6 +35,7 @@ pub struct Sizes {
     pub history: Vec<i64>,
     pub history_burn_down_runs: i64,
     pub history_triggers: usize,
+    pub history_claims: usize,
     pub pgbench_seconds: u32,
     pub spawn_seconds: f64,
 }
@@ -58,7 +60,8 @@ impl Sizes {
             schedule_ticks: if full { 6 } else { 2 },
             history,
             history_burn_down_runs: if full { 5_000 } else { 1_000 },
-            history_triggers: if full { 1_000 } else { 30 },
+            history_triggers: if full { 500 } else { 30 },
+            history_claims: if full { 10_000 } else { 1_000 },
             pgbench_seconds: if full { 5 } else { 4 },
             spawn_seconds: if full { 3.0 } else { 2.0 },
         }
