@@ -273,7 +273,9 @@ pub async fn insert_audited_open(
     row.map(|r| from_row(&r)).transpose()
 }
 
-fn insert_sql() -> String {
+/// The plain insert (no owner filter, no audit record): parameters 1 to 6 of
+/// [`insert_params`]. Public so that the bench's pgbench script is this very statement.
+pub fn insert_sql() -> String {
     insert_sql_with("", "")
 }
 
@@ -452,23 +454,10 @@ pub async fn list_by_job(
     rows.iter().map(from_row).collect()
 }
 
-/// Moves up to `limit` claimable runs of `group` to `running` on `worker_id`, oldest
-/// first, each with a fresh lease of `lease_ms`. A drained worker claims nothing. A run
-/// of a `queue`/`skip` job is claimable only when it is the job's oldest queued run and
-/// none of the job's runs is running; the unique index on running exclusive runs fences
-/// two workers racing for the same job (SQLSTATE 23505: claim again). The job's state
-/// and the project's secrets come back with each run, so that starting it needs no
-/// further round trip.
-pub async fn claim(
-    c: &impl GenericClient,
-    worker_id: Uuid,
-    group: &str,
-    limit: i64,
-    lease_ms: i64,
-) -> Result<Vec<ClaimedRun>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "WITH picked AS (
+/// The claim: up to `$2` queued runs of group `$1` for worker `$3` (unless it is drained),
+/// each with a lease of `$4` ms. Public so that the bench's pgbench script is this very
+/// statement.
+pub const CLAIM_SQL: &str = "WITH picked AS (
                SELECT r.id FROM runs r
                WHERE r.state = 'queued' AND r.worker_group = $1 AND r.not_before <= now()
                  AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = $3 AND w.drained)
@@ -491,9 +480,23 @@ pub async fn claim(
                        (SELECT s.data FROM job_state s WHERE s.job_id = r.job_id),
                        (SELECT coalesce(jsonb_object_agg(x.name, x.value), '{}'::jsonb)
                         FROM (SELECT ps.name, ps.value FROM project_secrets ps
-                              WHERE ps.project_id = j.project_id LIMIT 1000) x)",
-        )
-        .await?;
+                              WHERE ps.project_id = j.project_id LIMIT 1000) x)";
+
+/// Moves up to `limit` claimable runs of `group` to `running` on `worker_id`, oldest
+/// first, each with a fresh lease of `lease_ms`. A drained worker claims nothing. A run
+/// of a `queue`/`skip` job is claimable only when it is the job's oldest queued run and
+/// none of the job's runs is running; the unique index on running exclusive runs fences
+/// two workers racing for the same job (SQLSTATE 23505: claim again). The job's state
+/// and the project's secrets come back with each run, so that starting it needs no
+/// further round trip.
+pub async fn claim(
+    c: &impl GenericClient,
+    worker_id: Uuid,
+    group: &str,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<ClaimedRun>, Error> {
+    let stmt = c.prepare_cached(CLAIM_SQL).await?;
     let lease = lease_ms as f64;
     let rows = c
         .query(&stmt, &[&group, &limit, &worker_id, &lease])

@@ -38,61 +38,49 @@ fn spawn_rate(ctx: &Ctx, threads: usize) -> anyhow::Result<f64> {
     report["per_second"].as_f64().context("per_second")
 }
 
-// The statements below are jobcenter's own, copied from sql/src/runs.rs (insert, claim,
-// finish; last brought in step on 2026-11-28), with their parameters as pgbench variables:
-// `:job_id` is defined on the command line, the worker id is derived from the client id,
-// and the claimed id and lease are kept with \aset. Keep them in step with runs.rs when
-// those statements change.
+// The enqueue and the claim below are jobcenter's own statements, taken from
+// `jobcenter_sql::runs`, with their parameters replaced by pgbench expressions: `:job_id`
+// is defined on the command line, the worker id is derived from the client id, and the
+// claimed id and lease are kept with \aset. The complete is a one-row copy of the
+// worker's `finish_many` (an `UPDATE … FROM unnest(…)` of the outcomes finishing
+// together): keep it in step with that statement.
 
-/// Queues one manual run (`insert_sql_with` without the owner filter or audit record).
-const ENQUEUE: &str = "WITH j AS (SELECT concurrency, worker_group FROM jobs WHERE id = :job_id),
- busy AS (SELECT EXISTS (SELECT 1 FROM runs WHERE job_id = :job_id
-                         AND state IN ('queued', 'running')) AS busy),
- r AS (
-   INSERT INTO runs (job_id, trigger, input, worker_group, scheduled_for, retry_of,
-                     parent_run_id, exclusive, state, finished_at, error)
-   SELECT :job_id, 'manual'::text::run_trigger, 'null', j.worker_group, NULL, NULL,
-          NULL, j.concurrency <> 'allow',
-          CASE WHEN skip THEN 'skipped' ELSE 'queued' END::run_state,
-          CASE WHEN skip THEN now() END,
-          CASE WHEN skip THEN 'skipped: another run of the job was in progress' END
-   FROM j, busy, LATERAL (SELECT j.concurrency = 'skip' AND busy.busy AS skip) s
-   ON CONFLICT DO NOTHING RETURNING *)
- SELECT r.id, r.job_id, j.project_id, r.state::text, r.trigger::text, r.attempt,
-    r.worker_group, r.input, r.result, r.exit_code, r.error, r.scheduled_for, r.queued_at,
-    r.started_at, r.finished_at, r.worker_id, r.cancel_requested, r.first_run_id,
-    r.previous_run_id, r.retry_of, r.not_before, r.artifact_version, r.parent_run_id,
-    pg_notify('jobcenter_runs', r.worker_group)
- FROM r JOIN jobs j ON j.id = r.job_id;
-";
+/// `sql` with its parameters `$1`, `$2`, … replaced by `params` (from the last, so that
+/// `$1` does not eat into `$10`).
+fn with_params(sql: &str, params: &[&str]) -> String {
+    let mut sql = sql.to_string();
+    for (i, param) in params.iter().enumerate().rev() {
+        sql = sql.replace(&format!("${}", i + 1), param);
+    }
+    sql
+}
 
-/// Claims one run (the worker claims up to its free slots; one is the per-run cost), with
-/// the worker's lease of 60 s.
-const CLAIM: &str = "WITH picked AS (
-   SELECT r.id FROM runs r
-   WHERE r.state = 'queued' AND r.worker_group = 'default' AND r.not_before <= now()
-     AND NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = md5(:client_id::text)::uuid AND w.drained)
-     AND (NOT r.exclusive OR (
-       NOT EXISTS (SELECT 1 FROM runs o WHERE o.job_id = r.job_id
-                   AND o.state = 'running' AND o.exclusive)
-       AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.job_id = r.job_id
-                   AND o.state = 'queued'
-                   AND (o.queued_at, o.id) < (r.queued_at, r.id))))
-   ORDER BY r.queued_at LIMIT 1 FOR UPDATE OF r SKIP LOCKED)
- UPDATE runs r SET state = 'running', started_at = now(), worker_id = md5(:client_id::text)::uuid,
-        lease_id = gen_random_uuid(),
-        lease_expires_at = now() + 60000 * interval '1 millisecond'
- FROM picked, jobs j, projects p
- WHERE r.id = picked.id AND j.id = r.job_id AND p.id = j.project_id
- RETURNING r.id, r.job_id, j.project_id, r.attempt, r.trigger::text, r.input,
-           r.scheduled_for, j.target, j.env, p.config, j.timeout_seconds,
-           j.max_attempts, r.lease_id,
-           extract(epoch FROM now() - greatest(r.queued_at, r.not_before))::float8 AS waited,
-           (SELECT s.data FROM job_state s WHERE s.job_id = r.job_id) AS state_data,
-           (SELECT coalesce(jsonb_object_agg(x.name, x.value), '{}'::jsonb)
-            FROM (SELECT ps.name, ps.value FROM project_secrets ps
-                  WHERE ps.project_id = j.project_id LIMIT 1000) x) AS secrets \\aset
-";
+/// Queues one manual run: jobcenter's plain insert (no owner filter, no audit record).
+fn enqueue_script() -> String {
+    let params = [
+        ":job_id::uuid",
+        "'manual'",
+        "'null'::jsonb",
+        "NULL::timestamptz",
+        "NULL::uuid",
+        "NULL::uuid",
+    ];
+    format!(
+        "{};\n",
+        with_params(&jobcenter_sql::runs::insert_sql(), &params)
+    )
+}
+
+/// Claims one run (the worker claims up to its free slots; one is the per-run cost) with a
+/// lease of 60 s: jobcenter's claim statement.
+fn claim_script() -> String {
+    let worker = "md5(:client_id::text)::uuid";
+    let params = ["'default'", "1", worker, "60000"];
+    format!(
+        "{} \\aset\n",
+        with_params(jobcenter_sql::runs::CLAIM_SQL, &params)
+    )
+}
 
 /// One outcome per commit: the worker groups the outcomes of runs finishing together
 /// into one `UPDATE … FROM unnest(…)` (`finish_many`); one row is the per-run cost.
@@ -101,8 +89,8 @@ const COMPLETE: &str = "UPDATE runs SET state = 'succeeded'::text::run_state, ex
  WHERE id = :id AND lease_id = :lease_id AND state = 'running';
 ";
 
-/// So that `:id` and `:lease_id` are defined even when a claim finds nothing (the complete then changes
-/// nothing, as the worker's compare-and-set would).
+/// So that `:id` and `:lease_id` are defined even when a claim finds nothing (the complete
+/// then changes nothing, as the worker's compare-and-set would).
 const RESET_ID: &str = "SELECT '00000000-0000-0000-0000-000000000000'::uuid AS id,
         '00000000-0000-0000-0000-000000000000'::uuid AS lease_id \\gset\n";
 
@@ -117,10 +105,13 @@ pub async fn pgbench(ctx: &mut Ctx) -> anyhow::Result<()> {
     let lifecycle = dir.join("lifecycle.sql");
     let claim = dir.join("claim.sql");
     let drain = dir.join("claim-complete.sql");
-    std::fs::write(&drain, format!("{RESET_ID}{CLAIM}{COMPLETE}"))?;
-    std::fs::write(&enqueue, ENQUEUE)?;
-    std::fs::write(&lifecycle, format!("{ENQUEUE}{RESET_ID}{CLAIM}{COMPLETE}"))?;
-    std::fs::write(&claim, CLAIM)?;
+    std::fs::write(&drain, format!("{RESET_ID}{}{COMPLETE}", claim_script()))?;
+    std::fs::write(&enqueue, enqueue_script())?;
+    std::fs::write(
+        &lifecycle,
+        format!("{}{RESET_ID}{}{COMPLETE}", enqueue_script(), claim_script()),
+    )?;
+    std::fs::write(&claim, claim_script())?;
     let seconds = ctx.sizes.pgbench_seconds;
     let pg = PgBench {
         ctx,
