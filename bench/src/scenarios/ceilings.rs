@@ -127,12 +127,7 @@ pub async fn pgbench(ctx: &mut Ctx) -> anyhow::Result<()> {
     // worker's default capacity), on a queue filled beforehand with more than enough.
     let job_uuid: uuid::Uuid = job_id.parse()?;
     let prefill = 4_000 * i64::from(seconds);
-    db.execute(
-        "INSERT INTO runs (job_id, trigger, worker_group)
-         SELECT $1, 'manual', 'default' FROM generate_series(1, $2::bigint)",
-        &[&job_uuid, &prefill],
-    )
-    .await?;
+    super::queue_runs(&db, job_uuid, prefill).await?;
     db.batch_execute("VACUUM ANALYZE runs").await?;
     let drain8 = pg.run(&drain, 8, Length::Seconds(seconds), None)?;
     let counts = db
@@ -147,12 +142,7 @@ pub async fn pgbench(ctx: &mut Ctx) -> anyhow::Result<()> {
     db.batch_execute("TRUNCATE runs CASCADE").await?;
     // Claims alone, one client, on a queue filled beforehand; per-claim latencies logged.
     let claims: i64 = if ctx.sizes.quick { 2_000 } else { 10_000 };
-    db.execute(
-        "INSERT INTO runs (job_id, trigger, worker_group)
-         SELECT $1, 'manual', 'default' FROM generate_series(1, $2::bigint)",
-        &[&job_uuid, &(claims + 100)],
-    )
-    .await?;
+    super::queue_runs(&db, job_uuid, claims + 100).await?;
     db.batch_execute("VACUUM ANALYZE runs").await?;
     let log_prefix = dir.join("claim-log");
     let claim1 = pg.run(&claim, 1, Length::Transactions(claims), Some(&log_prefix))?;
@@ -170,7 +160,7 @@ pub async fn pgbench(ctx: &mut Ctx) -> anyhow::Result<()> {
     if unfinished > 8 {
         ctx.note(format!(
             "pgbench claim+complete: {unfinished} claimed runs were never completed: the \
-             statements copied here are out of step with each other"
+             complete copied here is out of step with the claim"
         ));
     }
     ctx.row(Row::new(

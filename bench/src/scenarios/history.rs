@@ -35,8 +35,8 @@ const HISTORY_WARM_UP: usize = 10;
 /// apart, and a run of the stamp command takes a few ms, so both stay idle between
 /// them. The p99 (the 10th slowest of 1,000) of two identical empty tables measured this
 /// way was 68–126% of each other's in fifteen pairs on two hosts, their p95 88–105%
-/// (BENCHMARKS.md):
-/// the slowest idle claims come in stalls of a few, 2 to 25 ms, that fall on either table.
+/// (BENCHMARKS.md): the slowest idle claims come in stalls of a few, 2 to 25 ms, that
+/// fall on either table.
 const HISTORY_GAP: Duration = Duration::from_millis(8);
 
 /// One of the two databases, with its components and jobs.

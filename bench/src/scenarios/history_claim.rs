@@ -10,7 +10,7 @@
 //! the claim's own work, which is what finished runs in the table could slow (the
 //! issue's planning: more index pages read per claim). And a thousand idle claims per
 //! table cannot tell 10% apart at the p99: two empty tables measured that way were
-//! 76–126% of each other (BENCHMARKS.md).
+//! 68–126% of each other (BENCHMARKS.md).
 
 use crate::stats::Summary;
 use anyhow::{bail, Context};
@@ -43,13 +43,7 @@ pub async fn claim_in_turns(
         let job: Uuid = table.job.parse()?;
         // The queue, then statistics for both tables alike (an analyze by autovacuum in
         // the middle of one table's claims would fall on that one only).
-        client
-            .execute(
-                "INSERT INTO runs (job_id, trigger, worker_group)
-                 SELECT $1, 'manual', 'default' FROM generate_series(1, $2::bigint)",
-                &[&job, &((WARM_UP + claims) as i64)],
-            )
-            .await?;
+        super::queue_runs(&client, job, (WARM_UP + claims) as i64).await?;
         client.batch_execute("ANALYZE runs").await?;
         clients.push((pool, client, job));
     }

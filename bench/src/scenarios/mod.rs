@@ -271,6 +271,22 @@ fn dirty_kib() -> Option<u64> {
     Some(field("Dirty:")? + field("Writeback:")?)
 }
 
+/// Puts `runs` queued manual runs of `job` into the table with one statement and no
+/// notification (the queue a measurement starts from).
+pub async fn queue_runs(
+    db: &tokio_postgres::Client,
+    job: uuid::Uuid,
+    runs: i64,
+) -> anyhow::Result<()> {
+    db.execute(
+        "INSERT INTO runs (job_id, trigger, worker_group)
+         SELECT $1, 'manual', 'default' FROM generate_series(1, $2::bigint)",
+        &[&job, &runs],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Polls until no run of `job` is queued or running, for at most `limit`.
 /// Returns how many are still pending (0: all final).
 pub async fn wait_final(
