@@ -1,7 +1,11 @@
 //! Steady throughput through the API: `steady_concurrency` clients each triggering runs
 //! of `true` back to back for the window, with the scheduler and one worker running.
 //! Accepted per second, finished per second (within the window), and the end-to-end
-//! latency from sending the trigger to the run's finished_at.
+//! latency from sending the trigger to the run's finished_at, of the runs finished within
+//! the window. The triggers outpace the worker (both share the two cores with the API and
+//! PostgreSQL), so the window ends with a backlog; the scenario does not wait for it to
+//! drain (that took longer than the window itself, and its latencies would only measure
+//! the backlog's length): it counts it and drops the database.
 
 use super::{now_ns, per_s, Ctx, Stack};
 use crate::report::Row;
@@ -44,31 +48,29 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         refused += r;
     }
     let window_end_ns = now_ns();
-    let db = stack.db().await?;
-    let pending = super::wait_final(&db, &job, Duration::from_secs(90)).await?;
     let peaks = sampler.stop();
+    let db = stack.db().await?;
     let ids: Vec<uuid::Uuid> = sent.iter().filter_map(|(id, _)| id.parse().ok()).collect();
+    let window_end_s = window_end_ns as f64 / 1e9;
     let rows = db
         .query(
             "SELECT id::text, (extract(epoch FROM finished_at) * 1e9)::float8
-             FROM runs WHERE id = ANY($1) AND finished_at IS NOT NULL",
-            &[&ids],
+             FROM runs WHERE id = ANY($1) AND finished_at <= to_timestamp($2)",
+            &[&ids, &window_end_s],
         )
         .await?;
     let sent_at: std::collections::HashMap<&str, i128> =
         sent.iter().map(|(id, t0)| (id.as_str(), *t0)).collect();
     let mut latencies = Vec::new();
-    let mut finished_in_window = 0u64;
     for row in &rows {
         let id: String = row.get(0);
         let finished_ns: f64 = row.get(1);
-        if finished_ns as i128 <= window_end_ns {
-            finished_in_window += 1;
-        }
         if let Some(t0) = sent_at.get(id.as_str()) {
             latencies.push((finished_ns - *t0 as f64) / 1e6);
         }
     }
+    let finished_in_window = rows.len() as u64;
+    let backlog = sent.len() as u64 - finished_in_window;
     drop(db);
     stack.finish(ctx).await?;
 
@@ -91,7 +93,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     }
     ctx.row(row);
     ctx.row(Row::new(
-        format!("{title}: trigger → finished"),
+        format!("{title}: trigger → finished, of the runs finished within it"),
         Summary::of(latencies).ms(),
     ));
     ctx.row(Row::new(
@@ -102,10 +104,14 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         "memory: worker peak under steady load",
         fmt_mib(peaks[1]),
     ));
-    if refused > 0 || pending > 0 {
-        ctx.note(format!(
-            "steady: {refused} triggers not accepted, {pending} runs unfinished 90 s after the window"
-        ));
-    }
+    ctx.note(format!(
+        "steady: {backlog} of the {} accepted runs were not finished at the window's end (not waited for){}",
+        sent.len(),
+        if refused > 0 {
+            format!("; {refused} triggers not accepted")
+        } else {
+            String::new()
+        }
+    ));
     Ok(())
 }
