@@ -60,7 +60,7 @@ impl Sizes {
             schedule_ticks: if full { 6 } else { 2 },
             history,
             history_burn_down_runs: if full { 5_000 } else { 1_000 },
-            history_triggers: if full { 500 } else { 30 },
+            history_triggers: if full { 200 } else { 30 },
             history_claims: if full { 10_000 } else { 1_000 },
             pgbench_seconds: if full { 5 } else { 4 },
             spawn_seconds: if full { 3.0 } else { 2.0 },
