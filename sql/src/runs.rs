@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use jobcenter_core::target::Target;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -592,48 +593,139 @@ pub async fn finish_many(
     tx: &deadpool_postgres::Transaction<'_>,
     finishes: &[Finish<'_>],
 ) -> Result<Vec<Uuid>, Error> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE runs r SET state = f.state::run_state, exit_code = f.exit_code,
-                    result = f.result, error = f.error, finished_at = now(),
-                    lease_expires_at = NULL
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], $6::text[])
-                  AS f(id, lease_id, state, exit_code, result, error)
-             WHERE r.id = f.id AND r.lease_id = f.lease_id AND r.state = 'running'
-             RETURNING r.id",
-        )
-        .await?;
-    let ids: Vec<Uuid> = finishes.iter().map(|f| f.run_id).collect();
-    let leases: Vec<Uuid> = finishes.iter().map(|f| f.lease_id).collect();
-    let states: Vec<&str> = finishes
-        .iter()
-        .map(|f| {
-            debug_assert!(RunState::Running.can_become(f.outcome.state));
-            f.outcome.state.as_str()
-        })
-        .collect();
-    let exit_codes: Vec<Option<i32>> = finishes.iter().map(|f| f.outcome.exit_code).collect();
-    let results: Vec<Option<&str>> = finishes.iter().map(|f| f.outcome.result).collect();
-    let errors: Vec<Option<&str>> = finishes.iter().map(|f| f.outcome.error).collect();
+    let stmt = tx.prepare_cached(FINISH_MANY_SQL).await?;
+    let columns = FinishColumns::new(finishes);
     let (generic, rows, auto) = futures_util::future::join3(
-        tx.batch_execute(
-            "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;
-             SET LOCAL enable_bitmapscan = off",
-        ),
-        tx.query(
-            &stmt,
-            &[&ids, &leases, &states, &exit_codes, &results, &errors],
-        ),
-        tx.batch_execute(
-            "SET LOCAL plan_cache_mode TO DEFAULT; SET LOCAL enable_seqscan TO DEFAULT;
-             SET LOCAL enable_bitmapscan TO DEFAULT",
-        ),
+        tx.batch_execute(PLAN_BY_INDEX),
+        tx.query(&stmt, &columns.params()),
+        tx.batch_execute(PLAN_AS_USUAL),
     )
     .await;
     generic?;
     let rows = rows?;
     auto?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Who claims runs for the slots [`finish_and_claim`] frees, and how many.
+pub struct NextClaim<'a> {
+    pub worker_id: Uuid,
+    pub group: &'a str,
+    pub limit: i64,
+    pub lease_ms: i64,
+}
+
+/// [`finish_many`], then [`claim`] (when `next` is given), in one transaction sent as
+/// one pipeline: `BEGIN`, the finishes, the claim and `COMMIT` go out together and cost
+/// one round trip instead of four.
+///
+/// Any failure comes back as an error and leaves nothing written: a statement that fails
+/// aborts the transaction, and the `COMMIT` behind it then ends it as a rollback. The
+/// caller can write the same outcomes again another way. (A lost connection, as always,
+/// leaves it unknown whether the commit happened; the finishes are fenced by their
+/// leases, so writing them again changes nothing twice.)
+pub async fn finish_and_claim(
+    client: &deadpool_postgres::Client,
+    finishes: &[Finish<'_>],
+    next: Option<NextClaim<'_>>,
+) -> Result<(Vec<Uuid>, Vec<ClaimedRun>), Error> {
+    // Prepared first: a statement still to prepare would cost its own round trip in
+    // the middle of the pipeline, and the statements behind it would overtake it.
+    let finish_stmt = client.prepare_cached(FINISH_MANY_SQL).await?;
+    let claim_stmt = match next {
+        Some(_) => Some(client.prepare_cached(CLAIM_SQL).await?),
+        None => None,
+    };
+    let columns = FinishColumns::new(finishes);
+    // Each request is sent when its future is first polled, and `join` polls in order.
+    let claim = async {
+        match (&claim_stmt, &next) {
+            (Some(stmt), Some(n)) => {
+                let lease = n.lease_ms as f64;
+                let params: [&(dyn ToSql + Sync); 4] = [&n.group, &n.limit, &n.worker_id, &lease];
+                client.query(stmt, &params).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    };
+    let (begin, finished, reset, claimed, commit) = futures_util::future::join5(
+        client.batch_execute(&format!("BEGIN; {PLAN_BY_INDEX}")),
+        client.query(&finish_stmt, &columns.params()),
+        client.batch_execute(PLAN_AS_USUAL),
+        claim,
+        client.batch_execute("COMMIT"),
+    )
+    .await;
+    // The first error is the cause; the rest only say that the transaction was aborted.
+    begin?;
+    let finished = finished?;
+    reset?;
+    let claimed = claimed?;
+    commit?;
+    let held = finished.iter().map(|r| r.get(0)).collect();
+    let claimed = match claimed {
+        Some(rows) => rows
+            .iter()
+            .map(claimed_from_row)
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    Ok((held, claimed))
+}
+
+/// Sent before [`FINISH_MANY_SQL`]; see [`finish_many`] for why.
+const PLAN_BY_INDEX: &str = "SET LOCAL plan_cache_mode = force_generic_plan;
+    SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
+/// Sent after it, so that what follows in the transaction is planned as usual.
+const PLAN_AS_USUAL: &str = "SET LOCAL plan_cache_mode TO DEFAULT;
+    SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT";
+
+const FINISH_MANY_SQL: &str = "UPDATE runs r SET state = f.state::run_state,
+        exit_code = f.exit_code, result = f.result, error = f.error, finished_at = now(),
+        lease_expires_at = NULL
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], $6::text[])
+          AS f(id, lease_id, state, exit_code, result, error)
+     WHERE r.id = f.id AND r.lease_id = f.lease_id AND r.state = 'running'
+     RETURNING r.id";
+
+/// The parameters of [`FINISH_MANY_SQL`]: one array per column.
+struct FinishColumns<'a> {
+    ids: Vec<Uuid>,
+    leases: Vec<Uuid>,
+    states: Vec<&'static str>,
+    exit_codes: Vec<Option<i32>>,
+    results: Vec<Option<&'a str>>,
+    errors: Vec<Option<&'a str>>,
+}
+
+impl<'a> FinishColumns<'a> {
+    fn new(finishes: &[Finish<'a>]) -> Self {
+        FinishColumns {
+            ids: finishes.iter().map(|f| f.run_id).collect(),
+            leases: finishes.iter().map(|f| f.lease_id).collect(),
+            states: finishes
+                .iter()
+                .map(|f| {
+                    debug_assert!(RunState::Running.can_become(f.outcome.state));
+                    f.outcome.state.as_str()
+                })
+                .collect(),
+            exit_codes: finishes.iter().map(|f| f.outcome.exit_code).collect(),
+            results: finishes.iter().map(|f| f.outcome.result).collect(),
+            errors: finishes.iter().map(|f| f.outcome.error).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.ids,
+            &self.leases,
+            &self.states,
+            &self.exit_codes,
+            &self.results,
+            &self.errors,
+        ]
+    }
 }
 
 /// Puts a run held under `lease_id` back in the queue (a worker shutting down). It

@@ -10,6 +10,7 @@ mod catch_up;
 mod chaos;
 mod execution;
 mod faults;
+mod group_commit;
 mod harness;
 mod http_targets;
 mod job_lifecycle;

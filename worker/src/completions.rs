@@ -13,8 +13,12 @@
 //! successor with the answer and executes it in the same slot. The claim runs under a
 //! savepoint: if it fails (a race for an exclusive job's slot), the outcomes still
 //! commit, and the claim loop claims for the freed slots as before.
+//!
+//! A batch of bare outcomes (the usual case) skips the steps: its whole transaction,
+//! `BEGIN` to `COMMIT`, is sent as one pipeline and costs one round trip. If anything in
+//! it fails, nothing is written, and the batch is written again step by step.
 
-use jobcenter_sql::runs::{ClaimedRun, Finish, Outcome};
+use jobcenter_sql::runs::{ClaimedRun, Finish, NextClaim, Outcome};
 use jobcenter_sql::states::RunState;
 use jobcenter_sql::Pool;
 use std::collections::HashSet;
@@ -151,13 +155,16 @@ async fn write_forever(pool: Pool, claims: NextClaims, mut rx: mpsc::UnboundedRe
 /// Writes the outcomes, the jobs' new states, the log lines and the next attempts, and
 /// claims runs for the freed slots, in one transaction; returns, per outcome, whether
 /// its run was still held and the run claimed for its slot.
+///
+/// Most batches hold only outcomes (no new state, log line or retry, which depend on
+/// which runs were still held): their transaction is sent as one pipeline, one round
+/// trip. Should it fail, or for the other batches, the transaction goes step by step.
 async fn write(
     pool: &Pool,
     claims: &NextClaims,
     completions: &[Completion],
 ) -> Result<Vec<Recorded>, jobcenter_sql::Error> {
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let finishes: Vec<Finish<'_>> = completions
         .iter()
         .map(|c| Finish {
@@ -171,6 +178,27 @@ async fn write(
             },
         })
         .collect();
+    let wanted = completions.iter().filter(|c| c.claim_next).count();
+    let outcomes_only = completions
+        .iter()
+        .all(|c| c.new_state.is_none() && c.log_line.is_none() && c.retry_after.is_none());
+    if outcomes_only {
+        let next = (wanted > 0 && claims.open.load(Ordering::SeqCst)).then(|| NextClaim {
+            worker_id: claims.worker_id,
+            group: &claims.group,
+            limit: wanted as i64,
+            lease_ms: claims.lease.as_millis() as i64,
+        });
+        match jobcenter_sql::runs::finish_and_claim(&client, &finishes, next).await {
+            Ok((held, next)) => return Ok(recorded(completions, held.into_iter().collect(), next)),
+            Err(e) if e.is_unavailable() => return Err(e),
+            // Nothing was written (a claim racing for an exclusive job's slot, say).
+            Err(e) => {
+                tracing::debug!(error = %e, "pipelined group commit failed; writing step by step")
+            }
+        }
+    }
+    let tx = client.transaction().await?;
     let held: HashSet<Uuid> = jobcenter_sql::runs::finish_many(&tx, &finishes)
         .await?
         .into_iter()
@@ -203,16 +231,25 @@ async fn write(
             }
         }
     }
-    let wanted = completions.iter().filter(|c| c.claim_next).count();
-    let mut next = claim_next(&tx, claims, wanted).await?.into_iter();
+    let next = claim_next(&tx, claims, wanted).await?;
     tx.commit().await?;
-    Ok(completions
+    Ok(recorded(completions, held, next))
+}
+
+/// Pairs each outcome with whether its run was held and the run claimed for its slot.
+fn recorded(
+    completions: &[Completion],
+    held: HashSet<Uuid>,
+    next: Vec<ClaimedRun>,
+) -> Vec<Recorded> {
+    let mut next = next.into_iter();
+    completions
         .iter()
         .map(|c| Recorded {
             held: held.contains(&c.run_id),
             next: if c.claim_next { next.next() } else { None },
         })
-        .collect())
+        .collect()
 }
 
 /// Claims up to `wanted` runs under a savepoint; none if the worker stopped claiming or

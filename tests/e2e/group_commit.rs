@@ -1,0 +1,101 @@
+//! The worker's pipelined group commit (`jobcenter_sql::runs::finish_and_claim`): its
+//! `BEGIN`, finishes, claim and `COMMIT` go out together, so a statement that fails in
+//! the middle must leave nothing written behind it.
+
+use crate::harness::{Api, Component, TestDb};
+use jobcenter_sql::runs::{self, Finish, NextClaim, Outcome};
+use jobcenter_sql::states::RunState;
+use serde_json::json;
+use uuid::Uuid;
+
+async fn state_of(api: &Api, run: &str) -> String {
+    let reply = api.get(&format!("/api/v1/runs/{run}")).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body["state"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everything() {
+    let db = TestDb::new();
+    let api_component = Component::start("api", &db, &[]);
+    let api = Api::login_admin(&api_component).await;
+    let project = api.create_project("pipelined").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "two", "target": {"kind": "command", "command": ["true"]}}),
+        )
+        .await;
+    let job = job["id"].as_str().unwrap();
+    let first = api.trigger(job, json!({})).await;
+    let second = api.trigger(job, json!({})).await;
+
+    // No worker runs: this test is the worker.
+    let pool = jobcenter_sql::new_pool(&db.url, 2).unwrap();
+    let client = pool.get().await.unwrap();
+    let worker_id = Uuid::new_v4();
+    let claimed = runs::claim(&client, worker_id, "default", 1, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id.to_string(), first, "the oldest run first");
+    let finish = || {
+        [Finish {
+            run_id: claimed[0].id,
+            lease_id: claimed[0].lease_id,
+            outcome: Outcome {
+                state: RunState::Succeeded,
+                exit_code: Some(0),
+                result: Some("done"),
+                error: None,
+            },
+        }]
+    };
+
+    // A lease beyond what an interval can hold fails the claim, after the finish.
+    let failing = NextClaim {
+        worker_id,
+        group: "default",
+        limit: 1,
+        lease_ms: i64::MAX,
+    };
+    let error = runs::finish_and_claim(&client, &finish(), Some(failing))
+        .await
+        .expect_err("the claim cannot compute its lease");
+    assert!(!error.is_unavailable(), "{error}");
+    assert_eq!(
+        state_of(&api, &first).await,
+        "running",
+        "the finish was rolled back"
+    );
+    assert_eq!(
+        state_of(&api, &second).await,
+        "queued",
+        "nothing was claimed"
+    );
+
+    // The same connection is usable again: it was not left in the aborted transaction.
+    let next = NextClaim {
+        worker_id,
+        group: "default",
+        limit: 1,
+        lease_ms: 60_000,
+    };
+    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), Some(next))
+        .await
+        .unwrap();
+    assert_eq!(held, vec![claimed[0].id]);
+    assert_eq!(next_runs.len(), 1);
+    assert_eq!(next_runs[0].id.to_string(), second);
+    let finished = api.get(&format!("/api/v1/runs/{first}")).await;
+    assert_eq!(finished.body["state"], "succeeded", "{finished:?}");
+    assert_eq!(finished.body["result"], "done", "{finished:?}");
+    assert_eq!(state_of(&api, &second).await, "running");
+
+    // A lease already used finishes nothing again; no claim asked, none made.
+    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), None)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "{held:?}");
+    assert!(next_runs.is_empty());
+}
