@@ -617,7 +617,9 @@ pub struct NextClaim<'a> {
 
 /// [`finish_many`], then [`claim`] (when `next` is given), in one transaction sent as
 /// one pipeline: `BEGIN`, the finishes, the claim and `COMMIT` go out together and cost
-/// one round trip instead of four.
+/// one round trip instead of four. `lines` are `system` lines that are the whole log of
+/// their runs (as [`crate::run_logs::append_system_lines`]); the finishing statement
+/// writes those of the runs it finishes.
 ///
 /// Any failure comes back as an error and leaves nothing written: a statement that fails
 /// aborts the transaction, and the `COMMIT` behind it then ends it as a rollback. The
@@ -627,16 +629,32 @@ pub struct NextClaim<'a> {
 pub async fn finish_and_claim(
     client: &deadpool_postgres::Client,
     finishes: &[Finish<'_>],
+    lines: &[(Uuid, &str)],
     next: Option<NextClaim<'_>>,
 ) -> Result<(Vec<Uuid>, Vec<ClaimedRun>), Error> {
     // Prepared first: a statement still to prepare would cost its own round trip in
     // the middle of the pipeline, and the statements behind it would overtake it.
-    let finish_stmt = client.prepare_cached(FINISH_MANY_SQL).await?;
+    let finish_stmt = client
+        .prepare_cached(&format!(
+            "WITH finished AS ({FINISH_MANY_SQL}),
+                  logged AS (INSERT INTO run_logs (run_id, seq, stream, data)
+                             SELECT l.run_id, 0, 'system', l.data
+                             FROM unnest($7::uuid[], $8::text[]) AS l(run_id, data)
+                             JOIN finished f ON f.id = l.run_id)
+             SELECT id FROM finished"
+        ))
+        .await?;
     let claim_stmt = match next {
         Some(_) => Some(client.prepare_cached(CLAIM_SQL).await?),
         None => None,
     };
     let columns = FinishColumns::new(finishes);
+    let line_runs: Vec<Uuid> = lines.iter().map(|(run, _)| *run).collect();
+    let line_data: Vec<&str> = lines.iter().map(|(_, line)| *line).collect();
+    let [ids, leases, states, exit_codes, results, errors] = columns.params();
+    let finish_params: [&(dyn ToSql + Sync); 8] = [
+        ids, leases, states, exit_codes, results, errors, &line_runs, &line_data,
+    ];
     // Each request is sent when its future is first polled, and `join` polls in order.
     let claim = async {
         match (&claim_stmt, &next) {
@@ -650,7 +668,7 @@ pub async fn finish_and_claim(
     };
     let (begin, finished, reset, claimed, commit) = futures_util::future::join5(
         client.batch_execute(&format!("BEGIN; {PLAN_BY_INDEX}")),
-        client.query(&finish_stmt, &columns.params()),
+        client.query(&finish_stmt, &finish_params),
         client.batch_execute(PLAN_AS_USUAL),
         claim,
         client.batch_execute("COMMIT"),

@@ -1,12 +1,19 @@
 //! The worker's pipelined group commit (`jobcenter_sql::runs::finish_and_claim`): its
 //! `BEGIN`, finishes, claim and `COMMIT` go out together, so a statement that fails in
-//! the middle must leave nothing written behind it.
+//! the middle must leave nothing written behind it, and a log line goes only with the
+//! finish of its run.
 
 use crate::harness::{Api, Component, TestDb};
 use jobcenter_sql::runs::{self, Finish, NextClaim, Outcome};
 use jobcenter_sql::states::RunState;
 use serde_json::json;
 use uuid::Uuid;
+
+async fn log_of(api: &Api, run: &str) -> String {
+    let reply = api.get(&format!("/api/v1/runs/{run}/logs")).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.text().to_string()
+}
 
 async fn state_of(api: &Api, run: &str) -> String {
     let reply = api.get(&format!("/api/v1/runs/{run}")).await;
@@ -52,6 +59,7 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
         }]
     };
 
+    let line = [(claimed[0].id, "the whole log")];
     // A lease beyond what an interval can hold fails the claim, after the finish.
     let failing = NextClaim {
         worker_id,
@@ -59,7 +67,7 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
         limit: 1,
         lease_ms: i64::MAX,
     };
-    let error = runs::finish_and_claim(&client, &finish(), Some(failing))
+    let error = runs::finish_and_claim(&client, &finish(), &line, Some(failing))
         .await
         .expect_err("the claim cannot compute its lease");
     assert!(!error.is_unavailable(), "{error}");
@@ -81,7 +89,7 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
         limit: 1,
         lease_ms: 60_000,
     };
-    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), Some(next))
+    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), &line, Some(next))
         .await
         .unwrap();
     assert_eq!(held, vec![claimed[0].id]);
@@ -91,11 +99,14 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
     assert_eq!(finished.body["state"], "succeeded", "{finished:?}");
     assert_eq!(finished.body["result"], "done", "{finished:?}");
     assert_eq!(state_of(&api, &second).await, "running");
+    assert!(log_of(&api, &first).await.contains("the whole log"));
 
     // A lease already used finishes nothing again; no claim asked, none made.
-    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), None)
+    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), &line, None)
         .await
         .unwrap();
     assert!(held.is_empty(), "{held:?}");
     assert!(next_runs.is_empty());
+    let log = log_of(&api, &first).await;
+    assert_eq!(log.matches("the whole log").count(), 1, "{log}");
 }

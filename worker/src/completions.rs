@@ -14,7 +14,7 @@
 //! savepoint: if it fails (a race for an exclusive job's slot), the outcomes still
 //! commit, and the claim loop claims for the freed slots as before.
 //!
-//! A batch of bare outcomes (the usual case) skips the steps: its whole transaction,
+//! A batch of outcomes and log lines alone (the usual case) skips the steps: its whole transaction,
 //! `BEGIN` to `COMMIT`, is sent as one pipeline and costs one round trip. If anything in
 //! it fails, nothing is written, and the batch is written again step by step.
 
@@ -156,8 +156,8 @@ async fn write_forever(pool: Pool, claims: NextClaims, mut rx: mpsc::UnboundedRe
 /// claims runs for the freed slots, in one transaction; returns, per outcome, whether
 /// its run was still held and the run claimed for its slot.
 ///
-/// Most batches hold only outcomes (no new state, log line or retry, which depend on
-/// which runs were still held): their transaction is sent as one pipeline, one round
+/// Most batches hold only outcomes and log lines (no new state or retry, which depend
+/// on which runs were still held): their transaction is sent as one pipeline, one round
 /// trip. Should it fail, or for the other batches, the transaction goes step by step.
 async fn write(
     pool: &Pool,
@@ -181,15 +181,19 @@ async fn write(
     let wanted = completions.iter().filter(|c| c.claim_next).count();
     let outcomes_only = completions
         .iter()
-        .all(|c| c.new_state.is_none() && c.log_line.is_none() && c.retry_after.is_none());
+        .all(|c| c.new_state.is_none() && c.retry_after.is_none());
     if outcomes_only {
+        let lines: Vec<(Uuid, &str)> = completions
+            .iter()
+            .filter_map(|c| Some((c.run_id, c.log_line.as_deref()?)))
+            .collect();
         let next = (wanted > 0 && claims.open.load(Ordering::SeqCst)).then(|| NextClaim {
             worker_id: claims.worker_id,
             group: &claims.group,
             limit: wanted as i64,
             lease_ms: claims.lease.as_millis() as i64,
         });
-        match jobcenter_sql::runs::finish_and_claim(&client, &finishes, next).await {
+        match jobcenter_sql::runs::finish_and_claim(&client, &finishes, &lines, next).await {
             Ok((held, next)) => return Ok(recorded(completions, held.into_iter().collect(), next)),
             Err(e) if e.is_unavailable() => return Err(e),
             // Nothing was written (a claim racing for an exclusive job's slot, say).
