@@ -621,9 +621,11 @@ pub struct NextClaim<'a> {
 /// their runs (as [`crate::run_logs::append_system_lines`]); the finishing statement
 /// writes those of the runs it finishes.
 ///
-/// Any failure comes back as an error and leaves nothing written: a statement that fails
-/// aborts the transaction, and the `COMMIT` behind it then ends it as a rollback. The
-/// caller can write the same outcomes again another way. (A lost connection, as always,
+/// An error means that nothing was written: a statement that fails aborts the
+/// transaction, and the `COMMIT` behind it then ends it as a rollback. The caller can
+/// write the same outcomes again another way. Once committed, a claimed run that cannot
+/// be read (a target kind this build does not know) is left out and logged, as the claim
+/// loop leaves it: its lease expires and the leader rescues it. (A lost connection, as always,
 /// leaves it unknown whether the commit happened; the finishes are fenced by their
 /// leases, so writing them again changes nothing twice.)
 pub async fn finish_and_claim(
@@ -681,14 +683,17 @@ pub async fn finish_and_claim(
     let claimed = claimed?;
     commit?;
     let held = finished.iter().map(|r| r.get(0)).collect();
-    let claimed = match claimed {
-        Some(rows) => rows
-            .iter()
-            .map(claimed_from_row)
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    Ok((held, claimed))
+    // Committed: from here on, no error may send the caller to write it all again.
+    let rows = claimed.unwrap_or_default();
+    let claimed = rows.iter().filter_map(|row| {
+        claimed_from_row(row)
+            .inspect_err(|e| {
+                let run_id: Uuid = row.get(0);
+                tracing::error!(%run_id, error = %e, "claimed a run this worker cannot read; its lease will expire and the leader rescue it");
+            })
+            .ok()
+    });
+    Ok((held, claimed.collect()))
 }
 
 /// Sent before [`FINISH_MANY_SQL`]; see [`finish_many`] for why.

@@ -1,7 +1,7 @@
 //! The worker's pipelined group commit (`jobcenter_sql::runs::finish_and_claim`): its
 //! `BEGIN`, finishes, claim and `COMMIT` go out together, so a statement that fails in
-//! the middle must leave nothing written behind it, and a log line goes only with the
-//! finish of its run.
+//! the middle must leave nothing written behind it, a log line goes only with the
+//! finish of its run, and nothing after the commit may count as a failure.
 
 use crate::harness::{Api, Component, TestDb};
 use jobcenter_sql::runs::{self, Finish, NextClaim, Outcome};
@@ -76,11 +76,7 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
         "running",
         "the finish was rolled back"
     );
-    assert_eq!(
-        state_of(&api, &second).await,
-        "queued",
-        "nothing was claimed"
-    );
+    assert_eq!(log_of(&api, &first).await, "", "no log line was written");
 
     // The same connection is usable again: it was not left in the aborted transaction.
     let next = NextClaim {
@@ -95,6 +91,7 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
     assert_eq!(held, vec![claimed[0].id]);
     assert_eq!(next_runs.len(), 1);
     assert_eq!(next_runs[0].id.to_string(), second);
+    let next_runs_second = next_runs[0].clone();
     let finished = api.get(&format!("/api/v1/runs/{first}")).await;
     assert_eq!(finished.body["state"], "succeeded", "{finished:?}");
     assert_eq!(finished.body["result"], "done", "{finished:?}");
@@ -102,11 +99,57 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
     assert!(log_of(&api, &first).await.contains("the whole log"));
 
     // A lease already used finishes nothing again; no claim asked, none made.
-    let (held, next_runs) = runs::finish_and_claim(&client, &finish(), &line, None)
+    let (held, spent) = runs::finish_and_claim(&client, &finish(), &line, None)
         .await
         .unwrap();
     assert!(held.is_empty(), "{held:?}");
-    assert!(next_runs.is_empty());
+    assert!(spent.is_empty());
     let log = log_of(&api, &first).await;
     assert_eq!(log.matches("the whole log").count(), 1, "{log}");
+
+    // Once committed, a claimed run this build cannot read (a target kind it does not
+    // know) is no error: the outcome stays written, and that run is left to its lease.
+    let odd = api
+        .create_job(
+            &project,
+            json!({"name": "odd", "target": {"kind": "command", "command": ["true"]}}),
+        )
+        .await;
+    let odd_job: Uuid = odd["id"].as_str().unwrap().parse().unwrap();
+    let odd_run = api.trigger(&odd_job.to_string(), json!({})).await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE jobs SET target = '{\"kind\": \"teleport\"}' WHERE id = $1",
+            &[&odd_job],
+        )
+        .await
+        .unwrap();
+    let finish_second = [Finish {
+        run_id: next_runs_second.id,
+        lease_id: next_runs_second.lease_id,
+        outcome: Outcome {
+            state: RunState::Failed,
+            exit_code: Some(1),
+            result: None,
+            error: None,
+        },
+    }];
+    let next = NextClaim {
+        worker_id,
+        group: "default",
+        limit: 1,
+        lease_ms: 60_000,
+    };
+    let (held, next_runs) = runs::finish_and_claim(&client, &finish_second, &[], Some(next))
+        .await
+        .expect("committed: no error");
+    assert_eq!(held, vec![next_runs_second.id]);
+    assert!(next_runs.is_empty(), "the odd run is not handed out");
+    assert_eq!(state_of(&api, &second).await, "failed");
+    assert_eq!(
+        state_of(&api, &odd_run).await,
+        "running",
+        "claimed, left to its lease"
+    );
 }
