@@ -14,9 +14,10 @@
 //! savepoint: if it fails (a race for an exclusive job's slot), the outcomes still
 //! commit, and the claim loop claims for the freed slots as before.
 //!
-//! A batch of outcomes and log lines alone (the usual case) skips the steps: its whole transaction,
-//! `BEGIN` to `COMMIT`, is sent as one pipeline and costs one round trip. If anything in
-//! it fails, nothing is written, and the batch is written again step by step.
+//! A batch of outcomes and log lines alone (the usual case) skips the steps: its whole
+//! transaction, `BEGIN` to `COMMIT`, is sent as one pipeline and costs one round trip.
+//! If anything in it fails, nothing is written, and the batch is written again step by
+//! step.
 
 use jobcenter_sql::runs::{ClaimedRun, Finish, NextClaim, Outcome};
 use jobcenter_sql::states::RunState;
@@ -179,10 +180,10 @@ async fn write(
         })
         .collect();
     let wanted = completions.iter().filter(|c| c.claim_next).count();
-    let outcomes_only = completions
+    let fits_one_pipeline = completions
         .iter()
         .all(|c| c.new_state.is_none() && c.retry_after.is_none());
-    if outcomes_only {
+    if fits_one_pipeline {
         let lines: Vec<(Uuid, &str)> = completions
             .iter()
             .filter_map(|c| Some((c.run_id, c.log_line.as_deref()?)))
