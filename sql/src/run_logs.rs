@@ -30,24 +30,6 @@ pub async fn append(
     Ok(())
 }
 
-/// One `system` line as the whole log of each run (runs without output streams), in
-/// one statement.
-pub async fn append_system_lines(
-    c: &impl GenericClient,
-    lines: &[(Uuid, &str)],
-) -> Result<(), Error> {
-    let runs: Vec<Uuid> = lines.iter().map(|(run, _)| *run).collect();
-    let data: Vec<&str> = lines.iter().map(|(_, line)| *line).collect();
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO run_logs (run_id, seq, stream, data)
-             SELECT run_id, 0, 'system', data FROM unnest($1::uuid[], $2::text[]) AS t(run_id, data)",
-        )
-        .await?;
-    c.execute(&stmt, &[&runs, &data]).await?;
-    Ok(())
-}
-
 /// The run's output in order, at most `max_chunks` chunks.
 pub async fn read(c: &impl GenericClient, run_id: Uuid, max_chunks: i64) -> Result<String, Error> {
     let stmt = c

@@ -564,7 +564,7 @@ pub async fn finish(
         lease_id,
         outcome: *outcome,
     };
-    Ok(!finish_many(tx, &[finish]).await?.is_empty())
+    Ok(!finish_many(tx, &[finish], &[]).await?.is_empty())
 }
 
 /// One run's outcome in a group commit, see [`finish_many`].
@@ -575,7 +575,9 @@ pub struct Finish<'a> {
 }
 
 /// Records several outcomes in one statement, each fenced by its lease like [`finish`];
-/// returns the runs that were still held (and are now finished).
+/// returns the runs that were still held (and are now finished). `lines` are `system`
+/// lines that are the whole log of their runs (an HTTP run's request and answer): the
+/// same statement writes those of the runs it finishes, and no others.
 ///
 /// The statement runs with its generic plan. Left to choose, Postgres planned it anew
 /// on every call: the length of the arrays changes its estimate, so a custom plan always
@@ -592,9 +594,10 @@ pub struct Finish<'a> {
 pub async fn finish_many(
     tx: &deadpool_postgres::Transaction<'_>,
     finishes: &[Finish<'_>],
+    lines: &[(Uuid, &str)],
 ) -> Result<Vec<Uuid>, Error> {
     let stmt = tx.prepare_cached(FINISH_MANY_SQL).await?;
-    let columns = FinishColumns::new(finishes);
+    let columns = FinishColumns::new(finishes, lines);
     let (generic, rows, auto) = futures_util::future::join3(
         tx.batch_execute(PLAN_BY_INDEX),
         tx.query(&stmt, &columns.params()),
@@ -617,9 +620,7 @@ pub struct NextClaim<'a> {
 
 /// [`finish_many`], then [`claim`] (when `next` is given), in one transaction sent as
 /// one pipeline: `BEGIN`, the finishes, the claim and `COMMIT` go out together and cost
-/// one round trip instead of four. `lines` are `system` lines that are the whole log of
-/// their runs (as [`crate::run_logs::append_system_lines`]); the finishing statement
-/// writes those of the runs it finishes.
+/// one round trip instead of four.
 ///
 /// An error means that nothing was written: a statement that fails aborts the
 /// transaction, and the `COMMIT` behind it then ends it as a rollback. The caller can
@@ -636,27 +637,12 @@ pub async fn finish_and_claim(
 ) -> Result<(Vec<Uuid>, Vec<ClaimedRun>), Error> {
     // Prepared first: a statement still to prepare would cost its own round trip in
     // the middle of the pipeline, and the statements behind it would overtake it.
-    let finish_stmt = client
-        .prepare_cached(&format!(
-            "WITH finished AS ({FINISH_MANY_SQL}),
-                  logged AS (INSERT INTO run_logs (run_id, seq, stream, data)
-                             SELECT l.run_id, 0, 'system', l.data
-                             FROM unnest($7::uuid[], $8::text[]) AS l(run_id, data)
-                             JOIN finished f ON f.id = l.run_id)
-             SELECT id FROM finished"
-        ))
-        .await?;
+    let finish_stmt = client.prepare_cached(FINISH_MANY_SQL).await?;
     let claim_stmt = match next {
         Some(_) => Some(client.prepare_cached(CLAIM_SQL).await?),
         None => None,
     };
-    let columns = FinishColumns::new(finishes);
-    let line_runs: Vec<Uuid> = lines.iter().map(|(run, _)| *run).collect();
-    let line_data: Vec<&str> = lines.iter().map(|(_, line)| *line).collect();
-    let [ids, leases, states, exit_codes, results, errors] = columns.params();
-    let finish_params: [&(dyn ToSql + Sync); 8] = [
-        ids, leases, states, exit_codes, results, errors, &line_runs, &line_data,
-    ];
+    let columns = FinishColumns::new(finishes, lines);
     // Each request is sent when its future is first polled, and `join` polls in order.
     let claim = async {
         match (&claim_stmt, &next) {
@@ -669,8 +655,8 @@ pub async fn finish_and_claim(
         }
     };
     let (begin, finished, reset, claimed, commit) = futures_util::future::join5(
-        client.batch_execute(&format!("BEGIN; {PLAN_BY_INDEX}")),
-        client.query(&finish_stmt, &finish_params),
+        client.batch_execute(&BEGIN_PLANNED_BY_INDEX),
+        client.query(&finish_stmt, &columns.params()),
         client.batch_execute(PLAN_AS_USUAL),
         claim,
         client.batch_execute("COMMIT"),
@@ -699,17 +685,29 @@ pub async fn finish_and_claim(
 /// Sent before [`FINISH_MANY_SQL`]; see [`finish_many`] for why.
 const PLAN_BY_INDEX: &str = "SET LOCAL plan_cache_mode = force_generic_plan;
     SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
+/// The pipeline's first request: [`PLAN_BY_INDEX`] in a new transaction.
+static BEGIN_PLANNED_BY_INDEX: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("BEGIN; {PLAN_BY_INDEX}"));
 /// Sent after it, so that what follows in the transaction is planned as usual.
 const PLAN_AS_USUAL: &str = "SET LOCAL plan_cache_mode TO DEFAULT;
     SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT";
 
-const FINISH_MANY_SQL: &str = "UPDATE runs r SET state = f.state::run_state,
-        exit_code = f.exit_code, result = f.result, error = f.error, finished_at = now(),
-        lease_expires_at = NULL
-     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], $6::text[])
-          AS f(id, lease_id, state, exit_code, result, error)
-     WHERE r.id = f.id AND r.lease_id = f.lease_id AND r.state = 'running'
-     RETURNING r.id";
+/// The outcomes ($1–$6) and the log lines that go with them ($7, $8): a line is written
+/// only with the finish of its run.
+const FINISH_MANY_SQL: &str = "WITH finished AS (
+       UPDATE runs r SET state = f.state::run_state, exit_code = f.exit_code,
+              result = f.result, error = f.error, finished_at = now(),
+              lease_expires_at = NULL
+       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::text[], $6::text[])
+            AS f(id, lease_id, state, exit_code, result, error)
+       WHERE r.id = f.id AND r.lease_id = f.lease_id AND r.state = 'running'
+       RETURNING r.id),
+     logged AS (
+       INSERT INTO run_logs (run_id, seq, stream, data)
+       SELECT l.run_id, 0, 'system', l.data
+       FROM unnest($7::uuid[], $8::text[]) AS l(run_id, data)
+       JOIN finished f ON f.id = l.run_id)
+     SELECT id FROM finished";
 
 /// The parameters of [`FINISH_MANY_SQL`]: one array per column.
 struct FinishColumns<'a> {
@@ -719,10 +717,12 @@ struct FinishColumns<'a> {
     exit_codes: Vec<Option<i32>>,
     results: Vec<Option<&'a str>>,
     errors: Vec<Option<&'a str>>,
+    line_runs: Vec<Uuid>,
+    line_data: Vec<&'a str>,
 }
 
 impl<'a> FinishColumns<'a> {
-    fn new(finishes: &[Finish<'a>]) -> Self {
+    fn new(finishes: &[Finish<'a>], lines: &[(Uuid, &'a str)]) -> Self {
         FinishColumns {
             ids: finishes.iter().map(|f| f.run_id).collect(),
             leases: finishes.iter().map(|f| f.lease_id).collect(),
@@ -736,10 +736,12 @@ impl<'a> FinishColumns<'a> {
             exit_codes: finishes.iter().map(|f| f.outcome.exit_code).collect(),
             results: finishes.iter().map(|f| f.outcome.result).collect(),
             errors: finishes.iter().map(|f| f.outcome.error).collect(),
+            line_runs: lines.iter().map(|(run, _)| *run).collect(),
+            line_data: lines.iter().map(|(_, line)| *line).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.ids,
             &self.leases,
@@ -747,6 +749,8 @@ impl<'a> FinishColumns<'a> {
             &self.exit_codes,
             &self.results,
             &self.errors,
+            &self.line_runs,
+            &self.line_data,
         ]
     }
 }

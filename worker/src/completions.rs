@@ -183,11 +183,11 @@ async fn write(
     let fits_one_pipeline = completions
         .iter()
         .all(|c| c.new_state.is_none() && c.retry_after.is_none());
+    let lines: Vec<(Uuid, &str)> = completions
+        .iter()
+        .filter_map(|c| Some((c.run_id, c.log_line.as_deref()?)))
+        .collect();
     if fits_one_pipeline {
-        let lines: Vec<(Uuid, &str)> = completions
-            .iter()
-            .filter_map(|c| Some((c.run_id, c.log_line.as_deref()?)))
-            .collect();
         let next = (wanted > 0 && claims.open.load(Ordering::SeqCst)).then(|| NextClaim {
             worker_id: claims.worker_id,
             group: &claims.group,
@@ -204,7 +204,7 @@ async fn write(
         }
     }
     let tx = client.transaction().await?;
-    let held: HashSet<Uuid> = jobcenter_sql::runs::finish_many(&tx, &finishes)
+    let held: HashSet<Uuid> = jobcenter_sql::runs::finish_many(&tx, &finishes, &lines)
         .await?
         .into_iter()
         .collect();
@@ -218,14 +218,6 @@ async fn write(
     for c in states {
         let data = c.new_state.as_deref().unwrap_or_default();
         jobcenter_sql::job_state::put(&tx, c.job_id, c.run_id, data).await?;
-    }
-    let lines: Vec<(Uuid, &str)> = completions
-        .iter()
-        .filter(|c| held.contains(&c.run_id))
-        .filter_map(|c| Some((c.run_id, c.log_line.as_deref()?)))
-        .collect();
-    if !lines.is_empty() {
-        jobcenter_sql::run_logs::append_system_lines(&tx, &lines).await?;
     }
     for c in completions.iter().filter(|c| held.contains(&c.run_id)) {
         if let Some(delay) = c.retry_after {

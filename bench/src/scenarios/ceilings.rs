@@ -43,7 +43,8 @@ fn spawn_rate(ctx: &Ctx, threads: usize) -> anyhow::Result<f64> {
 // is defined on the command line, the worker id is derived from the client id, and the
 // claimed id and lease are kept with \aset. The complete is a one-row copy of the
 // worker's `finish_many` (an `UPDATE … FROM unnest(…)` of the outcomes finishing
-// together): keep it in step with that statement.
+// together, without the log lines an HTTP run's outcome brings with it): keep it in
+// step with that statement.
 
 /// `sql` with its parameters `$1`, `$2`, … replaced by `params` (from the last, so that
 /// `$1` does not eat into `$10`).
