@@ -86,6 +86,18 @@ pub struct Config {
     pub run_processes_max: u64,
     /// Runs execute as this (unprivileged) user when set; the worker must be root.
     pub run_as_user: Option<String>,
+    /// Every command, binary and bundle run in a sandbox of its own (`JOBCENTER_SANDBOX`,
+    /// on by default; off only for hosts without user namespaces).
+    pub sandbox: bool,
+    /// The first host uid of the sandboxes' uid range (each worker on a host takes a
+    /// block of 65,536 from there, each run one uid of the block).
+    pub sandbox_uid_base: u32,
+    /// Host directories mounted read-only into every sandbox (when they exist).
+    pub sandbox_system_dirs: Vec<PathBuf>,
+    /// Size of a sandbox's own `/tmp` (memory, counted in the run's memory limit).
+    pub sandbox_tmp_bytes: u64,
+    /// CPU share of one run relative to others on the worker (cgroup `cpu.shares`).
+    pub run_cpu_shares: u64,
     /// HTTP targets may reach private addresses (RFC 1918, loopback, CGNAT, ULA).
     /// Link-local and cloud metadata addresses are refused regardless.
     pub http_allow_private: bool,
@@ -321,12 +333,35 @@ impl Config {
             )?),
             run_memory_max_bytes: v.bounded(
                 "JOBCENTER_RUN_MEMORY_MAX_BYTES",
-                4 << 30,
+                1 << 30,
                 0..=1 << 50,
             )?,
             run_open_files_max: v.bounded("JOBCENTER_RUN_OPEN_FILES_MAX", 1024, 0..=1 << 20)?,
-            run_processes_max: v.bounded("JOBCENTER_RUN_PROCESSES_MAX", 0, 0..=1 << 22)?,
+            run_processes_max: v.bounded("JOBCENTER_RUN_PROCESSES_MAX", 1024, 0..=1 << 22)?,
             run_as_user: v.raw("JOBCENTER_RUN_AS_USER").map(str::to_owned),
+            sandbox: match v.raw("JOBCENTER_SANDBOX").unwrap_or("on") {
+                "on" => true,
+                "off" => false,
+                other => {
+                    return Err(ConfigError {
+                        variable: "JOBCENTER_SANDBOX",
+                        reason: format!("{other:?} is not on or off"),
+                    })
+                }
+            },
+            sandbox_uid_base: v.bounded(
+                "JOBCENTER_SANDBOX_UID_BASE",
+                2_000_000_000,
+                100_000..=4_000_000_000,
+            )? as u32,
+            sandbox_system_dirs: v
+                .string("JOBCENTER_SANDBOX_SYSTEM_DIRS", "/usr:/bin:/sbin:/lib:/lib32:/lib64:/libx32:/etc:/opt")
+                .split(':')
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            sandbox_tmp_bytes: v.bounded("JOBCENTER_SANDBOX_TMP_BYTES", 256 << 20, 1 << 20..=1 << 40)?,
+            run_cpu_shares: v.bounded("JOBCENTER_RUN_CPU_SHARES", 1024, 2..=262_144)?,
             http_allow_private: v.parsed("JOBCENTER_HTTP_ALLOW_PRIVATE", false, "true or false")?,
             retry_backoff_max: ms(v.bounded(
                 "JOBCENTER_RETRY_BACKOFF_MAX_MS",

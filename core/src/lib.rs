@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod password_policy;
 pub mod retry;
 pub mod run_contract;
+pub mod sandbox;
 pub mod schedule;
 pub mod ssrf;
 pub mod target;
