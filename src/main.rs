@@ -47,6 +47,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    forget_secrets();
     init_tracing(config.log_json);
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     match runtime.block_on(run(cli.command, config)) {
@@ -67,6 +68,46 @@ fn return_large_allocations_to_the_system() {
     // SAFETY: mallopt only sets allocator parameters; called before any other thread runs.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1024 * 1024);
+    }
+}
+
+/// Once the configuration is read, nothing of it stays readable from outside: the
+/// configuration and credential variables are wiped (their bytes too, which
+/// `/proc/self/environ` would still show) and removed, and the process is made not
+/// dumpable (no ptrace, no `/proc/<pid>/environ` or `mem` for its own uid either).
+fn forget_secrets() {
+    let secret = |name: &std::ffi::OsStr| {
+        let name = name.to_string_lossy();
+        name.starts_with("JOBCENTER_")
+            || [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+                "PGPASSWORD",
+            ]
+            .contains(&name.as_ref())
+    };
+    let names: Vec<_> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| secret(name))
+        .collect();
+    for name in names {
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(c_name) = std::ffi::CString::new(name.as_bytes()) {
+            // SAFETY: no other thread runs yet; getenv's pointer is to the value's bytes,
+            // which we overwrite within their length before the variable is removed.
+            unsafe {
+                let value = libc::getenv(c_name.as_ptr());
+                if !value.is_null() {
+                    std::ptr::write_bytes(value, 0, libc::strlen(value));
+                }
+            }
+        }
+        std::env::remove_var(&name);
+    }
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
     }
 }
 

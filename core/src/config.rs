@@ -63,6 +63,10 @@ pub struct Config {
     pub s3: crate::artifacts::S3Settings,
     pub artifact_max_bytes: u64,
     pub worker_cache_max_bytes: u64,
+    /// What one bundle may unpack to: entries, bytes, and the length of a link target.
+    pub bundle_max_entries: u64,
+    pub bundle_max_bytes: u64,
+    pub bundle_max_link_bytes: u64,
     /// Where a lone `worker` or `scheduler` serves `/metrics` (none: not served).
     pub metrics_listen: Option<SocketAddr>,
     pub bootstrap_admin: Option<BootstrapAdmin>,
@@ -299,6 +303,14 @@ impl Config {
             artifacts,
             s3: crate::artifacts::S3Settings {
                 endpoint: v.raw("JOBCENTER_S3_ENDPOINT").map(str::to_owned),
+                credentials: match (v.raw("AWS_ACCESS_KEY_ID"), v.raw("AWS_SECRET_ACCESS_KEY")) {
+                    (Some(id), Some(secret)) => Some(crate::artifacts::S3Credentials {
+                        access_key_id: id.to_string(),
+                        secret_access_key: Secret::new(secret),
+                        session_token: v.raw("AWS_SESSION_TOKEN").map(Secret::new),
+                    }),
+                    _ => None,
+                },
                 region: v.string("JOBCENTER_S3_REGION", "us-east-1"),
             },
             metrics_listen: match v.raw("JOBCENTER_METRICS_LISTEN") {
@@ -312,6 +324,21 @@ impl Config {
                 "JOBCENTER_WORKER_CACHE_MAX_BYTES",
                 2 << 30,
                 1 << 20..=(1u64 << 40),
+            )?,
+            bundle_max_entries: v.bounded(
+                "JOBCENTER_BUNDLE_MAX_ENTRIES",
+                20_000,
+                1..=10_000_000,
+            )?,
+            bundle_max_bytes: v.bounded(
+                "JOBCENTER_BUNDLE_MAX_BYTES",
+                1 << 30,
+                1 << 20..=(1u64 << 40),
+            )?,
+            bundle_max_link_bytes: v.bounded(
+                "JOBCENTER_BUNDLE_MAX_LINK_BYTES",
+                4096,
+                1..=65_536,
             )?,
             artifact_max_bytes: v.bounded(
                 "JOBCENTER_ARTIFACT_MAX_BYTES",
@@ -355,12 +382,19 @@ impl Config {
                 100_000..=4_000_000_000,
             )? as u32,
             sandbox_system_dirs: v
-                .string("JOBCENTER_SANDBOX_SYSTEM_DIRS", "/usr:/bin:/sbin:/lib:/lib32:/lib64:/libx32:/etc:/opt")
+                .string(
+                    "JOBCENTER_SANDBOX_SYSTEM_DIRS",
+                    "/usr:/bin:/sbin:/lib:/lib32:/lib64:/libx32:/etc:/opt",
+                )
                 .split(':')
                 .filter(|dir| !dir.is_empty())
                 .map(PathBuf::from)
                 .collect(),
-            sandbox_tmp_bytes: v.bounded("JOBCENTER_SANDBOX_TMP_BYTES", 256 << 20, 1 << 20..=1 << 40)?,
+            sandbox_tmp_bytes: v.bounded(
+                "JOBCENTER_SANDBOX_TMP_BYTES",
+                256 << 20,
+                1 << 20..=1 << 40,
+            )?,
             run_cpu_shares: v.bounded("JOBCENTER_RUN_CPU_SHARES", 1024, 2..=262_144)?,
             http_allow_private: v.parsed("JOBCENTER_HTTP_ALLOW_PRIVATE", false, "true or false")?,
             retry_backoff_max: ms(v.bounded(

@@ -61,6 +61,25 @@ fn classify_v6(ip: Ipv6Addr) -> Class {
     }
 }
 
+/// What `classify` calls `Forbidden`, as CIDR ranges, for rules kept outside Rust (the
+/// sandbox's firewall); a unit test holds the two in step.
+pub const FORBIDDEN_V4: &[&str] = &[
+    "169.254.0.0/16",
+    "100.100.100.200/32",
+    "0.0.0.0/8",
+    "224.0.0.0/3",
+];
+/// What `classify` calls `Private`, as CIDR ranges.
+pub const PRIVATE_V4: &[&str] = &[
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "192.168.0.0/16",
+    "172.16.0.0/12",
+    "100.64.0.0/10",
+];
+pub const FORBIDDEN_V6: &[&str] = &["fd00:ec2::254/128", "::/128", "fe80::/10", "ff00::/8"];
+pub const PRIVATE_V6: &[&str] = &["::1/128", "fc00::/7"];
+
 /// Ok when `ip` may be reached; Err names why not.
 pub fn check(ip: IpAddr, allow_private: bool) -> Result<(), String> {
     match classify(ip) {
@@ -121,5 +140,50 @@ mod tests {
         assert!(check("127.0.0.1".parse().unwrap(), true).is_ok());
         assert!(check("127.0.0.1".parse().unwrap(), false).is_err());
         assert!(check("169.254.169.254".parse().unwrap(), true).is_err());
+    }
+
+    /// The first and last address of every listed range classify as the list says.
+    #[test]
+    fn the_cidr_lists_match_classify() {
+        fn ends(cidr: &str) -> (IpAddr, IpAddr) {
+            let (addr, len) = cidr.split_once('/').unwrap();
+            let len: u32 = len.parse().unwrap();
+            match addr.parse::<IpAddr>().unwrap() {
+                IpAddr::V4(a) => {
+                    let host = u32::MAX.checked_shr(len).unwrap_or(0);
+                    let first = u32::from(a) & !host;
+                    (
+                        Ipv4Addr::from(first).into(),
+                        Ipv4Addr::from(first | host).into(),
+                    )
+                }
+                IpAddr::V6(a) => {
+                    let host = u128::MAX.checked_shr(len).unwrap_or(0);
+                    let first = u128::from(a) & !host;
+                    (
+                        Ipv6Addr::from(first).into(),
+                        Ipv6Addr::from(first | host).into(),
+                    )
+                }
+            }
+        }
+        for (list, private) in [
+            (FORBIDDEN_V4, false),
+            (FORBIDDEN_V6, false),
+            (PRIVATE_V4, true),
+            (PRIVATE_V6, true),
+        ] {
+            for cidr in list {
+                let (first, last) = ends(cidr);
+                for ip in [first, last] {
+                    let class = classify(ip);
+                    if private {
+                        assert_eq!(class, Class::Private, "{cidr}: {ip}");
+                    } else {
+                        assert!(matches!(class, Class::Forbidden(_)), "{cidr}: {ip}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -574,6 +574,7 @@ impl ArtifactBackend {
             _dir: None,
             s3: jobcenter_core::artifacts::S3Settings {
                 endpoint: Some(endpoint),
+                credentials: None,
                 region: "us-east-1".into(),
             },
         }

@@ -1,6 +1,6 @@
-//! Sandboxing of command runs: resource limits, an unprivileged user, the run's own
-//! directory removed (confined runs) or emptied of what it left, and caps on logs and
-//! results.
+//! Runs on a worker whose sandbox is off (`JOBCENTER_SANDBOX=off`): resource limits, an
+//! unprivileged user, the run's own directory removed (confined runs) or emptied of
+//! what it left, and caps on logs and results. The sandbox itself: `isolation.rs`.
 
 use crate::harness::{Api, Component, TestDb};
 use serde_json::json;
@@ -16,7 +16,9 @@ async fn runs_are_confined_by_limits_and_run_as_an_unprivileged_user() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let workdir = base.path().join("runs");
+    // The limits and the run-as user of a worker whose sandbox an admin switched off.
     let mut env = vec![
+        ("JOBCENTER_SANDBOX", "off"),
         ("JOBCENTER_WORKER_WORKDIR", workdir.to_str().unwrap()),
         ("JOBCENTER_RUN_OPEN_FILES_MAX", "64"),
         ("JOBCENTER_RUN_MEMORY_MAX_BYTES", "268435456"),

@@ -35,6 +35,7 @@ pub fn spawn(
     run: &ClaimedRun,
     files: &RunFiles,
     sandbox: Sandbox,
+    enter: Option<crate::isolation::Enter>,
 ) -> std::io::Result<RunProcess> {
     let program = argv
         .first()
@@ -80,6 +81,7 @@ pub fn spawn(
         envp,
         dir: c_string(path(&files.dir))?,
         sandbox,
+        enter,
     })
 }
 

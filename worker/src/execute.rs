@@ -7,6 +7,7 @@
 use crate::command::{self, RunFiles};
 use crate::completions::{Completion, Failure};
 use crate::control::Stop;
+use crate::isolation::mounts;
 use crate::{http_target, log_shipper, Error, WorkerContext};
 use jobcenter_core::target::{HttpRequest, Target};
 use jobcenter_sql::runs::{ClaimedRun, Outcome};
@@ -71,23 +72,41 @@ async fn execute_inner(
     stop: watch::Receiver<Option<Stop>>,
 ) -> Result<Option<ClaimedRun>, Error> {
     match &run.target {
-        Target::Command { command } => execute_command(ctx, run, command, stop).await,
+        Target::Command { command } => execute_command(ctx, run, command, None, stop).await,
         Target::Http(request) => execute_http(ctx, run, request, stop).await,
         Target::Binary(binary) => {
             // The lease keeps the cached artifact from eviction until the run ends.
-            let (argv, _lease) = prepare_binary(ctx, run, binary).await?;
-            execute_command(ctx, run, &argv, stop).await
+            let (argv, lease, kind) = prepare_binary(ctx, run, binary).await?;
+            let artifact = Some(ArtifactView {
+                path: &lease.path,
+                kind,
+            });
+            execute_command(ctx, run, &argv, artifact, stop).await
         }
     }
 }
 
+/// A run's artifact on the host: a cached file or an unpacked bundle.
+struct ArtifactView<'a> {
+    path: &'a std::path::Path,
+    kind: ArtifactKind,
+}
+
+#[derive(Clone, Copy)]
+enum ArtifactKind {
+    Binary,
+    Bundle,
+}
+
 /// Resolves the artifact version (`None`: the latest now), records it on the run, and
-/// returns the command line: the cached file, or the entrypoint of the unpacked bundle.
+/// returns the command line: the cached file, or the entrypoint of the unpacked bundle,
+/// as the run sees them (inside its sandbox: read-only under `/var/task`).
 async fn prepare_binary(
     ctx: &WorkerContext,
     run: &ClaimedRun,
     binary: &jobcenter_core::target::BinaryTarget,
-) -> Result<(Vec<String>, crate::artifact_cache::Lease), Error> {
+) -> Result<(Vec<String>, crate::artifact_cache::Lease, ArtifactKind), Error> {
+    let sandboxed = ctx.isolation.is_some();
     let artifact = {
         let client = ctx.pool.get().await?;
         jobcenter_sql::artifacts::get(&client, run.project_id, &binary.artifact, binary.version)
@@ -110,15 +129,19 @@ async fn prepare_binary(
         .await?;
     }
     let fetch_error = |e: crate::artifact_cache::CacheError| Error::Artifact(e.to_string());
-    let (lease, program) = match &binary.entrypoint {
+    let (lease, program, kind) = match &binary.entrypoint {
         None => {
             let lease = ctx
                 .artifacts
                 .binary(&artifact.sha256, &artifact.storage_key)
                 .await
                 .map_err(fetch_error)?;
-            let program = lease.path.clone();
-            (lease, program)
+            let program = if sandboxed {
+                std::path::PathBuf::from(mounts::BINARY)
+            } else {
+                lease.path.clone()
+            };
+            (lease, program, ArtifactKind::Binary)
         }
         Some(entrypoint) => {
             let lease = ctx
@@ -126,14 +149,18 @@ async fn prepare_binary(
                 .bundle(&artifact.sha256, &artifact.storage_key)
                 .await
                 .map_err(fetch_error)?;
-            let program = crate::bundle::entrypoint(&lease.path, entrypoint)
+            let mut program = crate::bundle::entrypoint(&lease.path, entrypoint)
                 .map_err(|e| Error::Artifact(e.to_string()))?;
-            (lease, program)
+            if sandboxed {
+                let inside = program.strip_prefix(&lease.path).unwrap_or(&program);
+                program = std::path::Path::new(mounts::TASK).join(inside);
+            }
+            (lease, program, ArtifactKind::Bundle)
         }
     };
     let mut argv = vec![program.to_string_lossy().into_owned()];
     argv.extend(binary.args.iter().cloned());
-    Ok((argv, lease))
+    Ok((argv, lease, kind))
 }
 
 /// An HTTP target: one call within the run's timeout, interruptible by a stop.
@@ -195,11 +222,13 @@ async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
     }
 }
 
-/// A command target: a process in its own group, working directory and environment.
+/// A command target: a process in its own sandbox (or, with the sandbox off, its own
+/// group), working directory and environment.
 async fn execute_command(
     ctx: &WorkerContext,
     run: &ClaimedRun,
     argv: &[String],
+    artifact: Option<ArtifactView<'_>>,
     stop: watch::Receiver<Option<Stop>>,
 ) -> Result<Option<ClaimedRun>, Error> {
     let io = |context: &str| {
@@ -208,12 +237,52 @@ async fn execute_command(
     };
     let input = serde_json::to_vec(&run.input).expect("JSON values serialize");
     let state = run.previous_state.clone().unwrap_or_default();
+    // The run's uid (with its user namespace and cgroup) is held until it is reaped.
+    let sandbox = match &ctx.isolation {
+        Some(isolation) => Some(
+            isolation
+                .acquire()
+                .map_err(io("cannot make the run's sandbox"))?,
+        ),
+        None => None,
+    };
+    let owner = match &sandbox {
+        Some(sandbox) => Some((sandbox.host_uid(), sandbox.host_uid())),
+        None => ctx.sandbox.run_as,
+    };
+    // Without a sandbox, a run confined to a user could leave a process behind in its
+    // directory; in one, nothing survives the run.
+    let reusable = sandbox.is_some() || ctx.sandbox.run_as.is_none();
     let dir = ctx
         .run_dirs
-        .prepare(input.clone(), state, ctx.sandbox.run_as)
+        .prepare(input.clone(), state, owner, reusable)
         .await
         .map_err(io("cannot prepare the run directory"))?;
-    let files = RunFiles::in_dir(dir.path());
+    let plan = match &sandbox {
+        Some(sandbox) => {
+            let view = match &artifact {
+                None => mounts::Artifact::None,
+                Some(a) => match a.kind {
+                    ArtifactKind::Binary => mounts::Artifact::Binary(a.path),
+                    ArtifactKind::Bundle => mounts::Artifact::Bundle(a.path),
+                },
+            };
+            Some(
+                sandbox
+                    .plan(dir.path(), view)
+                    .map_err(io("cannot plan the run's sandbox"))?,
+            )
+        }
+        None => None,
+    };
+    let enter = sandbox
+        .as_ref()
+        .zip(plan.as_ref())
+        .map(|(s, p)| s.enter(p, run.network));
+    let files = match enter {
+        Some(_) => RunFiles::in_dir(std::path::Path::new(mounts::WORK)),
+        None => RunFiles::in_dir(dir.path()),
+    };
     // Project secrets join the project's config in the environment (the job's env still
     // wins), and are redacted from what the run leaves in logs and result.
     let redactor = log_shipper::Redactor::new(run.secrets.values().cloned());
@@ -221,8 +290,13 @@ async fn execute_command(
     with_secrets
         .project_config
         .extend(run.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let ending = match command::spawn(argv, &with_secrets, &files, ctx.sandbox) {
-        Ok(child) => supervise(ctx, run, child, input, stop, redactor.clone()).await,
+    let spawned = command::spawn(argv, &with_secrets, &files, ctx.sandbox, enter);
+    drop(plan);
+    let ending = match spawned {
+        Ok(child) => {
+            let init = sandbox.is_some();
+            supervise(ctx, run, child, input, stop, redactor.clone(), init).await
+        }
         Err(e) => Ending::Finished(Finished {
             state: RunState::Failed,
             exit_code: None,
@@ -230,7 +304,14 @@ async fn execute_command(
         }),
     };
     let finished = match ending {
-        Ending::Finished(finished) => finished,
+        Ending::Finished(mut finished) => {
+            let out_of_memory = sandbox.as_ref().is_some_and(|s| s.ran_out_of_memory());
+            if out_of_memory && finished.state == RunState::Failed {
+                finished.error = Some("out of memory".into());
+            }
+            drop(sandbox); // every process of the run is gone: its uid is free
+            finished
+        }
         Ending::HandBack => return hand_back(ctx, run).await.map(|()| None),
         Ending::Abandon => {
             tracing::warn!("run abandoned: its lease was taken away");
@@ -266,6 +347,7 @@ async fn supervise(
     input: Vec<u8>,
     mut stop: watch::Receiver<Option<Stop>>,
     redactor: log_shipper::Redactor,
+    init: bool,
 ) -> Ending {
     let pid = child.id();
     tracing::info!(pid, "run started");
@@ -301,7 +383,7 @@ async fn supervise(
                 },
             }),
             _ = &mut deadline => {
-                terminate(&mut child, pid, grace).await;
+                terminate(&mut child, pid, grace, init).await;
                 Ending::Finished(Finished {
                     state: RunState::TimedOut,
                     exit_code: None,
@@ -313,7 +395,7 @@ async fn supervise(
                 match why {
                     Some(Stop::Cancel) => {
                         tracing::info!("cancel requested; stopping the run");
-                        terminate(&mut child, pid, grace).await;
+                        terminate(&mut child, pid, grace, init).await;
                         Ending::Finished(Finished {
                             state: RunState::Cancelled,
                             exit_code: None,
@@ -321,7 +403,7 @@ async fn supervise(
                         })
                     }
                     Some(Stop::HandBack) => {
-                        terminate(&mut child, pid, grace).await;
+                        terminate(&mut child, pid, grace, init).await;
                         Ending::HandBack
                     }
                     Some(Stop::LeaseLost) => {
@@ -354,9 +436,14 @@ async fn supervise(
     ending
 }
 
-/// SIGTERM to the group, then SIGKILL after the grace period.
-async fn terminate(child: &mut crate::process::RunProcess, pid: u32, grace: Duration) {
+/// SIGTERM to the group, then SIGKILL after the grace period. A sandbox's first process
+/// (its namespace's init, `init`) that does not handle SIGTERM would ignore it: it is
+/// killed at once, as SIGTERM would have killed it outside.
+async fn terminate(child: &mut crate::process::RunProcess, pid: u32, grace: Duration, init: bool) {
     command::signal_group(pid, libc::SIGTERM);
+    if init && !crate::isolation::handles_sigterm(pid) {
+        command::signal_group(pid, libc::SIGKILL);
+    }
     if tokio::time::timeout(grace, child.wait()).await.is_err() {
         command::signal_group(pid, libc::SIGKILL);
         let _ = child.wait().await;

@@ -13,6 +13,7 @@ mod control;
 mod execute;
 mod heartbeat;
 mod http_target;
+mod isolation;
 mod log_shipper;
 mod process;
 mod run_dirs;
@@ -73,6 +74,10 @@ pub struct WorkerContext {
     pub registry: control::Registry,
     pub http: http_target::HttpOptions,
     pub sandbox: sandbox::Sandbox,
+    /// Each run's own namespaces, mounts, uid and cgroup; None: `JOBCENTER_SANDBOX=off`.
+    pub isolation: Option<std::sync::Arc<isolation::Isolation>>,
+    /// What this worker enforces, registered with it and shown by `GET /api/v1/workers`.
+    pub sandbox_report: jobcenter_core::sandbox::SandboxReport,
     /// Artifacts of binary targets, downloaded once per sha256.
     pub artifacts: std::sync::Arc<artifact_cache::ArtifactCache>,
     /// This process's metrics (runs started and finished, claim latency).
@@ -105,10 +110,43 @@ impl WorkerContext {
     ) -> Result<Self, Error> {
         let run_as = match &config.run_as_user {
             None => None,
+            // Each sandboxed run has a host uid of its own, which supersedes one shared user.
+            Some(user) if config.sandbox => {
+                tracing::warn!(%user, "JOBCENTER_RUN_AS_USER is not used: each sandboxed run has a uid of its own");
+                None
+            }
             Some(user) => Some(sandbox::lookup_user(user).map_err(|source| Error::Io {
                 context: format!("JOBCENTER_RUN_AS_USER={user}"),
                 source,
             })?),
+        };
+        let isolation =
+            if config.sandbox {
+                let isolation = isolation::Isolation::start(config, &config.worker_workdir)
+                    .map_err(|source| Error::Io {
+                        context: "cannot set up the run sandbox".into(),
+                        source,
+                    })?;
+                Some(std::sync::Arc::new(isolation))
+            } else {
+                tracing::warn!(
+                    "JOBCENTER_SANDBOX=off: runs are not isolated from the worker, its host or \
+                 each other"
+                );
+                None
+            };
+        let sandbox_report = isolation.as_ref().map_or_else(
+            || jobcenter_core::sandbox::SandboxReport {
+                enabled: false,
+                unenforced: vec!["every isolation of runs (JOBCENTER_SANDBOX=off)".into()],
+            },
+            |isolation| isolation.report.clone(),
+        );
+        // A cgroup limits a sandboxed run's memory; the address-space rlimit only stands
+        // in where there is none.
+        let memory_rlimit = match &isolation {
+            Some(isolation) if isolation.limits_memory() => 0,
+            _ => config.run_memory_max_bytes,
         };
         let id = Uuid::new_v4();
         let claiming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -145,11 +183,13 @@ impl WorkerContext {
             artifacts,
             metrics,
             sandbox: sandbox::Sandbox {
-                memory_bytes: config.run_memory_max_bytes,
+                memory_bytes: memory_rlimit,
                 open_files: config.run_open_files_max,
                 processes: config.run_processes_max,
                 run_as,
             },
+            sandbox_report,
+            isolation,
         })
     }
 

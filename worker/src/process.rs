@@ -2,13 +2,15 @@
 //! CLONE_VFORK)`, so the child borrows the worker's memory until `execve` instead of
 //! copying its page tables (a `fork` of the multi-threaded worker cost a third of its CPU
 //! per run). Between clone and exec the child applies the sandbox, which `posix_spawn`
-//! cannot: resource limits, the user switch and the parent-death signal.
+//! cannot: the run's namespaces, mounts and cgroups (`crate::isolation`), resource
+//! limits, the user switch and the parent-death signal.
 //!
 //! The child shares the worker's memory and runs while the worker's other threads run,
 //! so it only makes plain system calls on data prepared before the clone: no allocation,
 //! no lock, no glibc function that coordinates threads (setuid and friends are issued as
 //! raw system calls for that reason). The worker waits for the child through a pidfd.
 
+use crate::isolation::{mounts, Enter};
 use crate::sandbox::Sandbox;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::io;
@@ -28,6 +30,8 @@ pub struct Spec {
     pub envp: Vec<CString>,
     pub dir: CString,
     pub sandbox: Sandbox,
+    /// The run's own namespaces, mounts and cgroups; None: `JOBCENTER_SANDBOX=off`.
+    pub enter: Option<Enter>,
 }
 
 /// A started process: its pipes and a pidfd to wait on. Dropped before it was reaped, it
@@ -48,7 +52,7 @@ const SHELL: &std::ffi::CStr = c"/bin/sh";
 const CHILD_STACK_BYTES: usize = 64 * 1024;
 
 /// The step of the child's setup that failed, for the error message.
-const STEPS: [&str; 7] = [
+const STEPS: [&str; 10] = [
     "",
     "cannot connect the standard streams",
     "cannot enter the run directory",
@@ -56,6 +60,9 @@ const STEPS: [&str; 7] = [
     "cannot apply the sandbox",
     "cannot run the program",
     "cannot reset the signal mask",
+    "cannot join the run's cgroups",
+    "cannot build the run's file system view",
+    "cannot enter the run's user namespace",
 ];
 const STEP_STDIO: i32 = 1;
 const STEP_DIR: i32 = 2;
@@ -63,6 +70,9 @@ const STEP_GROUP: i32 = 3;
 const STEP_SANDBOX: i32 = 4;
 const STEP_EXEC: i32 = 5;
 const STEP_SIGNALS: i32 = 6;
+const STEP_CGROUP: i32 = 7;
+const STEP_MOUNTS: i32 = 8;
+const STEP_USERNS: i32 = 9;
 
 /// Everything the child reads, as raw pointers into the worker's (shared) memory.
 struct ChildArgs {
@@ -75,6 +85,7 @@ struct ChildArgs {
     dir: *const c_char,
     stdio: [RawFd; 3],
     sandbox: Sandbox,
+    enter: Option<Enter>,
     /// Written by a failing child before it exits: step * 65536 + errno.
     failure: AtomicI32,
 }
@@ -102,6 +113,7 @@ pub fn spawn(spec: &Spec) -> io::Result<RunProcess> {
             stderr_write.as_raw_fd(),
         ],
         sandbox: spec.sandbox,
+        enter: spec.enter,
         failure: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK_BYTES];
@@ -109,6 +121,7 @@ pub fn spawn(spec: &Spec) -> io::Result<RunProcess> {
     let top = stack.as_mut_ptr() as usize + CHILD_STACK_BYTES;
     let top = (top & !15) as *mut c_void;
     let mut pidfd: c_int = -1;
+    let namespaces = spec.enter.map_or(0, |enter| enter.clone_flags);
 
     // Signals stay blocked from before the clone until the child has reset its handlers:
     // none may run a worker handler on the child's stack.
@@ -126,7 +139,7 @@ pub fn spawn(spec: &Spec) -> io::Result<RunProcess> {
         libc::clone(
             child_main,
             top,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD | namespaces,
             &args as *const ChildArgs as *mut c_void,
             &mut pidfd as *mut c_int,
             std::ptr::null_mut::<c_void>(),
@@ -285,11 +298,37 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 fail(STEP_STDIO);
             }
         }
+        if let Some(enter) = &args.enter {
+            // Still the worker's root here: join the cgroups, build the view.
+            for &fd in &enter.cgroup_procs[..enter.cgroup_count] {
+                if libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    fail(STEP_CGROUP);
+                }
+            }
+            let previous_mask = libc::umask(0);
+            let ops = std::slice::from_raw_parts(enter.ops, enter.ops_len);
+            if mounts::apply(ops).is_err() {
+                fail(STEP_MOUNTS);
+            }
+            libc::umask(previous_mask);
+            let name = c"jobcenter";
+            libc::sethostname(name.as_ptr(), name.count_bytes());
+        }
         if libc::chdir(args.dir) != 0 {
             fail(STEP_DIR);
         }
         if libc::setpgid(0, 0) != 0 {
             fail(STEP_GROUP);
+        }
+        if let Some(enter) = &args.enter {
+            // Root of the run's own user namespace: host uid of its own, no group.
+            if libc::syscall(libc::SYS_setns, enter.userns, libc::CLONE_NEWUSER) != 0
+                || libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) != 0
+                || libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0
+                || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0
+            {
+                fail(STEP_USERNS);
+            }
         }
         if args.sandbox.apply_in_child().is_err() {
             fail(STEP_SANDBOX);
@@ -341,6 +380,7 @@ mod tests {
             envp: vec![CString::new("GREETING=hello").unwrap()],
             dir: CString::new("/tmp").unwrap(),
             sandbox: Sandbox::default(),
+            enter: None,
         }
     }
 

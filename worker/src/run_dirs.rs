@@ -5,10 +5,13 @@
 //! largest cost on a busy filesystem (ext4 scans past recently deleted inodes to
 //! allocate a new one); a run that writes nothing now creates no inode at all.
 //!
-//! Only when runs are not confined to a user (`JOBCENTER_RUN_AS_USER` unset: they run as
-//! the worker, with nothing to hide from each other). A confined run's directory is
-//! removed and the next gets a fresh one: a process that escaped the run's process group
-//! keeps its working directory, and must not see the runs placed there after it.
+//! Only when nothing of the run can outlive it: in a sandbox (its PID namespace dies with
+//! it), or without one when runs are not confined to a user (`JOBCENTER_RUN_AS_USER`
+//! unset: they run as the worker, with nothing to hide from each other). Otherwise the
+//! directory is removed and the next run gets a fresh one: a process that escaped the
+//! run's process group keeps its working directory, and must not see later runs there.
+//! A directory is handed to the run's owner (its sandbox uid, or the run-as user) before
+//! each run.
 //!
 //! A directory is only reused when what stays in it is what the worker put there: the
 //! input and state files as regular files with a single link (a run that swapped one for
@@ -34,7 +37,8 @@ pub struct RunDirs {
 pub struct RunDir {
     path: Option<PathBuf>,
     dirs: Arc<RunDirs>,
-    run_as: Option<(u32, u32)>,
+    owner: Option<(u32, u32)>,
+    reusable: bool,
 }
 
 impl RunDirs {
@@ -46,12 +50,14 @@ impl RunDirs {
     }
 
     /// A directory with `input` and `state` written into the run's files, handed to
-    /// `run_as` (the user runs switch to) when set.
+    /// `owner` (the uid and gid the run has on the host) when set; kept for a later run
+    /// afterwards if `reusable`.
     pub async fn prepare(
         self: &Arc<Self>,
         input: Vec<u8>,
         state: Vec<u8>,
-        run_as: Option<(u32, u32)>,
+        owner: Option<(u32, u32)>,
+        reusable: bool,
     ) -> io::Result<RunDir> {
         let dirs = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -69,12 +75,13 @@ impl RunDirs {
             let dir = RunDir {
                 path: Some(path),
                 dirs,
-                run_as,
+                owner,
+                reusable,
             };
             let files = RunFiles::in_dir(dir.path());
-            write_owned(&files.input, &input, run_as)?;
-            write_owned(&files.state, &state, run_as)?;
-            if let Some((uid, gid)) = run_as {
+            write_owned(&files.input, &input, owner)?;
+            write_owned(&files.state, &state, owner)?;
+            if let Some((uid, gid)) = owner {
                 std::os::unix::fs::chown(&files.dir, Some(uid), Some(gid))?;
             }
             Ok(dir)
@@ -114,16 +121,15 @@ impl RunDir {
         state_cap: Option<usize>,
     ) -> Left {
         let path = self.path.take().expect("released once");
-        let (dirs, run_as) = (self.dirs.clone(), self.run_as);
+        let (dirs, owner, reusable) = (self.dirs.clone(), self.owner, self.reusable);
         let collect = move || {
             let files = RunFiles::in_dir(&path);
             let left = Left {
                 result: read_capped(&files.result, result_cap),
                 state: state_cap.and_then(|cap| read_state(&files.state, cap)),
             };
-            // A confined run's directory is not reused: no point emptying it first.
-            let reusable = run_as.is_none();
-            match reusable.then(|| empty_for_reuse(&path, run_as)) {
+            // A directory not to be reused is not emptied first.
+            match reusable.then(|| empty_for_reuse(&path, owner)) {
                 Some(Ok(())) => dirs.idle.lock().expect("not poisoned").push(path),
                 None => {
                     let _ = fs::remove_dir_all(&path);
@@ -185,14 +191,14 @@ fn read_state(path: &Path, cap: usize) -> Option<Vec<u8>> {
 }
 
 /// Writes `bytes` as the whole content of `path` (never through a symlink, never
-/// blocking on a FIFO), owned by `run_as` or the worker, mode 0644.
+/// blocking on a FIFO), owned by `owner` or the worker, mode 0644.
 ///
 /// The content is written over the old in place and the length set after, rather than
 /// truncating first: ext4 frees (and, mounted with `discard`, discards) a truncated
 /// file's blocks and flushes the rewritten file at close (`auto_da_alloc`); a rewrite of
 /// the same length only touches the page cache. Mode and owner are set only when they
 /// differ.
-fn write_owned(path: &Path, bytes: &[u8], run_as: Option<(u32, u32)>) -> io::Result<()> {
+fn write_owned(path: &Path, bytes: &[u8], owner: Option<(u32, u32)>) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     let file: File = OpenOptions::new()
         .write(true)
@@ -209,7 +215,7 @@ fn write_owned(path: &Path, bytes: &[u8], run_as: Option<(u32, u32)>) -> io::Res
     if meta.mode() & 0o7777 != 0o644 {
         file.set_permissions(fs::Permissions::from_mode(0o644))?;
     }
-    if let Some((uid, gid)) = run_as {
+    if let Some((uid, gid)) = owner {
         if (meta.uid(), meta.gid()) != (uid, gid) {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
@@ -219,10 +225,10 @@ fn write_owned(path: &Path, bytes: &[u8], run_as: Option<(u32, u32)>) -> io::Res
 
 /// Removes everything but the worker's own input and state files, and those too unless
 /// they are still plain files with one link. Fails if the directory is not one.
-fn empty_for_reuse(path: &Path, run_as: Option<(u32, u32)>) -> io::Result<()> {
+fn empty_for_reuse(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
     let meta = fs::symlink_metadata(path)?;
     // SAFETY: geteuid has no failure mode and touches no memory.
-    let owner = run_as.map_or(unsafe { libc::geteuid() }, |(uid, _)| uid);
+    let owner = owner.map_or(unsafe { libc::geteuid() }, |(uid, _)| uid);
     if !meta.is_dir() || meta.uid() != owner {
         return Err(io::Error::other("no longer the directory the worker made"));
     }
@@ -262,7 +268,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dirs = RunDirs::new(root.path().to_path_buf());
         let dir = dirs
-            .prepare(b"{}".to_vec(), b"s1".to_vec(), None)
+            .prepare(b"{}".to_vec(), b"s1".to_vec(), None, true)
             .await
             .unwrap();
         let first = dir.path().to_path_buf();
@@ -278,7 +284,7 @@ mod tests {
         assert_eq!(left.state, None, "not read through the symlink");
 
         let dir = dirs
-            .prepare(b"[1]".to_vec(), Vec::new(), None)
+            .prepare(b"[1]".to_vec(), Vec::new(), None, true)
             .await
             .unwrap();
         assert_eq!(dir.path(), first, "the directory is reused");
@@ -300,7 +306,7 @@ mod tests {
         fs::set_permissions(&first, fs::Permissions::from_mode(0o755)).unwrap();
         dir.collect_and_release(1024, None).await;
         let dir = dirs
-            .prepare(b"7".to_vec(), b"s".to_vec(), None)
+            .prepare(b"7".to_vec(), b"s".to_vec(), None, true)
             .await
             .unwrap();
         assert_eq!(dir.path(), first);
@@ -320,7 +326,10 @@ mod tests {
         .await
         .expect("a FIFO result does not hang the worker");
         assert_eq!(left.result, None);
-        let dir = dirs.prepare(Vec::new(), Vec::new(), None).await.unwrap();
+        let dir = dirs
+            .prepare(Vec::new(), Vec::new(), None, true)
+            .await
+            .unwrap();
         assert_eq!(dir.path(), first);
 
         // What a run links to is not read (the worker may be root, the run not).
@@ -328,12 +337,18 @@ mod tests {
         std::os::unix::fs::symlink(root.path().join("secret"), &files.result).unwrap();
         let left = dir.collect_and_release(1024, None).await;
         assert_eq!(left.result, None);
-        let dir = dirs.prepare(Vec::new(), Vec::new(), None).await.unwrap();
+        let dir = dirs
+            .prepare(Vec::new(), Vec::new(), None, true)
+            .await
+            .unwrap();
         assert_eq!(dir.path(), first);
         assert!(!files.result.exists());
 
         // A second directory is made while the first is in use; a dropped one is removed.
-        let other = dirs.prepare(Vec::new(), Vec::new(), None).await.unwrap();
+        let other = dirs
+            .prepare(Vec::new(), Vec::new(), None, true)
+            .await
+            .unwrap();
         assert_ne!(other.path(), first);
         drop(dir);
         assert!(!first.exists());
@@ -346,14 +361,14 @@ mod tests {
         // SAFETY: getuid/getgid only read the caller's ids.
         let me = unsafe { (libc::getuid(), libc::getgid()) };
         let dir = dirs
-            .prepare(Vec::new(), Vec::new(), Some(me))
+            .prepare(Vec::new(), Vec::new(), Some(me), false)
             .await
             .unwrap();
         let first = dir.path().to_path_buf();
         dir.collect_and_release(1024, None).await;
         assert!(!first.exists());
         let next = dirs
-            .prepare(Vec::new(), Vec::new(), Some(me))
+            .prepare(Vec::new(), Vec::new(), Some(me), false)
             .await
             .unwrap();
         assert_ne!(next.path(), first);

@@ -56,6 +56,10 @@ impl Sandbox {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
             return Err(());
         }
+        // No setuid program gains a privilege the run does not have.
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(());
+        }
         Ok(())
     }
 }

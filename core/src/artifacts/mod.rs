@@ -15,7 +15,7 @@ use futures_util::Stream;
 use std::pin::Pin;
 
 pub use local::LocalStore;
-pub use s3::{S3Settings, S3Store};
+pub use s3::{S3Credentials, S3Settings, S3Store};
 
 /// A stream of an object's bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;

@@ -1,5 +1,6 @@
 //! The S3-compatible store (aws-sdk-s3): path-style addressing, a custom endpoint,
-//! credentials from the usual `AWS_*` variables (or the default provider chain).
+//! credentials from the usual `AWS_*` variables, read once with the configuration (so
+//! that they can leave the process environment), or else the default provider chain.
 //!
 //! Uploads under one part size are a single PUT; larger ones are multipart uploads
 //! whose parts are sent as they fill and which are completed only after the last part,
@@ -15,6 +16,20 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 
+/// Static S3 credentials; `Debug` prints only the key id.
+#[derive(Clone)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: crate::config::Secret,
+    pub session_token: Option<crate::config::Secret>,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3Credentials({}, [redacted])", self.access_key_id)
+    }
+}
+
 /// Part size of multipart uploads (S3's minimum is 5 MiB): what an upload holds in memory.
 const PART_BYTES: usize = 8 << 20;
 
@@ -22,6 +37,8 @@ const PART_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone, Default)]
 pub struct S3Settings {
     pub endpoint: Option<String>,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, when set.
+    pub credentials: Option<S3Credentials>,
     pub region: String,
 }
 
@@ -49,10 +66,18 @@ impl S3Store {
         } else {
             &settings.region
         };
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(Region::new(region.to_string()))
-            .load()
-            .await;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(Region::new(region.to_string()));
+        if let Some(keys) = &settings.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                keys.access_key_id.clone(),
+                keys.secret_access_key.expose().to_string(),
+                keys.session_token.as_ref().map(|t| t.expose().to_string()),
+                None,
+                "jobcenter-configuration",
+            ));
+        }
+        let shared = loader.load().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
