@@ -45,6 +45,7 @@ struct Index {
 pub struct ArtifactCache {
     dir: PathBuf,
     max_bytes: u64,
+    bundle_limits: bundle::BundleLimits,
     store: Arc<ArtifactStore>,
     index: Mutex<Index>,
     downloads: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -91,6 +92,7 @@ impl ArtifactCache {
     pub fn open(
         dir: PathBuf,
         max_bytes: u64,
+        bundle_limits: bundle::BundleLimits,
         store: Arc<ArtifactStore>,
     ) -> Result<Arc<Self>, CacheError> {
         std::fs::create_dir_all(dir.join("files"))?;
@@ -116,6 +118,7 @@ impl ArtifactCache {
         Ok(Arc::new(ArtifactCache {
             dir,
             max_bytes,
+            bundle_limits,
             store,
             index: Mutex::new(index),
             downloads: Default::default(),
@@ -155,7 +158,8 @@ impl ArtifactCache {
         if !unpacked.exists() {
             let archive = self.file_path(sha256);
             let target = unpacked.clone();
-            tokio::task::spawn_blocking(move || bundle::unpack(&archive, &target))
+            let limits = self.bundle_limits;
+            tokio::task::spawn_blocking(move || bundle::unpack(&archive, &target, &limits))
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
@@ -374,7 +378,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let content = b"#!/bin/sh\necho cached\n";
         let store = store_with(&tmp.path().join("store"), &[("p/a/1", content)]).await;
-        let cache = ArtifactCache::open(tmp.path().join("cache"), 1 << 20, store).unwrap();
+        let cache =
+            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
+                .unwrap();
         let id = sha(content);
         let lease = cache.binary(&id, "p/a/1").await.unwrap();
         assert_eq!(std::fs::read(&lease.path).unwrap(), content);
@@ -406,7 +412,8 @@ mod tests {
             &[("a", &a), ("b", &b), ("c", &c)],
         )
         .await;
-        let cache = ArtifactCache::open(tmp.path().join("cache"), 1000, store).unwrap();
+        let cache =
+            ArtifactCache::open(tmp.path().join("cache"), 1000, Default::default(), store).unwrap();
         let held = cache.binary(&sha(&a), "a").await.unwrap();
         drop(cache.binary(&sha(&b), "b").await.unwrap());
         drop(cache.binary(&sha(&c), "c").await.unwrap());
@@ -423,7 +430,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (b"a-content".to_vec(), b"b-content".to_vec());
         let store = store_with(&tmp.path().join("store"), &[("a", &a), ("b", &b)]).await;
-        let cache = ArtifactCache::open(tmp.path().join("cache"), 1 << 20, store).unwrap();
+        let cache =
+            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
+                .unwrap();
         drop(cache.binary(&sha(&a), "a").await.unwrap());
         drop(cache.binary(&sha(&b), "b").await.unwrap());
         cache.retain_only(&[sha(&a)].into_iter().collect());
@@ -437,7 +446,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let content = vec![9u8; 100_000];
         let store = store_with(&tmp.path().join("store"), &[("x", &content)]).await;
-        let cache = ArtifactCache::open(tmp.path().join("cache"), 1 << 20, store).unwrap();
+        let cache =
+            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
+                .unwrap();
         let id = sha(&content);
         let leases = futures_util::future::join_all((0..8).map(|_| cache.binary(&id, "x"))).await;
         assert!(leases.iter().all(|l| l.is_ok()));

@@ -45,6 +45,11 @@ async fn run_until_shutdown(
     let cache = crate::artifact_cache::ArtifactCache::open(
         config.worker_workdir.join("artifact-cache"),
         config.worker_cache_max_bytes,
+        crate::bundle::BundleLimits {
+            max_entries: config.bundle_max_entries,
+            max_bytes: config.bundle_max_bytes,
+            max_link_bytes: config.bundle_max_link_bytes,
+        },
         std::sync::Arc::new(store),
     )
     .map_err(|e| Error::Io {
