@@ -49,6 +49,9 @@ pub struct ArtifactCache {
     store: Arc<ArtifactStore>,
     index: Mutex<Index>,
     downloads: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Hash a cached binary before every use, not only when its size or mtime changed:
+    /// for runs that could write the cache (the sandbox off).
+    reverify: std::sync::atomic::AtomicBool,
 }
 
 /// An artifact held for a run: not evicted until dropped.
@@ -122,6 +125,7 @@ impl ArtifactCache {
             store,
             index: Mutex::new(index),
             downloads: Default::default(),
+            reverify: Default::default(),
         }))
     }
 
@@ -220,7 +224,16 @@ impl ArtifactCache {
         Ok(())
     }
 
+    /// From now on, every lease of a binary hashes the file first.
+    pub fn reverify_every_use(&self) {
+        self.reverify
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn still_verified(&self, sha256: &str, path: &Path) -> bool {
+        if self.reverify.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let index = self.index.lock().expect("cache index lock");
         let recorded = index.entries.get(sha256).and_then(|e| e.verified);
         recorded.is_some() && recorded == fingerprint(path)
@@ -456,5 +469,35 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(files, 1, "one copy, no leftover partial downloads");
+    }
+
+    /// A cached binary changed in place, its size and mtime restored, is served as it is
+    /// unless every use is verified; then the genuine file is fetched again.
+    #[tokio::test]
+    async fn reverifying_catches_a_tampered_file_with_its_fingerprint_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let content = b"#!/bin/sh\necho genuine\n";
+        let store = store_with(&tmp.path().join("store"), &[("p/a/1", content)]).await;
+        let cache =
+            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
+                .unwrap();
+        let id = sha(content);
+        let path = cache.binary(&id, "p/a/1").await.unwrap().path.clone();
+        let tamper = || {
+            let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+            std::fs::write(&path, b"#!/bin/sh\necho hacked!\n").unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(mtime).unwrap();
+        };
+        tamper();
+        let trusted = cache.binary(&id, "p/a/1").await.unwrap();
+        assert_eq!(
+            std::fs::read(&trusted.path).unwrap(),
+            b"#!/bin/sh\necho hacked!\n"
+        );
+        drop(trusted);
+        cache.reverify_every_use();
+        let checked = cache.binary(&id, "p/a/1").await.unwrap();
+        assert_eq!(std::fs::read(&checked.path).unwrap(), content);
     }
 }

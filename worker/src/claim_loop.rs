@@ -56,6 +56,10 @@ async fn run_until_shutdown(
         context: "the artifact cache in JOBCENTER_WORKER_WORKDIR".into(),
         source: std::io::Error::other(e.to_string()),
     })?;
+    if !config.sandbox {
+        // Runs may share the worker's uid and reach the cache: trust no fingerprint.
+        cache.reverify_every_use();
+    }
     let ctx = WorkerContext::new(config, pool, cache, metrics)?;
     let workdir_error = |source| Error::Io {
         context: format!(
@@ -116,6 +120,7 @@ async fn register(ctx: &WorkerContext) -> Result<(), Error> {
                 &ctx.group,
                 &ctx.hostname,
                 ctx.capacity as i32,
+                &ctx.sandbox_report,
             )
             .await
         }
