@@ -22,6 +22,9 @@ JC_SCRIPT=bench
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 cd -- "$JC_ROOT"
 
+# The run sandbox's outbound filter (the bench measures runs with the sandbox on and off).
+[[ "$(id -u)" -ne 0 ]] || jc_apt_install nftables /usr/sbin/nft
+
 SCRATCH=""
 PG_CTL=""
 PGDATA_DIR=""

@@ -20,6 +20,10 @@ fi
 # PgBouncer, which the leadership test puts in front of a test database (it starts its own).
 jc_apt_install pgbouncer /usr/sbin/pgbouncer
 
+# nftables for the run sandbox's outbound filter, iproute2 for the test network namespaces.
+jc_apt_install nftables /usr/sbin/nft
+jc_apt_install iproute2 /usr/sbin/ip
+
 # A real S3-compatible server (Garage) for the artifact tests' S3 variants. Installs it
 # once when missing (cargo install, 20-30 minutes), starts it if it is not running.
 eval "$("$JC_ROOT/scripts/s3-server.sh" start)"
