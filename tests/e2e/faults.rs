@@ -224,7 +224,13 @@ async fn a_sigkilled_workers_runs_are_requeued_and_succeed_elsewhere() {
     let mark_dir = marks.path().to_str().unwrap().to_string();
     let api_node = Component::start("api", &db, &[]);
     let _scheduler = Component::start("scheduler", &db, QUICK);
-    let mut doomed = Component::start("worker", &db, QUICK);
+    // Runs leave their marks in the test's directory: outside a sandbox's view.
+    let marking: Vec<(&str, &str)> = QUICK
+        .iter()
+        .copied()
+        .chain([("JOBCENTER_SANDBOX", "off")])
+        .collect();
+    let mut doomed = Component::start("worker", &db, &marking);
     let api = Api::login_admin(&api_node).await;
     let project = api.create_project("demo").await;
     // Each execution leaves a mark; attempt 1 hangs (cut off by the kill), attempt 2 is quick.
@@ -254,7 +260,7 @@ async fn a_sigkilled_workers_runs_are_requeued_and_succeed_elsewhere() {
         },
     )
     .await;
-    let _survivor = Component::start("worker", &db, QUICK);
+    let _survivor = Component::start("worker", &db, &marking);
     doomed.kill();
     let killed_at = Utc::now();
     let runs = all_finished(&api, job_id, 8, Duration::from_secs(30)).await;
