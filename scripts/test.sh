@@ -24,6 +24,17 @@ jc_apt_install pgbouncer /usr/sbin/pgbouncer
 jc_apt_install nftables /usr/sbin/nft
 jc_apt_install iproute2 /usr/sbin/ip
 
+# An ordinary user with a subordinate uid range, for the test of a worker that is not root.
+jc_apt_install uidmap /usr/bin/newuidmap
+if [[ "$(id -u)" -eq 0 ]]; then
+    id jobcenter-rootless >/dev/null 2>&1 ||
+        useradd --system --no-create-home --shell /usr/sbin/nologin jobcenter-rootless
+    for file in /etc/subuid /etc/subgid; do
+        grep -q '^jobcenter-rootless:' "$file" 2>/dev/null ||
+            echo "jobcenter-rootless:1500000000:65536" >>"$file"
+    done
+fi
+
 # A real S3-compatible server (Garage) for the artifact tests' S3 variants. Installs it
 # once when missing (cargo install, 20-30 minutes), starts it if it is not running.
 eval "$("$JC_ROOT/scripts/s3-server.sh" start)"

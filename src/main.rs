@@ -47,6 +47,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runs_code = matches!(cli.command, Command::All | Command::Worker);
+    // SAFETY: geteuid has no failure mode.
+    if runs_code && config.sandbox && unsafe { libc::geteuid() } != 0 {
+        // Before the runtime's threads: a threaded process cannot change user namespace.
+        if let Err(e) = jobcenter_worker::enter_own_user_namespace() {
+            eprintln!(
+                "jobcenter: the run sandbox needs a user namespace of the worker's own: {e} \
+                 (run as root, or set JOBCENTER_SANDBOX=off)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     forget_secrets();
     init_tracing(config.log_json);
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");

@@ -195,6 +195,17 @@ pub struct Component {
 impl Component {
     /// Starts `jobcenter <subcommand>` against `db`; for api/all waits until it listens.
     pub fn start(subcommand: &str, db: &TestDb, extra_env: &[(&str, &str)]) -> Component {
+        Component::start_as(subcommand, db, extra_env, None)
+    }
+
+    /// As [`Component::start`], as the user `(uid, gid)` when given (its working
+    /// directory handed to that user).
+    pub fn start_as(
+        subcommand: &str,
+        db: &TestDb,
+        extra_env: &[(&str, &str)],
+        user: Option<(u32, u32)>,
+    ) -> Component {
         let workdir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(workdir.path().join("stderr.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_jobcenter"));
@@ -219,6 +230,11 @@ impl Component {
             .envs(extra_env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            std::os::unix::fs::chown(workdir.path(), Some(uid), Some(gid)).unwrap();
+            command.uid(uid).gid(gid);
+        }
         let mut child = command.spawn().expect("the jobcenter binary starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -396,3 +396,84 @@ async fn network_none_reaches_nothing_and_outbound_only_public_addresses() {
     assert_eq!(value(&log, "resolve"), ["failed"], "{log}");
     assert_eq!(value(&log, "interfaces"), ["lo "], "{log}");
 }
+
+/// The uid and gid of `name`, if the account exists.
+fn account(name: &str) -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let parts: Vec<&str> = line.split(':').collect();
+        (parts.first() == Some(&name))
+            .then(|| Some((parts[2].parse().ok()?, parts[3].parse().ok()?)))?
+    })
+}
+
+#[tokio::test]
+async fn a_worker_that_is_not_root_sandboxes_its_runs_in_a_namespace_of_its_own() {
+    // make test creates this account, with a subordinate uid range in /etc/subuid.
+    let Some(user) = account("jobcenter-rootless").filter(|_| root()) else {
+        eprintln!("skipped: no jobcenter-rootless account (make test creates it, as root)");
+        return;
+    };
+    let subuids = std::fs::read_to_string("/etc/subuid").unwrap();
+    let (first, count): (u32, u32) = subuids
+        .lines()
+        .find_map(|l| {
+            let p: Vec<&str> = l.split(':').collect();
+            (p[0] == "jobcenter-rootless").then(|| (p[1].parse().unwrap(), p[2].parse().unwrap()))
+        })
+        .expect("a subordinate range");
+    let db = TestDb::new();
+    let app = Component::start_as("all", &db, &[], Some(user));
+    let admin = Api::login_admin(&app).await;
+    let (dev, project) = developer(&app, &admin, "dev").await;
+    let marker = format!("jc-rootless-{}", uuid::Uuid::new_v4().simple());
+    let job = dev
+        .create_job(
+            &project,
+            json!({"name": "probe", "target": {"kind": "command", "command": ["bash", "-c",
+            format!(r#"echo "processes=$(ls -d /proc/[0-9]* | wc -l)"
+            echo "workdir=$(ls -d {} 2>/dev/null | wc -l)"
+            echo "uid=$(id -u)"
+            exec -a {marker} sleep 30"#, app.workdir.path().display())]}}),
+        )
+        .await;
+    let run = dev.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    dev.wait_running(&run).await;
+    // Seen from the host: the run's process has a uid of the user's subordinate range,
+    // neither root nor the worker's own.
+    let pid = eventually(Duration::from_secs(10), "the run's process", || async {
+        processes_with(&marker).into_iter().next()
+    })
+    .await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let host_uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(
+        (first..first + count).contains(&host_uid),
+        "the run's host uid {host_uid} is not of the subordinate range {first}+{count}"
+    );
+    assert_ne!(host_uid, user.0);
+    let cancel = dev
+        .post(&format!("/api/v1/runs/{run}/cancel"), json!({}))
+        .await;
+    assert!(cancel.status < 300, "{cancel:?}");
+    assert_eq!(dev.wait_finished(&run).await["state"], "cancelled");
+    let log = dev
+        .get(&format!("/api/v1/runs/{run}/logs"))
+        .await
+        .text()
+        .to_string();
+    assert_eq!(value(&log, "uid"), ["0"], "{log}");
+    assert_eq!(value(&log, "workdir"), ["0"], "{log}");
+    let processes: usize = value(&log, "processes")[0].parse().unwrap();
+    assert!(processes < 10, "{log}");
+    // What an ordinary user cannot enforce is said, not hidden.
+    let workers = admin.get("/api/v1/workers").await;
+    let sandbox = &workers.body[0]["sandbox"];
+    assert_eq!(sandbox["enabled"], true, "{workers:?}");
+    let unenforced = sandbox["unenforced"].to_string();
+    assert!(unenforced.contains("outbound"), "{unenforced}");
+}

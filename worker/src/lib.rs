@@ -28,6 +28,12 @@ use uuid::Uuid;
 
 pub use claim_loop::run;
 
+/// For a worker that is not root: become root of a user namespace of its own, so that
+/// runs can be sandboxed (see `isolation::rootless`). Call before any thread starts.
+pub fn enter_own_user_namespace() -> std::io::Result<()> {
+    isolation::rootless::enter().map(|_| ())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]

@@ -9,12 +9,14 @@
 //! - `network: "none"`: a network namespace of its own; `"outbound"`: the host's, behind
 //!   an nftables table keyed on the block's uids ([`firewall`]).
 //!
-//! The worker must be root for it. What this host cannot enforce is reported at start-up
-//! and shown by `GET /api/v1/workers`; `JOBCENTER_SANDBOX=off` turns it all off.
+//! A worker that is not root first becomes root of a user namespace of its own
+//! ([`rootless`]). What this host cannot enforce is reported at start-up and shown by
+//! `GET /api/v1/workers`; `JOBCENTER_SANDBOX=off` turns it all off.
 
 pub mod cgroups;
 pub mod firewall;
 pub mod mounts;
+pub mod rootless;
 pub mod uids;
 
 use jobcenter_core::config::Config;
@@ -69,13 +71,37 @@ impl Isolation {
         if unsafe { libc::geteuid() } != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                "the run sandbox needs the worker to run as root (or set JOBCENTER_SANDBOX=off)",
+                "the run sandbox needs the worker to be root, or root of its own user \
+                 namespace (or set JOBCENTER_SANDBOX=off)",
             ));
         }
         let count = config.worker_capacity + SPARE_UIDS;
-        let lock_dir = Path::new("/run/jobcenter");
-        let uids = uids::Uids::take(config.sandbox_uid_base, count, lock_dir)?;
         let mut unenforced = Vec::new();
+        let uids = match rootless::current() {
+            None => uids::Uids::take(
+                config.sandbox_uid_base,
+                65_536,
+                256,
+                count,
+                Path::new("/run/jobcenter"),
+            )?,
+            Some(range) => {
+                // The user's subordinate range, shared by up to 16 workers of that user.
+                let lock_dir =
+                    std::env::temp_dir().join(format!("jobcenter-uids-{}", range.host_uid));
+                let block = range.count / 16;
+                if block < count as u32 {
+                    unenforced.push(format!(
+                        "a host uid of its own per run (the worker's user has {} subordinate \
+                         uids in /etc/subuid, or newuidmap is missing): runs share the worker's uid",
+                        range.count
+                    ));
+                    uids::Uids::take(0, 0, 1024, count, &lock_dir)?
+                } else {
+                    uids::Uids::take(range.first, block, 16, count, &lock_dir)?
+                }
+            }
+        };
         let kind = cgroups::Cgroups::detect();
         let limits = cgroups::RunLimits {
             memory_bytes: config.run_memory_max_bytes,

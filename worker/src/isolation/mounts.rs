@@ -1,6 +1,6 @@
 //! A run's file system view, built in the child between clone and exec (it is root in
 //! a fresh mount namespace there): a small read-only tmpfs as `/` holding the host's
-//! system directories bound read-only, a few device nodes, its own `/proc`, its own
+//! system directories bound read-only, a few of the host's device nodes, its own `/proc`, its own
 //! `/tmp`, the run directory at `/work`, the artifact read-only at `/var/task`; then
 //! `pivot_root` into it, the old root detached. Nothing else of the host exists there.
 //!
@@ -70,11 +70,6 @@ pub enum Op {
     Symlink {
         target: *const c_char,
         link: *const c_char,
-    },
-    Mknod {
-        path: *const c_char,
-        mode: libc::mode_t,
-        dev: libc::dev_t,
     },
     /// An empty file to bind a file onto.
     Touch { path: *const c_char },
@@ -252,19 +247,19 @@ impl Plan {
     /// The device nodes programs expect, and the usual links.
     fn devices(&mut self, dev: &Path) -> io::Result<()> {
         self.mkdir(dev, 0o755)?;
-        for (name, major, minor) in [
-            ("null", 1, 3),
-            ("zero", 1, 5),
-            ("full", 1, 7),
-            ("random", 1, 8),
-            ("urandom", 1, 9),
-            ("tty", 5, 0),
-        ] {
-            let path = self.path(&dev.join(name))?;
-            self.ops.push(Op::Mknod {
-                path,
-                mode: libc::S_IFCHR | 0o666,
-                dev: libc::makedev(major, minor),
+        // Bound from the host's /dev (a node made here would need CAP_MKNOD on the host,
+        // which a worker in its own user namespace lacks).
+        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let host = Path::new("/dev").join(name);
+            let node = dev.join(name);
+            let (source, target) = (self.path(&host)?, self.path(&node)?);
+            self.ops.push(Op::Touch { path: target });
+            self.ops.push(Op::Mount {
+                source,
+                target,
+                fstype: NONE,
+                flags: libc::MS_BIND,
+                data: NONE,
             });
         }
         for (name, target) in [
@@ -313,7 +308,6 @@ pub unsafe fn apply(ops: &[Op]) -> Result<(), usize> {
                 libc::mkdir(path, mode) == 0 || *libc::__errno_location() == libc::EEXIST
             }
             Op::Symlink { target, link } => libc::symlink(target, link) == 0,
-            Op::Mknod { path, mode, dev } => libc::mknod(path, mode, dev) == 0,
             Op::Touch { path } => {
                 let fd = libc::open(
                     path,

@@ -15,12 +15,10 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-/// Uids per worker block.
-pub const BLOCK: u32 = 65_536;
-
 /// A worker's uid block: the lock that holds it, and its free uids.
 pub struct Uids {
     pub first: u32,
+    pub block: u32,
     _lock: File,
     free: Mutex<Vec<Slot>>,
 }
@@ -39,26 +37,38 @@ impl Slot {
 }
 
 impl Uids {
-    /// Takes the first free block from `base` (lock files under `lock_dir`) and makes
-    /// `count` uids ready.
-    pub fn take(base: u32, count: usize, lock_dir: &Path) -> io::Result<Uids> {
+    /// Takes the first free block of `block` uids from `base`, at most `blocks` of them
+    /// (lock files under `lock_dir`), and makes `count` uids ready. `block` 0: every run
+    /// has uid `base` (a worker without a uid range of its own).
+    pub fn take(
+        base: u32,
+        block: u32,
+        blocks: u32,
+        count: usize,
+        lock_dir: &Path,
+    ) -> io::Result<Uids> {
         std::fs::create_dir_all(lock_dir)?;
-        for block in 0..256u32 {
-            let Some(first) = block.checked_mul(BLOCK).and_then(|o| base.checked_add(o)) else {
+        for index in 0..blocks {
+            let Some(first) = index.checked_mul(block).and_then(|o| base.checked_add(o)) else {
                 break;
             };
+            let block_number = index;
             let lock = File::options()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(lock_dir.join(format!("uid-block-{block}.lock")))?;
+                .open(lock_dir.join(format!("uid-block-{block_number}.lock")))?;
             // SAFETY: flock on a descriptor we own; it touches no memory.
             if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
                 continue;
             }
             let mut free = Vec::with_capacity(count);
             for index in (0..count).rev() {
-                let uid = first + index as u32;
+                let uid = if block == 0 {
+                    first
+                } else {
+                    first + index as u32
+                };
                 free.push(Slot {
                     uid,
                     index,
@@ -67,6 +77,7 @@ impl Uids {
             }
             return Ok(Uids {
                 first,
+                block,
                 _lock: lock,
                 free: Mutex::new(free),
             });
@@ -75,7 +86,7 @@ impl Uids {
     }
 
     pub fn last(&self) -> u32 {
-        self.first + BLOCK - 1
+        self.first + self.block.max(1) - 1
     }
 
     /// A uid for one run; None when every one is in use (more runs than slots).
