@@ -84,13 +84,10 @@ export JOBCENTER_ARTIFACTS="${JOBCENTER_ARTIFACTS:-file://$JC_DATA/artifacts}"
 export JOBCENTER_LISTEN="${JOBCENTER_LISTEN:-127.0.0.1:8080}"
 url="http://$JOBCENTER_LISTEN"
 
-# The run sandbox needs root (per-run uids) and nft (the outbound filter). As another user,
-# this development server runs without it, and says so.
+# nft, for the run sandbox's outbound filter (as root; another user's worker reports at
+# start what it cannot enforce).
 if [[ "$(id -u)" -eq 0 ]]; then
     jc_apt_install nftables /usr/sbin/nft
-elif [[ -z "${JOBCENTER_SANDBOX:-}" ]]; then
-    jc_say "not root: runs start WITHOUT their sandbox (JOBCENTER_SANDBOX=off); run make run as root to isolate them"
-    export JOBCENTER_SANDBOX=off
 fi
 
 # Build first, so that the banner is the last thing shown before the server starts.
