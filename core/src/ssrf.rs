@@ -30,6 +30,8 @@ fn classify_v4(ip: Ipv4Addr) -> Class {
         (169, 254, _, _) => Class::Forbidden("link-local (cloud metadata)"),
         (100, 100, 100, 200) => Class::Forbidden("cloud metadata"),
         (0, _, _, _) => Class::Forbidden("unspecified"),
+        (192, 0, 0, _) => Class::Forbidden("IETF protocol assignments"),
+        (198, 18..=19, _, _) => Class::Forbidden("benchmarking"),
         (224..=255, _, _, _) => Class::Forbidden("multicast, broadcast or reserved"),
         (127, _, _, _) | (10, _, _, _) | (192, 168, _, _) => Class::Private,
         (172, 16..=31, _, _) | (100, 64..=127, _, _) => Class::Private,
@@ -42,6 +44,15 @@ fn classify_v6(ip: Ipv6Addr) -> Class {
         return classify_v4(v4);
     }
     let segments = ip.segments();
+    // IPv4-compatible addresses (::a.b.c.d, deprecated) reach the IPv4 address on some
+    // stacks, and nothing legitimate uses them: refused, loopback `::1` aside.
+    if segments[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        return Class::Forbidden("an IPv4-compatible address");
+    }
+    // The local-use NAT64 prefix may translate to anything, private ranges included.
+    if segments[..3] == [0x64, 0xff9b, 1] {
+        return Class::Forbidden("local-use NAT64 (64:ff9b:1::/48)");
+    }
     // NAT64 (64:ff9b::/96) embeds an IPv4 address.
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         let [a, b] = segments[6].to_be_bytes();
@@ -67,6 +78,8 @@ pub const FORBIDDEN_V4: &[&str] = &[
     "169.254.0.0/16",
     "100.100.100.200/32",
     "0.0.0.0/8",
+    "192.0.0.0/24",
+    "198.18.0.0/15",
     "224.0.0.0/3",
 ];
 /// What `classify` calls `Private`, as CIDR ranges.
@@ -77,7 +90,14 @@ pub const PRIVATE_V4: &[&str] = &[
     "172.16.0.0/12",
     "100.64.0.0/10",
 ];
-pub const FORBIDDEN_V6: &[&str] = &["fd00:ec2::254/128", "::/128", "fe80::/10", "ff00::/8"];
+/// (The firewall refuses all of `::/96`, so `::1` too: loopback is no use to a sandbox.)
+pub const FORBIDDEN_V6: &[&str] = &[
+    "fd00:ec2::254/128",
+    "::/96",
+    "64:ff9b:1::/48",
+    "fe80::/10",
+    "ff00::/8",
+];
 pub const PRIVATE_V6: &[&str] = &["::1/128", "fc00::/7"];
 
 /// Ok when `ip` may be reached; Err names why not.
@@ -115,6 +135,12 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "::",
             "ff02::1",
+            "::a9fe:a9fe",
+            "::808:808",
+            "64:ff9b:1::a00:1",
+            "192.0.0.170",
+            "198.18.0.1",
+            "198.19.255.255",
         ] {
             assert!(
                 matches!(class(forbidden), Class::Forbidden(_)),
