@@ -102,18 +102,19 @@ async fn pinned_jobs_run_their_version_and_unpinned_ones_the_latest(backend: Art
     );
 }
 
-/// A .tar.gz built by Python's tarfile, which writes whatever names it is given.
+/// A .tar.gz built by Python's tarfile, which writes whatever names it is given: the
+/// symlinks first, so that the entries after them can be written through them.
 fn tar_gz(entries: &[(&str, &str)], links: &[(&str, &str)]) -> Vec<u8> {
     let mut program = String::from(
         "import io, sys, tarfile\nbuf = io.BytesIO()\nt = tarfile.open(fileobj=buf, mode='w:gz')\n",
     );
+    for (name, target) in links {
+        program.push_str(&format!("i = tarfile.TarInfo({name:?}); i.type = tarfile.SYMTYPE; i.linkname = {target:?}\nt.addfile(i)\n"));
+    }
     for (name, content) in entries {
         program.push_str(&format!(
             "data = {content:?}.encode()\ni = tarfile.TarInfo({name:?}); i.size = len(data); i.mode = 0o755\nt.addfile(i, io.BytesIO(data))\n"
         ));
-    }
-    for (name, target) in links {
-        program.push_str(&format!("i = tarfile.TarInfo({name:?}); i.type = tarfile.SYMTYPE; i.linkname = {target:?}\nt.addfile(i)\n"));
     }
     program.push_str("t.close()\nsys.stdout.buffer.write(buf.getvalue())\n");
     let output = std::process::Command::new("python3")
@@ -183,7 +184,12 @@ async fn bundles_run_their_entrypoint_and_hostile_ones_are_refused(backend: Arti
             &[(marker.as_str(), "x"), ("app/main.sh", "#!/bin/sh\n")],
             &[],
         ),
-        tar_gz(&[("app/main.sh", "#!/bin/sh\n")], &[("app/out", "/etc")]),
+        // A symlink may point anywhere, but nothing is written through it: `app/up/x`
+        // would land beside the bundle in the worker's cache.
+        tar_gz(
+            &[("app/up/x", "x"), ("app/main.sh", "#!/bin/sh\n")],
+            &[("app/up", "../..")],
+        ),
     ];
     for (i, bytes) in hostile.into_iter().enumerate() {
         let name = format!("hostile{i}");
@@ -204,4 +210,6 @@ async fn bundles_run_their_entrypoint_and_hostile_ones_are_refused(backend: Arti
         !escape_marker.exists(),
         "an absolute entry was written outside"
     );
+    let beside = app.workdir.path().join("runs/artifact-cache/bundles/x");
+    assert!(!beside.exists(), "an entry was written through a symlink");
 }

@@ -12,6 +12,7 @@ mod execution;
 mod faults;
 mod group_commit;
 mod harness;
+mod hostile_bundles;
 mod http_targets;
 mod isolation;
 mod job_lifecycle;
