@@ -34,6 +34,9 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A value of a field the caller may not use (403, with the field named).
+    #[error("{field}: {reason}")]
+    ForbiddenValue { field: String, reason: String },
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("{0}")]
@@ -51,6 +54,13 @@ pub enum ApiError {
 impl ApiError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         ApiError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn forbidden_value(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ApiError::ForbiddenValue {
             field: field.into(),
             reason: reason.into(),
         }
@@ -88,7 +98,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid { .. } | ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenValue { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -103,7 +113,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let (detail, field) = match self {
-            ApiError::Invalid { field, reason } => {
+            ApiError::Invalid { field, reason } | ApiError::ForbiddenValue { field, reason } => {
                 (format!("{field}: {reason}"), Some(field.clone()))
             }
             ApiError::Unavailable(cause) => {

@@ -25,6 +25,7 @@ pub fn from_create(body: CreateJob, now: DateTime<Utc>) -> Result<JobFields, Api
         max_attempts: body.max_attempts.unwrap_or(1),
         env: body.env,
         worker_group: body.worker_group.unwrap_or_else(|| "default".into()),
+        network: body.network.map_or(Default::default(), Into::into),
         enabled: body.enabled.unwrap_or(true),
         next_fire_at: None,
         jitter_seconds: body.jitter_seconds.unwrap_or(0),
@@ -78,6 +79,9 @@ pub fn apply_patch(
     }
     if let Some(group) = patch.worker_group {
         fields.worker_group = group;
+    }
+    if let Some(network) = patch.network {
+        fields.network = network.into();
     }
     if let Some(enabled) = patch.enabled {
         fields.enabled = enabled;
@@ -136,12 +140,7 @@ fn validate_and_plan(f: &JobFields, now: DateTime<Utc>) -> Result<Option<DateTim
         ));
     }
     validate_env(&f.env).map_err(|e| ApiError::invalid(e.field, e.reason))?;
-    let group_ok = !f.worker_group.is_empty()
-        && f.worker_group.len() <= 64
-        && f.worker_group
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !group_ok {
+    if !valid_group_name(&f.worker_group) {
         return Err(ApiError::invalid(
             "worker_group",
             "must be 1 to 64 of [A-Za-z0-9._-]",
@@ -170,6 +169,16 @@ fn validate_and_plan(f: &JobFields, now: DateTime<Utc>) -> Result<Option<DateTim
         ends_at: f.ends_at,
     };
     Ok(first_fire(&schedule, window, now))
+}
+
+/// A worker group's name: 1 to 64 of `[A-Za-z0-9._-]` (a job's group, a project's
+/// allowed groups).
+pub fn valid_group_name(group: &str) -> bool {
+    !group.is_empty()
+        && group.len() <= 64
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn validate_target(target: &Target) -> Result<(), ApiError> {

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
+use jobcenter_core::sandbox::{Network, SandboxReport};
 use jobcenter_core::schedule::{DstGap, DstRepeat, ScheduleSpec};
 use jobcenter_core::target::{BinaryTarget, HttpRequest, Target};
 use jobcenter_sql::job_children::{Child, Condition};
@@ -300,6 +301,11 @@ pub struct UpdateProject {
     pub config: Option<BTreeMap<String, String>>,
     /// Admins only: transfer the project.
     pub owner_id: Option<Uuid>,
+    /// Admins only: the worker groups the project's jobs may use besides `default`
+    /// (replaces the list; each 1 to 64 of `[A-Za-z0-9._-]`). Taking away a group that
+    /// live jobs of the project still use answers 409.
+    #[schema(max_items = 64)]
+    pub worker_groups: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -310,6 +316,9 @@ pub struct ProjectResponse {
     pub description: String,
     #[schema(value_type = BTreeMap<String, String>)]
     pub config: Value,
+    /// The worker groups its jobs may use besides `default`, which is always allowed.
+    /// Only admins change it.
+    pub worker_groups: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -322,6 +331,7 @@ impl From<Project> for ProjectResponse {
             name: p.name,
             description: p.description,
             config: p.config,
+            worker_groups: p.worker_groups,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -405,6 +415,34 @@ impl From<Child> for ChildBody {
     }
 }
 
+/// A run's network inside its sandbox: `outbound` (default) reaches the internet but
+/// not the worker host's loopback, private, link-local or metadata addresses; `none` has
+/// no network at all.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkBody {
+    None,
+    Outbound,
+}
+
+impl From<NetworkBody> for Network {
+    fn from(body: NetworkBody) -> Self {
+        match body {
+            NetworkBody::None => Network::None,
+            NetworkBody::Outbound => Network::Outbound,
+        }
+    }
+}
+
+impl From<Network> for NetworkBody {
+    fn from(network: Network) -> Self {
+        match network {
+            Network::None => NetworkBody::None,
+            Network::Outbound => NetworkBody::Outbound,
+        }
+    }
+}
+
 /// `allow` (overlap), `queue` (one at a time) or `skip` (drop a tick while one runs).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -436,8 +474,11 @@ pub struct CreateJob {
     pub max_attempts: Option<i32>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Default: `default`.
+    /// Default: `default`. Any other group must be allowed for the project by an admin
+    /// (the project's `worker_groups`), or the job is refused (403).
     pub worker_group: Option<String>,
+    /// Default: outbound.
+    pub network: Option<NetworkBody>,
     /// Default: true.
     pub enabled: Option<bool>,
     /// Each scheduled run starts up to this many seconds after its tick, by an offset
@@ -473,7 +514,9 @@ pub struct UpdateJob {
     #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<i32>,
     pub env: Option<BTreeMap<String, String>>,
+    /// `default`, or a group an admin allowed for the project (else 403).
     pub worker_group: Option<String>,
+    pub network: Option<NetworkBody>,
     pub enabled: Option<bool>,
     #[schema(minimum = 0, maximum = 3600)]
     pub jitter_seconds: Option<i32>,
@@ -500,6 +543,7 @@ pub struct JobResponse {
     pub max_attempts: i32,
     pub env: BTreeMap<String, String>,
     pub worker_group: String,
+    pub network: NetworkBody,
     pub enabled: bool,
     /// The next instant the schedule fires, if any.
     pub next_fire_at: Option<DateTime<Utc>>,
@@ -542,6 +586,7 @@ impl From<Job> for JobResponse {
             max_attempts: f.max_attempts,
             env: f.env,
             worker_group: f.worker_group,
+            network: f.network.into(),
             enabled: f.enabled,
             next_fire_at: f.next_fire_at,
             jitter_seconds: f.jitter_seconds,
@@ -672,6 +717,25 @@ pub struct WorkerResponse {
     pub drained: bool,
     /// False once its heartbeat is older than the lease (it is presumed dead).
     pub alive: bool,
+    pub sandbox: SandboxBody,
+}
+
+/// What a worker enforces, as it registered.
+#[derive(Serialize, ToSchema)]
+pub struct SandboxBody {
+    /// Runs start in a sandbox of their own (`JOBCENTER_SANDBOX=on`).
+    pub enabled: bool,
+    /// Protections this worker cannot enforce on its host, in words (empty: none).
+    pub unenforced: Vec<String>,
+}
+
+impl From<SandboxReport> for SandboxBody {
+    fn from(report: SandboxReport) -> Self {
+        SandboxBody {
+            enabled: report.enabled,
+            unenforced: report.unenforced,
+        }
+    }
 }
 
 impl From<jobcenter_sql::workers::WorkerRow> for WorkerResponse {
@@ -686,6 +750,7 @@ impl From<jobcenter_sql::workers::WorkerRow> for WorkerResponse {
             last_heartbeat: w.heartbeat_at,
             drained: w.drained,
             alive: w.alive,
+            sandbox: w.sandbox.into(),
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::states::Concurrency;
 use crate::{Error, GenericClient};
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
+use jobcenter_core::sandbox::Network;
 use jobcenter_core::schedule::ScheduleSpec;
 use jobcenter_core::target::Target;
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ pub struct JobFields {
     pub max_attempts: i32,
     pub env: BTreeMap<String, String>,
     pub worker_group: String,
+    /// The run's network inside its sandbox.
+    pub network: Network,
     pub enabled: bool,
     pub next_fire_at: Option<DateTime<Utc>>,
     /// Each tick's run starts up to this many seconds late, by a fixed per-job offset.
@@ -85,7 +88,8 @@ const COLUMNS: &str = "j.id, j.project_id, j.name, j.target, j.schedule, j.start
     j.resumed_by,
     (SELECT coalesce(array_agg(c.child_job_id::text || ' ' || c.condition::text
                                ORDER BY c.condition, c.child_job_id), '{}')
-     FROM job_children c WHERE c.job_id = j.id)";
+     FROM job_children c WHERE c.job_id = j.id),
+    j.network";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &Row,
@@ -101,6 +105,14 @@ fn json_column<T: serde::de::DeserializeOwned>(
 fn catch_up(text: String) -> Result<CatchUp, Error> {
     CatchUp::parse(&text).ok_or(Error::Corrupt {
         column: "jobs.catch_up",
+        reason: text,
+    })
+}
+
+/// A `jobs.network` value (also read by the claim, `runs::claim`).
+pub(crate) fn network(text: String) -> Result<Network, Error> {
+    Network::parse(&text).ok_or(Error::Corrupt {
+        column: "jobs.network",
         reason: text,
     })
 }
@@ -144,6 +156,7 @@ fn from_row(row: &Row) -> Result<Job, Error> {
             max_attempts: row.get(9),
             env: json_column(row, 10, "jobs.env")?,
             worker_group: row.get(11),
+            network: network(row.get(25))?,
             enabled: row.get(12),
             next_fire_at: row.get(13),
             jitter_seconds: row.get(18),
@@ -170,9 +183,9 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
     let sql = format!(
         "INSERT INTO jobs AS j (project_id, name, target, schedule, starts_at, ends_at,
             concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at,
-            catch_up, jitter_seconds, pause_after_failures)
+            catch_up, jitter_seconds, pause_after_failures, network)
          VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13,
-                 $14::text::catch_up_policy, $15, $16)
+                 $14::text::catch_up_policy, $15, $16, $17)
          RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -196,6 +209,7 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
                 &f.catch_up.as_str(),
                 &f.jitter_seconds,
                 &f.pause_after_failures,
+                &f.network.as_str(),
             ],
         )
         .await?;
@@ -209,7 +223,7 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
             ends_at = $6, concurrency = $7::text::concurrency_policy, timeout_seconds = $8,
             max_attempts = $9, env = $10, worker_group = $11, enabled = $12,
             next_fire_at = $13, catch_up = $14::text::catch_up_policy, jitter_seconds = $15,
-            pause_after_failures = $16, updated_at = now()
+            pause_after_failures = $16, network = $17, updated_at = now()
          WHERE j.id = $1 RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -233,6 +247,7 @@ pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<J
                 &f.catch_up.as_str(),
                 &f.jitter_seconds,
                 &f.pause_after_failures,
+                &f.network.as_str(),
             ],
         )
         .await?;

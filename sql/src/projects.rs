@@ -15,6 +15,8 @@ pub struct Project {
     pub description: String,
     /// A JSON object of string values, exported to every run of the project's jobs.
     pub config: Value,
+    /// The worker groups its jobs may use besides `default` (set by admins only).
+    pub worker_groups: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -33,9 +35,12 @@ pub struct ProjectPatch<'a> {
     pub description: Option<&'a str>,
     pub config: Option<&'a Value>,
     pub owner_id: Option<Uuid>,
+    /// Replaces the allowed worker groups (the API lets only admins set it).
+    pub worker_groups: Option<&'a [String]>,
 }
 
-const COLUMNS: &str = "id, owner_id, name, description, config, created_at, updated_at";
+const COLUMNS: &str =
+    "id, owner_id, name, description, config, created_at, updated_at, worker_groups";
 
 fn from_row(row: &Row) -> Project {
     Project {
@@ -46,6 +51,7 @@ fn from_row(row: &Row) -> Project {
         config: row.get(4),
         created_at: row.get(5),
         updated_at: row.get(6),
+        worker_groups: row.get(7),
     }
 }
 
@@ -108,6 +114,7 @@ pub async fn update(
                 description = coalesce($4, description),
                 config = coalesce($5, config),
                 owner_id = coalesce($6, owner_id),
+                worker_groups = coalesce($7, worker_groups),
                 updated_at = now()
          WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2) RETURNING {COLUMNS}"
     );
@@ -122,10 +129,54 @@ pub async fn update(
                 &patch.description,
                 &patch.config,
                 &patch.owner_id,
+                &patch.worker_groups,
             ],
         )
         .await?;
     Ok(row.map(|r| from_row(&r)))
+}
+
+/// Whether the project's jobs may use worker group `group` (`default`, or one an admin
+/// allowed); None when the project is not found in `owner`'s scope. The project row is
+/// share-locked until the transaction ends, so that an admin's change of its groups
+/// waits for the job write this answer allows, and sees that job (see
+/// [`jobs_outside_groups`]); job writes do not wait for one another.
+pub async fn lock_allowing_group(
+    c: &impl GenericClient,
+    id: Uuid,
+    owner: Option<Uuid>,
+    group: &str,
+) -> Result<Option<bool>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT $3 = 'default' OR $3 = ANY(worker_groups) FROM projects
+             WHERE id = $1 AND ($2::uuid IS NULL OR owner_id = $2) FOR SHARE",
+        )
+        .await?;
+    Ok(c.query_opt(&stmt, &[&id, &owner, &group])
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// The worker groups that live jobs of the project use but the project does not allow
+/// (any but `default` and its `worker_groups`), each with how many jobs use it; at most
+/// 100 groups. Run after an update of the project's groups, in the same transaction:
+/// that update locked the row, so every job write allowed under the old list has
+/// committed and is counted here, and every later one reads the new list.
+pub async fn jobs_outside_groups(
+    c: &impl GenericClient,
+    id: Uuid,
+) -> Result<Vec<(String, i64)>, Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT j.worker_group, count(*) FROM jobs j JOIN projects p ON p.id = j.project_id
+             WHERE p.id = $1 AND j.deleted_at IS NULL AND j.worker_group <> 'default'
+               AND NOT j.worker_group = ANY(p.worker_groups)
+             GROUP BY j.worker_group ORDER BY j.worker_group LIMIT 100",
+        )
+        .await?;
+    let rows = c.query(&stmt, &[&id]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Number of jobs (deleted or not) and artifact versions (idem) that still belong to

@@ -81,6 +81,8 @@ pub struct ClaimedRun {
     /// The project's secrets (name → value), read with the claim: a worker gets them
     /// only for a run it holds.
     pub secrets: BTreeMap<String, String>,
+    /// The job's network inside the run's sandbox.
+    pub network: jobcenter_core::sandbox::Network,
 }
 
 /// The outcome a worker reports for a run it holds.
@@ -481,7 +483,8 @@ pub const CLAIM_SQL: &str = "WITH picked AS (
                        (SELECT s.data FROM job_state s WHERE s.job_id = r.job_id),
                        (SELECT coalesce(jsonb_object_agg(x.name, x.value), '{}'::jsonb)
                         FROM (SELECT ps.name, ps.value FROM project_secrets ps
-                              WHERE ps.project_id = j.project_id LIMIT 1000) x)";
+                              WHERE ps.project_id = j.project_id LIMIT 1000) x),
+                       j.network";
 
 /// Moves up to `limit` claimable runs of `group` to `running` on `worker_id`, oldest
 /// first, each with a fresh lease of `lease_ms`. A drained worker claims nothing. A run
@@ -532,6 +535,7 @@ fn claimed_from_row(row: &Row) -> Result<ClaimedRun, Error> {
         waited_seconds: row.get(13),
         previous_state: row.get(14),
         secrets: json_column(row, 15, "project_secrets.value")?,
+        network: crate::jobs::network(row.get(16))?,
     })
 }
 

@@ -1,22 +1,28 @@
 //! The `workers` table: live workers and their heartbeats.
 
 use crate::{Error, GenericClient};
+use jobcenter_core::sandbox::SandboxReport;
 use uuid::Uuid;
 
+/// Records a worker and the sandbox it enforces; registering again (its row was purged
+/// while it was away) renews the heartbeat and the report.
 pub async fn register(
     c: &impl GenericClient,
     id: Uuid,
     group: &str,
     hostname: &str,
     capacity: i32,
+    sandbox: &SandboxReport,
 ) -> Result<(), Error> {
     let stmt = c
         .prepare_cached(
-            "INSERT INTO workers (id, worker_group, hostname, capacity) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+            "INSERT INTO workers (id, worker_group, hostname, capacity, sandbox)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), sandbox = excluded.sandbox",
         )
         .await?;
-    c.execute(&stmt, &[&id, &group, &hostname, &capacity])
+    let sandbox = serde_json::to_value(sandbox).expect("a sandbox report serializes to JSON");
+    c.execute(&stmt, &[&id, &group, &hostname, &capacity, &sandbox])
         .await?;
     Ok(())
 }
@@ -50,6 +56,8 @@ pub struct WorkerRow {
     pub drained: bool,
     /// Heartbeat seen within `lease_ms`.
     pub alive: bool,
+    /// The sandbox it enforces, as it registered.
+    pub sandbox: SandboxReport,
 }
 
 /// Every known worker (at most `limit`), by group then start, with its running runs.
@@ -63,25 +71,30 @@ pub async fn list(
             "SELECT w.id, w.worker_group, w.hostname, w.capacity,
                     (SELECT count(*) FROM runs r WHERE r.worker_id = w.id AND r.state = 'running'),
                     w.started_at, w.heartbeat_at, w.drained,
-                    w.heartbeat_at > now() - $1 * interval '1 millisecond'
+                    w.heartbeat_at > now() - $1 * interval '1 millisecond', w.sandbox
              FROM workers w ORDER BY w.worker_group, w.started_at, w.id LIMIT $2",
         )
         .await?;
     let rows = c.query(&stmt, &[&(lease_ms as f64), &limit]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| WorkerRow {
-            id: r.get(0),
-            worker_group: r.get(1),
-            hostname: r.get(2),
-            capacity: r.get(3),
-            running: r.get(4),
-            started_at: r.get(5),
-            heartbeat_at: r.get(6),
-            drained: r.get(7),
-            alive: r.get(8),
+    rows.iter()
+        .map(|r| {
+            Ok(WorkerRow {
+                id: r.get(0),
+                worker_group: r.get(1),
+                hostname: r.get(2),
+                capacity: r.get(3),
+                running: r.get(4),
+                started_at: r.get(5),
+                heartbeat_at: r.get(6),
+                drained: r.get(7),
+                alive: r.get(8),
+                sandbox: serde_json::from_value(r.get(9)).map_err(|e| Error::Corrupt {
+                    column: "workers.sandbox",
+                    reason: e.to_string(),
+                })?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Drains (true: claims nothing more, finishes what runs) or resumes a worker; false

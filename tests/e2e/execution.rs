@@ -71,6 +71,14 @@ async fn cancel_kills_a_running_run_at_once_and_a_queued_one_never_starts() {
         .assert_problem(409);
 
     // A run of a group no worker serves stays queued; cancelled, it never starts.
+    // Groups other than `default` are the admin's to allow, project by project.
+    let reply = api
+        .patch(
+            &format!("/api/v1/projects/{project}"),
+            json!({"worker_groups": ["night"]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     let idle = api
         .create_job(
             &project,

@@ -77,6 +77,14 @@ async fn http_targets_call_follow_redirects_and_refuse_forbidden_addresses() {
     let _strict = Component::start("worker", &db, &[("JOBCENTER_WORKER_GROUP", "strict")]);
     let api = Api::login_admin(&app).await;
     let project = api.create_project("demo").await;
+    // Groups other than `default` are the admin's to allow, project by project.
+    let reply = api
+        .patch(
+            &format!("/api/v1/projects/{project}"),
+            json!({"worker_groups": ["strict"]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     let base = format!("http://127.0.0.1:{port}");
 
     let target = json!({"kind": "http", "method": "POST", "url": format!("{base}/redirect"),

@@ -266,6 +266,14 @@ async fn metrics_show_queues_workers_the_leader_and_http_durations() {
     let _scheduler = Component::start("scheduler", &db, &[]);
     let api = Api::login_admin(&app).await;
     let project = api.create_project("demo").await;
+    // Groups other than `default` are the admin's to allow, project by project.
+    let reply = api
+        .patch(
+            &format!("/api/v1/projects/{project}"),
+            json!({"worker_groups": ["gpu"]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     let job = api
         .create_job(
             &project,

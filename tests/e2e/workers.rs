@@ -53,6 +53,14 @@ async fn runs_go_to_their_group_and_a_drained_worker_claims_nothing_until_resume
     let gpu_id = gpu["id"].as_str().unwrap().to_string();
 
     let project = api.create_project("demo").await;
+    // Groups other than `default` are the admin's to allow, project by project.
+    let reply = api
+        .patch(
+            &format!("/api/v1/projects/{project}"),
+            json!({"worker_groups": ["gpu"]}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
     let job = api
         .create_job(
             &project,

@@ -31,6 +31,7 @@ async fn beat(ctx: &WorkerContext) -> Result<(), jobcenter_sql::Error> {
             &ctx.group,
             &ctx.hostname,
             ctx.capacity as i32,
+            &ctx.sandbox_report,
         )
         .await?;
     }

@@ -2,6 +2,11 @@
 //!
 //! Every change is one transaction that locks the job row, writes the job, its queue
 //! side effects (queued runs cancelled on disable/delete) and the audit record.
+//!
+//! A job's worker group must be `default` or one an admin allowed for its project: a
+//! create, a patch and a restore check it in their transaction, under a share lock of
+//! the project row that an admin's change of the project's groups waits for (see
+//! docs/auth.md, "Worker groups").
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
@@ -42,6 +47,30 @@ async fn record_resume(tx: &Transaction<'_>, caller: &Caller, job: &Job) -> Resu
     Ok(())
 }
 
+/// Refuses a worker group the project does not allow (403, naming `worker_group`); 404
+/// when the project is not in `owner`'s scope. The project row stays share-locked until
+/// the transaction ends, so an admin cannot take the group away in between.
+async fn check_worker_group(
+    tx: &Transaction<'_>,
+    project_id: Uuid,
+    owner: Option<Uuid>,
+    group: &str,
+) -> Result<(), ApiError> {
+    let allowed = jobcenter_sql::projects::lock_allowing_group(tx, project_id, owner, group)
+        .await?
+        .ok_or(ApiError::NotFound("project"))?;
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::forbidden_value(
+        "worker_group",
+        format!(
+            "the project may not use worker group `{group}`: an admin must allow the group \
+             for the project first (its `worker_groups`)"
+        ),
+    ))
+}
+
 async fn locked_job(
     tx: &Transaction<'_>,
     caller: &Caller,
@@ -59,6 +88,7 @@ async fn locked_job(
     responses(
         (status = 201, body = JobResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "worker_group is not allowed for the project"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -73,9 +103,7 @@ pub async fn create_job(
     let fields = job_fields::from_create(body, Utc::now())?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    jobcenter_sql::projects::get(&tx, *project_id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    check_worker_group(&tx, *project_id, caller.owner_scope(), &fields.worker_group).await?;
     let mut job = jobs::insert(&tx, *project_id, &fields).await?;
     if !children.is_empty() {
         crate::children::save(&tx, &caller, job.id, children).await?;
@@ -149,6 +177,7 @@ pub async fn get_job(
     responses(
         (status = 200, body = JobResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "worker_group is not allowed for the project"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -164,6 +193,7 @@ pub async fn update_job(
     let current = locked_job(&tx, &caller, *id, Including::Live).await?;
     let children = body.children.clone();
     let fields = job_fields::apply_patch(&current.fields, body, Utc::now())?;
+    check_worker_group(&tx, current.project_id, None, &fields.worker_group).await?;
     if let Some(children) = children {
         crate::children::save(&tx, &caller, *id, children).await?;
     }
@@ -272,6 +302,7 @@ pub async fn delete_job(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses(
         (status = 200, body = JobResponse),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "the job's worker_group is no longer allowed for the project"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     )
@@ -288,6 +319,7 @@ pub async fn restore_job(
     if job.deleted_at.is_none() {
         return Err(ApiError::Conflict("the job is not deleted".into()));
     }
+    check_worker_group(&tx, job.project_id, None, &job.fields.worker_group).await?;
     let next_fire_at = job_fields::plan_next_fire(&job.fields, Utc::now())?;
     jobs::restore(&tx, *id, next_fire_at).await?;
     audit(&tx, &caller, "job.restore", *id).await?;

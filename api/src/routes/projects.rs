@@ -1,4 +1,5 @@
-//! Projects: a developer's own namespace of jobs, config and artifacts.
+//! Projects: a developer's own namespace of jobs, config and artifacts, and the worker
+//! groups an admin allows its jobs to use.
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 const MAX_CONFIG_ENTRIES: usize = 256;
+/// Most worker groups allowed for one project.
+const MAX_WORKER_GROUPS: usize = 64;
 
 fn validate_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 128 {
@@ -36,6 +39,63 @@ fn config_value(config: &BTreeMap<String, String>) -> Result<Value, ApiError> {
     jobcenter_core::target::validate_env(config)
         .map_err(|e| ApiError::invalid("config", e.reason))?;
     Ok(json!(config))
+}
+
+/// The groups an admin allows, checked and normalized: sorted, each once, without
+/// `default` (always allowed). Anyone but an admin is refused (403).
+fn worker_groups(
+    caller: &Caller,
+    groups: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(groups) = groups else {
+        return Ok(None);
+    };
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden_value(
+            "worker_groups",
+            "only admins allow worker groups for a project",
+        ));
+    }
+    if groups.len() > MAX_WORKER_GROUPS {
+        return Err(ApiError::invalid(
+            "worker_groups",
+            format!("at most {MAX_WORKER_GROUPS} groups"),
+        ));
+    }
+    if let Some(bad) = groups
+        .iter()
+        .position(|g| !crate::job_fields::valid_group_name(g))
+    {
+        return Err(ApiError::invalid(
+            format!("worker_groups[{bad}]"),
+            "must be 1 to 64 of [A-Za-z0-9._-]",
+        ));
+    }
+    let mut groups: Vec<String> = groups.into_iter().filter(|g| g != "default").collect();
+    groups.sort();
+    groups.dedup();
+    Ok(Some(groups))
+}
+
+/// Refuses to take away a group that live jobs of the project still use (409): they
+/// would keep routing runs to it. Runs in the transaction that changed the groups.
+async fn check_groups_in_use(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    let in_use = projects::jobs_outside_groups(tx, id).await?;
+    if in_use.is_empty() {
+        return Ok(());
+    }
+    let uses: Vec<String> = in_use
+        .iter()
+        .map(|(group, jobs)| format!("`{group}` ({jobs} job(s))"))
+        .collect();
+    Err(ApiError::Conflict(format!(
+        "worker_groups: live jobs of the project still use {}; move them to another group \
+         or delete them first",
+        uses.join(", ")
+    )))
 }
 
 /// Only admins may choose or change an owner.
@@ -149,7 +209,9 @@ pub async fn get_project(
     responses(
         (status = 200, body = ProjectResponse),
         (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "owner_id or worker_groups set by a developer"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "worker_groups takes away a group that live jobs use"),
     )
 )]
 #[patch("/api/v1/projects/{id}")]
@@ -163,6 +225,7 @@ pub async fn update_project(
         validate_name(name)?;
     }
     let config = body.config.as_ref().map(config_value).transpose()?;
+    let groups = worker_groups(&caller, body.worker_groups)?;
     check_owner_change(&state, &caller, body.owner_id).await?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
@@ -171,15 +234,22 @@ pub async fn update_project(
         description: body.description.as_deref(),
         config: config.as_ref(),
         owner_id: body.owner_id,
+        worker_groups: groups.as_deref(),
     };
     let project = projects::update(&tx, *id, caller.owner_scope(), &patch)
         .await?
         .ok_or(ApiError::NotFound("project"))?;
+    if groups.is_some() {
+        check_groups_in_use(&tx, project.id).await?;
+    }
     let subject = format!("project:{}", project.id);
-    let detail = match body.owner_id {
-        Some(owner_id) => json!({"owner_id": owner_id}),
-        None => json!({}),
-    };
+    let mut detail = json!({});
+    if let Some(owner_id) = body.owner_id {
+        detail["owner_id"] = json!(owner_id);
+    }
+    if let Some(groups) = &groups {
+        detail["worker_groups"] = json!(groups);
+    }
     jobcenter_sql::audit::record(
         &tx,
         Some(caller.user_id),
