@@ -81,6 +81,12 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         .as_ref()
         .map(|l| l.split(',').map(|s| s.trim().to_string()).collect());
     std::fs::create_dir_all(&opts.workdir)?;
+    // The stamp runs as a job's command: a copy of it in a directory of its own, which
+    // the scenarios that run it show to sandboxed runs (`latency::stamp_env`).
+    let stamp_dir = opts.workdir.join("stamp");
+    std::fs::create_dir_all(&stamp_dir)?;
+    let stamp = stamp_dir.join("jobcenter-bench-stamp");
+    std::fs::copy(bin_dir.join("jobcenter-bench-stamp"), &stamp)?;
     let mut ctx = scenarios::Ctx {
         setup: components::Setup {
             pg_host: opts.pg_host.clone(),
@@ -89,7 +95,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             workdir: opts.workdir.clone(),
         },
         sizes: scenarios::Sizes::new(opts.quick, history),
-        stamp: bin_dir.join("jobcenter-bench-stamp"),
+        stamp,
         spawn_ceiling: bin_dir.join("spawn-ceiling"),
         pgbench: opts.pgbench.clone(),
         wrk: opts.wrk.clone(),

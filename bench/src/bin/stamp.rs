@@ -1,8 +1,9 @@
-//! The command the trigger→start benchmark runs: appends `<run id> <realtime ns>` to the
-//! file named by its first argument, as the first thing it does. The driver compares that
+//! The command the trigger→start benchmark runs: writes the realtime clock in ns to its
+//! run's result file (`$JOBCENTER_RESULT_FILE`), as the first thing it does. The worker
+//! stores the result with the run's outcome, with the sandbox on or off (a file outside
+//! the run's directory is out of a sandboxed run's reach). The driver compares that
 //! instant with the one at which it sent the trigger (same machine, same clock).
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() {
@@ -10,17 +11,6 @@ fn main() {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is past 1970")
         .as_nanos();
-    let run_id = std::env::var("JOBCENTER_RUN_ID").unwrap_or_else(|_| "unknown".into());
-    let path = std::env::args_os()
-        .nth(1)
-        .expect("usage: jobcenter-bench-stamp FILE");
-    // One write of one short line with O_APPEND: lines of concurrent runs never interleave.
-    let line = format!("{run_id} {now_ns}\n");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("the stamp file opens");
-    file.write_all(line.as_bytes())
-        .expect("the stamp line is written");
+    let path = std::env::var_os("JOBCENTER_RESULT_FILE").expect("run by a jobcenter worker");
+    std::fs::write(path, now_ns.to_string()).expect("the result file is written");
 }

@@ -19,7 +19,7 @@
 
 use super::burn_down::{burn_down, BurnDown};
 use super::history_claim::{claim_in_turns, ClaimTable};
-use super::latency::{create_stamp_job, idle_triggers, IdleLatency, StampTarget};
+use super::latency::{create_stamp_job, idle_triggers, stamp_env, IdleLatency, StampTarget};
 use super::{history_fill, per_s, settle_disk, Ctx, Stack};
 use crate::report::Row;
 use crate::stats::{fmt_ms, Summary};
@@ -45,22 +45,21 @@ struct Side {
     /// The burn-down's job (`true`).
     job: String,
     stamp_job: String,
-    stamp_file: String,
 }
 
 impl Side {
     async fn new(ctx: &Ctx, name: &str) -> anyhow::Result<Side> {
-        let stack = Stack::new(ctx, name, &["scheduler"]).await?;
+        let mut stack = Stack::new(ctx, name, &["scheduler"]).await?;
+        stack.env.push(stamp_env(ctx));
         let job = stack
             .api
             .create_job(&stack.project, "true", &["true"], None)
             .await?;
-        let (stamp_job, stamp_file) = create_stamp_job(ctx, &stack).await?;
+        let stamp_job = create_stamp_job(ctx, &stack).await?;
         Ok(Side {
             stack,
             job,
             stamp_job,
-            stamp_file,
         })
     }
 
@@ -73,7 +72,6 @@ impl Side {
         StampTarget {
             stack: &self.stack,
             job: &self.stamp_job,
-            stamp_file: &self.stamp_file,
             label,
         }
     }

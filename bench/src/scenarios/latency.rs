@@ -1,8 +1,9 @@
 //! At idle, single triggers 50 ms apart: trigger → process start (the run's command is
 //! a helper that stamps the realtime clock first thing), and claim latency
-//! (queued_at → started_at, from the runs table).
+//! (queued_at → started_at, from the runs table). Measured with the worker's run
+//! sandbox on (the default) and off, each on a stack of its own.
 
-use super::{settle_disk, Ctx, Stack};
+use super::{sandbox_name, settle_disk, Ctx, Stack, SANDBOX_OFF};
 use crate::components::path_str;
 use crate::report::Row;
 use crate::stats::{fmt_ms, Summary};
@@ -23,30 +24,36 @@ pub struct IdleLatency {
     pub lost: usize,
 }
 
-/// A manual job whose command stamps the time it starts into a file of its own.
-pub async fn create_stamp_job(ctx: &Ctx, stack: &Stack) -> anyhow::Result<(String, String)> {
-    let file = ctx
-        .setup
-        .workdir
-        .join(format!("stamps-{}", uuid::Uuid::new_v4().simple()));
-    let file = path_str(&file).to_string();
-    let job = stack
+/// A manual job whose command stamps the time it starts into its result.
+pub async fn create_stamp_job(ctx: &Ctx, stack: &Stack) -> anyhow::Result<String> {
+    let command = [path_str(&ctx.stamp)];
+    stack
         .api
-        .create_job(
-            &stack.project,
-            "stamp",
-            &[path_str(&ctx.stamp), &file],
-            None,
-        )
-        .await?;
-    Ok((job, file))
+        .create_job(&stack.project, "stamp", &command, None)
+        .await
+}
+
+/// The worker environment that shows the stamp to sandboxed runs: its directory bound
+/// read-only beside the worker's default system directories (keep the list in step with
+/// `JOBCENTER_SANDBOX_SYSTEM_DIRS`' default in core/src/config.rs). A directory of its
+/// own in the scratch directory: the build's would be hidden under the run's `/work`
+/// when the checkout is there.
+pub fn stamp_env(ctx: &Ctx) -> (&'static str, &'static str) {
+    let dir = ctx.stamp.parent().expect("the stamp is in a directory");
+    let dirs = format!(
+        "/usr:/bin:/sbin:/lib:/lib32:/lib64:/libx32:/etc:/opt:{}",
+        path_str(dir)
+    );
+    (
+        "JOBCENTER_SANDBOX_SYSTEM_DIRS",
+        Box::leak(dirs.into_boxed_str()),
+    )
 }
 
 /// One stack's stamp job (from [`create_stamp_job`]), as [`idle_triggers`] sends to it.
 pub struct StampTarget<'a> {
     pub stack: &'a Stack,
     pub job: &'a str,
-    pub stamp_file: &'a str,
     /// Names the measurement in the log.
     pub label: String,
 }
@@ -93,43 +100,30 @@ async fn figures(
 ) -> anyhow::Result<IdleLatency> {
     let db = target.stack.db().await?;
     super::wait_final(&db, target.job, Duration::from_secs(30)).await?;
-    let stamps = std::fs::read_to_string(target.stamp_file).unwrap_or_default();
-    // Run id → the instant its command stamped, for the runs this call triggered.
-    let mut stamped: HashMap<String, i128> = HashMap::new();
-    for line in stamps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(id), Some(ns)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if let (true, Ok(ns)) = (sent.contains_key(id), ns.parse::<i128>()) {
-            stamped.insert(id.to_string(), ns);
-        }
-    }
-    let start_ms: Vec<f64> = stamped
-        .iter()
-        .map(|(id, ns)| (ns - sent[id]) as f64 / 1e6)
-        .collect();
-    let lost = sent.len() - stamped.len();
     let ids: Vec<uuid::Uuid> = sent.keys().filter_map(|id| id.parse().ok()).collect();
     let times = db
         .query(
             "SELECT id::text, (extract(epoch FROM queued_at) * 1e9)::float8,
-                    (extract(epoch FROM started_at) * 1e9)::float8
+                    (extract(epoch FROM started_at) * 1e9)::float8, result
              FROM runs WHERE id = ANY($1) AND started_at IS NOT NULL",
             &[&ids],
         )
         .await?;
-    let (mut api_ms, mut claim_ms, mut spawn_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut start_ms, mut api_ms, mut claim_ms, mut spawn_ms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for row in &times {
         let (id, queued, started): (String, f64, f64) = (row.get(0), row.get(1), row.get(2));
+        let t0 = sent[&id];
+        // The instant the run's command stamped (its result).
+        let stamp: Option<i128> = row.get::<_, Option<String>>(3).and_then(|r| r.parse().ok());
         claim_ms.push((started - queued) / 1e6);
-        if let Some(t0) = sent.get(&id) {
-            api_ms.push((queued - *t0 as f64) / 1e6);
-        }
-        if let Some(stamp) = stamped.get(&id) {
-            spawn_ms.push((*stamp as f64 - started) / 1e6);
+        api_ms.push((queued - t0 as f64) / 1e6);
+        if let Some(stamp) = stamp {
+            start_ms.push((stamp - t0) as f64 / 1e6);
+            spawn_ms.push((stamp as f64 - started) / 1e6);
         }
     }
+    let lost = sent.len() - start_ms.len();
     log_slowest_claims(&times, &target.label);
     Ok(IdleLatency {
         start: Summary::of(start_ms),
@@ -171,16 +165,31 @@ fn log_slowest_claims(times: &[tokio_postgres::Row], label: &str) {
 }
 
 pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let mut stack = Stack::new(ctx, "bench_latency", &["scheduler", "worker"]).await?;
-    let (job, file) = create_stamp_job(ctx, &stack).await?;
+    for sandbox in [true, false] {
+        match idle_latency(ctx, sandbox).await {
+            Ok(measured) => report_idle(ctx, &measured, sandbox),
+            Err(e) => ctx.note(format!("latency, {}: {e:#}", sandbox_name(sandbox))),
+        }
+    }
+    Ok(())
+}
+
+/// The idle triggers on a stack of their own, the worker's run sandbox on or off.
+async fn idle_latency(ctx: &Ctx, sandbox: bool) -> anyhow::Result<IdleLatency> {
+    let mut stack = Stack::new(ctx, "bench_latency", &["scheduler"]).await?;
+    stack.env.push(stamp_env(ctx));
+    if !sandbox {
+        stack.env.push(SANDBOX_OFF);
+    }
+    stack.start(ctx, "worker")?;
+    let job = create_stamp_job(ctx, &stack).await?;
     // Settle: the worker listens, the first connection of each pool is made.
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle_disk("latency").await;
     let target = StampTarget {
         stack: &stack,
         job: &job,
-        stamp_file: &file,
-        label: "latency".into(),
+        label: format!("latency, {}", sandbox_name(sandbox)),
     };
     let triggers = (0, ctx.sizes.idle_triggers);
     let measured = idle_triggers(&[target], triggers, IDLE_GAP)
@@ -188,42 +197,47 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .remove(0);
     stack.stop("worker");
     stack.finish(ctx).await?;
-    report_idle(ctx, &measured, "");
-    Ok(())
+    Ok(measured)
 }
 
-/// The rows for trigger → start and claim latency (`label` says under which history).
-pub fn report_idle(ctx: &mut Ctx, m: &IdleLatency, label: &str) {
-    if label.is_empty() {
-        let s = m.start;
-        ctx.row(
-            Row::new("trigger → process start, idle (50 ms apart)", s.ms()).target(
-                "p50 ≤ 5 ms, p99 ≤ 20 ms",
-                s.n > 0 && s.p50 <= 5.0 && s.p99 <= 20.0,
-            ),
-        );
+/// The rows for trigger → start, and for the claim latency with the sandbox on (the
+/// claim comes before the sandbox). Issue 25 allows the sandboxed start a p50 of 8 ms;
+/// the unsandboxed one is its comparison, with no target of its own.
+fn report_idle(ctx: &mut Ctx, m: &IdleLatency, sandbox: bool) {
+    let (s, name) = (m.start, sandbox_name(sandbox));
+    let row = Row::new(
+        format!("trigger → process start, idle (50 ms apart), {name}"),
+        s.ms(),
+    );
+    ctx.row(if sandbox {
+        row.target(
+            "p50 ≤ 8 ms, p99 ≤ 20 ms",
+            s.n > 0 && s.p50 <= 8.0 && s.p99 <= 20.0,
+        )
+    } else {
+        row
+    });
+    ctx.note(format!(
+        "trigger → start, {name}, in three legs: request → queued_at {}; queued_at → \
+         started_at (the claim) {}; started_at → command running {}",
+        m.api.ms(),
+        m.claim.ms(),
+        m.spawn.ms()
+    ));
+    if m.lost > 0 {
         ctx.note(format!(
-            "trigger → start in three legs: request → queued_at {}; queued_at → started_at \
-             (the claim) {}; started_at → command running {}",
-            m.api.ms(),
-            m.claim.ms(),
-            m.spawn.ms()
+            "trigger → start, {name}: {} runs left no stamp (not started, or failed)",
+            m.lost
         ));
     }
+    if !sandbox {
+        return;
+    }
     let c = m.claim;
-    let mut row = Row::new(
-        format!("claim latency (queued_at → started_at), idle{label}"),
-        c.ms(),
-    );
+    let mut row = Row::new("claim latency (queued_at → started_at), idle", c.ms());
     if let Some(db) = ctx.ceilings.db_claim_p99_ms {
         row = row.ceiling(format!("pgbench claim p99 {} ms", fmt_ms(db)), db, c.p99);
         // Ratio printed as ceiling / figure: 100% means as fast as Postgres allows.
     }
     ctx.row(row.target("p99 ≤ 5 ms", c.n > 0 && c.p99 <= 5.0));
-    if m.lost > 0 {
-        ctx.note(format!(
-            "trigger → start{label}: {} runs left no stamp (not started, or failed)",
-            m.lost
-        ));
-    }
 }

@@ -311,6 +311,18 @@ pub async fn wait_final(
     }
 }
 
+/// Worker environment that turns its run sandbox off; it is on by default, and the
+/// burn-down and trigger → start are measured both ways.
+pub const SANDBOX_OFF: (&str, &str) = ("JOBCENTER_SANDBOX", "off");
+
+pub fn sandbox_name(on: bool) -> &'static str {
+    if on {
+        "sandbox on"
+    } else {
+        "sandbox off"
+    }
+}
+
 pub fn per_s(x: f64) -> String {
     format!("{x:.0}/s")
 }
