@@ -177,3 +177,52 @@ fn v2(uid: u32, limits: RunLimits) -> io::Result<RunCgroup> {
         oom_events: Some((dir.join("memory.events"), "oom_kill ")),
     })
 }
+
+/// Moving a process into a cgroup takes the kernel's global threadgroup lock for
+/// writing, which waits for an RCU grace period each time the lock has been idle: a few
+/// milliseconds per run start. The cgroup2 mount option `favordynmods` keeps that lock
+/// ready for writers (at a small cost to every fork and exit on the host), and it covers
+/// the v1 hierarchies too, the lock being one for all. Set on the host's cgroup2 mount,
+/// keeping its other options; without one, nothing is changed.
+pub fn favor_dynamic_changes() -> io::Result<bool> {
+    let mounts = fs::read_to_string("/proc/self/mounts")?;
+    let Some((target, options)) = mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(2) == Some(&"cgroup2")).then(|| (fields[1].to_string(), fields[3].to_string()))
+    }) else {
+        return Ok(false);
+    };
+    if options.split(',').any(|o| o == "favordynmods") {
+        return Ok(true);
+    }
+    // The cgroup2 options of the mount, then ours (generic ones like rw are flags).
+    let own: Vec<&str> = options
+        .split(',')
+        .filter(|o| {
+            [
+                "nsdelegate",
+                "memory_recursiveprot",
+                "memory_localevents",
+                "memory_hugetlb_accounting",
+            ]
+            .contains(o)
+        })
+        .chain(["favordynmods"])
+        .collect();
+    let target_c = std::ffi::CString::new(target).map_err(io::Error::other)?;
+    let data = std::ffi::CString::new(own.join(",")).map_err(io::Error::other)?;
+    // SAFETY: mount reads the NUL-terminated strings we pass.
+    let done = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target_c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT,
+            data.as_ptr().cast(),
+        )
+    };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(true)
+}

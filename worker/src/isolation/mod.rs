@@ -108,6 +108,11 @@ impl Isolation {
             processes: config.run_processes_max,
             cpu_shares: config.run_cpu_shares,
         };
+        if !matches!(kind, cgroups::Cgroups::None) && rootless::current().is_none() {
+            if let Err(e) = cgroups::favor_dynamic_changes() {
+                tracing::warn!(error = %e, "cgroup2 favordynmods not set: each run start waits for an RCU grace period");
+            }
+        }
         let mut groups = Vec::with_capacity(count);
         for index in 0..count {
             match kind.make(uids.first + index as u32, limits) {
