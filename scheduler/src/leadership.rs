@@ -1,11 +1,28 @@
 //! Leadership by a Postgres session advisory lock, held on a dedicated connection.
 //!
-//! Exactly one scheduler holds the lock. The lock lives as long as the connection, so a
-//! leader that dies (or whose connection drops) frees it, and a standby, which retries
-//! every [`RETRY`], takes over. The leader checks its connection before every firing;
-//! TCP keepalives bound how long a silently cut connection can go unnoticed. The
-//! uniqueness of a tick's run in the database, not this lock, is what makes a tick
-//! impossible to fire twice.
+//! Exactly one scheduler holds the lock. The lock lives as long as the connection's
+//! server session, so a leader that dies (or whose connection drops) frees it, and a
+//! standby, which retries every [`RETRY`], takes over. The leader checks its connection
+//! before every firing and stops firing when it does not answer within
+//! [`CHECK_TIMEOUT`]. The uniqueness of a tick's run in the database, not this lock, is
+//! what makes a tick impossible to fire twice.
+//!
+//! A leader lost to the network is another matter: nothing tells its server session,
+//! which keeps the lock until the server's TCP stack gives up on the connection (hours
+//! with the operating system's defaults, and never when a proxy or session pooler
+//! stands between them, since the server's peer is then the proxy). So the lock
+//! connection has keepalives and `tcp_user_timeout` on both ends
+//! (`jobcenter_sql::leadership::connect`), and leadership has a heartbeat: the leader
+//! sends a statement on its lock connection every [`BEAT`], which the server records
+//! as its session's `state_change` (`pg_stat_activity`); a standby
+//! that finds the lock held by a session silent for longer than [`SILENCE`] ends that
+//! session (`pg_terminate_backend`) and takes the lock. The fence: a leader fires only
+//! right after its lock connection answered (within [`CHECK_TIMEOUT`]), and a standby
+//! ends it only once that connection has said nothing for [`SILENCE`], five times
+//! longer; a firing that outlives that (a process frozen mid-firing) meets the unique
+//! index. The leader's beat also ends sessions that sit idle in a transaction holding
+//! `jobs` rows for longer than [`SILENCE`] (a cut-off leader's unfinished firing), which
+//! would otherwise keep those jobs from firing: the leader skips locked jobs.
 //!
 //! A session advisory lock does not survive a transaction-mode pooler (PgBouncer
 //! `pool_mode=transaction`): the server session that holds it is lent to other clients
@@ -16,29 +33,52 @@
 //! the idle session that holds the lock to the next client); on a busy one the first
 //! check and the check before every firing catch what it misses.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use jobcenter_sql::leadership as sql;
 use jobcenter_sql::LEADER_LOCK_KEY;
+use tokio_postgres::Client;
+
 /// How often a standby tries to become leader.
 const RETRY: Duration = Duration::from_millis(500);
 /// How long the leader waits for its connection to answer before stepping down.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the leader's lock connection shows it is alive.
+const BEAT: Duration = Duration::from_secs(1);
+/// How long the lock's holder may stay silent before a standby ends its session: ten
+/// beats, five check timeouts. A leader lost to the network is replaced after this,
+/// plus a beat and a [`RETRY`] or two.
+const SILENCE: Duration = Duration::from_secs(10);
+/// `tcp_user_timeout` of the lock connection, on both ends: data unacknowledged this
+/// long kills the connection.
+const USER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Proof of leadership: the connection holding the lock.
+/// Proof of leadership: the connection holding the lock, and its heartbeat.
 pub struct Lease {
-    client: tokio_postgres::Client,
+    client: Arc<Client>,
+    beat: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(beat) = &self.beat {
+            beat.abort();
+        }
+    }
 }
 
 impl Lease {
+    /// Starts the heartbeat, once the session is known to be ours.
+    fn start_beat(&mut self) {
+        self.beat = Some(tokio::spawn(beat(self.client.clone())));
+    }
+
     /// True while the lock connection answers and still holds the lock.
     pub async fn still_held(&self) -> bool {
-        let check = self.client.query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND pid = pg_backend_pid() AND objid = ($1::bigint & 4294967295)::oid",
-            &[&LEADER_LOCK_KEY],
-        );
+        let check = sql::holds_lock(&self.client, LEADER_LOCK_KEY);
         match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-            Ok(Ok(row)) => row.get::<_, i64>(0) == 1,
+            Ok(Ok(held)) => held,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "leadership connection failed");
                 false
@@ -51,13 +91,49 @@ impl Lease {
     }
 }
 
+/// The leader's heartbeat: a statement every [`BEAT`] on the lock connection, which
+/// also ends the stale transactions that hold jobs (see the module doc). Ends with the
+/// connection; the check before each firing then finds leadership lost.
+async fn beat(client: Arc<Client>) {
+    let mut every = tokio::time::interval(BEAT);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        every.tick().await;
+        let sweep = sql::end_stale_transactions(&client, SILENCE);
+        match tokio::time::timeout(CHECK_TIMEOUT, sweep).await {
+            Ok(Ok(ended)) => {
+                failing = false;
+                for session in ended {
+                    tracing::warn!(
+                        pid = session.pid,
+                        application_name = %session.application_name,
+                        idle_seconds = session.silent_seconds,
+                        "ended a session idle in a transaction that held jobs"
+                    );
+                }
+            }
+            Ok(Err(e)) if client.is_closed() => {
+                tracing::warn!(error = %e, "leadership heartbeat stopped: connection closed");
+                return;
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(error = %e, "leadership heartbeat failed");
+                }
+                failing = true;
+            }
+            // The check before the next firing tells.
+            Err(_) => {}
+        }
+    }
+}
+
 impl Lease {
     /// Gives leadership up at once (graceful shutdown); dropping the connection
     /// afterwards would free it too, a little later.
     pub async fn release(&self) {
-        let unlock = self
-            .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK_KEY]);
+        let unlock = sql::unlock(&self.client, LEADER_LOCK_KEY);
         if let Ok(Err(e)) = tokio::time::timeout(CHECK_TIMEOUT, unlock).await {
             tracing::warn!(error = %e, "could not release leadership explicitly");
         }
@@ -78,7 +154,7 @@ pub struct NotASession {
 /// Waits until this process holds the leadership lock.
 pub async fn acquire(url: &str) -> Result<Lease, NotASession> {
     loop {
-        match jobcenter_sql::db::connect_direct_as(url, &session_name()).await {
+        match sql::connect(url, &session_name(), USER_TIMEOUT).await {
             Ok(client) => {
                 if let Some(lease) = try_lock_until_lost(url, client).await? {
                     return Ok(lease);
@@ -96,28 +172,49 @@ fn session_name() -> String {
     format!("jobcenter-scheduler {}:{}", host.trim(), std::process::id())
 }
 
-/// Tries the lock every [`RETRY`] on one connection; None when the connection fails.
-async fn try_lock_until_lost(
-    url: &str,
-    client: tokio_postgres::Client,
-) -> Result<Option<Lease>, NotASession> {
+/// Tries the lock every [`RETRY`] on one connection, ending a holder silent for longer
+/// than [`SILENCE`]; None when the connection fails.
+async fn try_lock_until_lost(url: &str, client: Client) -> Result<Option<Lease>, NotASession> {
+    let mut cannot_end = false;
     loop {
-        match client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1), pg_backend_pid()",
-                &[&LEADER_LOCK_KEY],
-            )
-            .await
-        {
-            Ok(row) if row.get::<_, bool>(0) => {
-                let lease = Lease { client };
-                return match lease.check_session(url, row.get(1)).await {
-                    Ok(true) => Ok(Some(lease)),
+        match sql::try_lock(&client, LEADER_LOCK_KEY).await {
+            Ok((true, lock_pid)) => {
+                let mut lease = Lease {
+                    client: Arc::new(client),
+                    beat: None,
+                };
+                return match lease.check_session(url, lock_pid).await {
+                    Ok(true) => {
+                        lease.start_beat();
+                        Ok(Some(lease))
+                    }
                     Ok(false) => Ok(None),
                     Err(e) => Err(e),
                 };
             }
-            Ok(_) => tokio::time::sleep(RETRY).await,
+            Ok((false, _)) => {
+                match sql::end_silent_holder(&client, LEADER_LOCK_KEY, SILENCE).await {
+                    Ok(Some(holder)) => tracing::warn!(
+                        pid = holder.pid,
+                        application_name = %holder.application_name,
+                        silent_seconds = holder.silent_seconds,
+                        "ended the session of a silent leader; taking over"
+                    ),
+                    Ok(None) => {}
+                    Err(e) if client.is_closed() => {
+                        tracing::warn!(error = %e, "leadership connection failed; reconnecting");
+                        return Ok(None);
+                    }
+                    // Not allowed to end it (another role's session?): keepalives only.
+                    Err(e) => {
+                        if !cannot_end {
+                            tracing::warn!(error = %e, "cannot end a silent leader's session");
+                        }
+                        cannot_end = true;
+                    }
+                }
+                tokio::time::sleep(RETRY).await
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "leadership connection failed; reconnecting");
                 return Ok(None);
@@ -131,8 +228,8 @@ impl Lease {
     /// and that another connection does not. Ok(false): a connection failed meanwhile.
     async fn check_session(&self, url: &str, lock_pid: i32) -> Result<bool, NotASession> {
         for _ in 0..3 {
-            let pid = match self.client.query_one("SELECT pg_backend_pid()", &[]).await {
-                Ok(row) => row.get::<_, i32>(0),
+            let pid = match sql::backend_pid(&self.client).await {
+                Ok(pid) => pid,
                 Err(_) => return Ok(false),
             };
             if pid != lock_pid {
@@ -147,8 +244,8 @@ impl Lease {
             Ok(probe) => probe,
             Err(_) => return Ok(false),
         };
-        match probe.query_one("SELECT pg_backend_pid()", &[]).await {
-            Ok(row) if row.get::<_, i32>(0) == lock_pid => {
+        match sql::backend_pid(&probe).await {
+            Ok(pid) if pid == lock_pid => {
                 return self
                     .refuse(format!(
                         "another connection was served by backend {lock_pid}, which holds the lock"

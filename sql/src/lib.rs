@@ -13,6 +13,7 @@ pub mod db;
 pub mod job_children;
 pub mod job_state;
 pub mod jobs;
+pub mod leadership;
 pub mod listen;
 pub mod login_throttle;
 pub mod notification_channels;
