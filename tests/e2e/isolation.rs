@@ -115,6 +115,7 @@ async fn a_run_reaches_nothing_of_the_worker_its_host_or_other_tenants() {
         echo "environ=$(cat /proc/[0-9]*/environ 2>/dev/null | tr '\0' '\n' | grep -c '^JOBCENTER_JWT_SECRET=')"
         echo "parent-environ=$(tr '\0' '\n' < /proc/$PPID/environ 2>/dev/null | grep -c JOBCENTER_DATABASE)"
         echo "processes=$(ls -d /proc/[0-9]* | wc -l)"
+        echo "variables=$(tr '\0' '\n' < /proc/1/environ | cut -d= -f1 | sort | tr '\n' ' ')"
         echo "workdir=$(ls -d {workdir} 2>/dev/null | wc -l)"
         echo "alice=$(cat {alice_file} 2>/dev/null; grep -rls {secret} /tmp /work /var /dev /run 2>/dev/null | head -1)"
         echo "home=$(ls /root /home 2>/dev/null | wc -l)"
@@ -135,6 +136,15 @@ async fn a_run_reaches_nothing_of_the_worker_its_host_or_other_tenants() {
     // The worker's environment (JWT secret, database URL) is out of reach.
     assert_eq!(value(&log, "environ"), ["0"], "{log}");
     assert_eq!(value(&log, "parent-environ"), ["0"], "{log}");
+    // Its environment is exactly the README's list (the job sets no env, the project no
+    // config): what its first process started with.
+    assert_eq!(
+        value(&log, "variables"),
+        ["HOME JOBCENTER_ATTEMPT JOBCENTER_INPUT_FILE JOBCENTER_JOB_ID JOBCENTER_PROJECT_ID \
+          JOBCENTER_RESULT_FILE JOBCENTER_RUN_ID JOBCENTER_SCHEDULED_FOR JOBCENTER_STATE_FILE \
+          JOBCENTER_TRIGGER PATH TMPDIR "],
+        "{log}"
+    );
     // The run sees its own processes only (bash, its pipeline, ls, wc).
     let processes: usize = value(&log, "processes")[0].parse().unwrap();
     assert!(processes < 10, "{log}");

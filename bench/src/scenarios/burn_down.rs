@@ -126,22 +126,24 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         format!("burn-down: {runs} queued `true` runs, one worker, {sandbox}")
     };
     let spawn = ctx.ceilings.spawn_per_s.unwrap_or(0.0);
-    let share = if spawn > 0.0 { on.per_s / spawn } else { 0.0 };
-    ctx.row(
-        Row::new(name(true), on.describe(""))
-            .ceiling(format!("spawn {}", per_s(spawn)), on.per_s, spawn)
-            .target(
-                "≥ 1,000/s and ≥ 35% of spawn",
-                on.per_s >= 1000.0 && share >= 0.35,
-            ),
-    );
+    ctx.row(Row::new(name(true), on.describe("")).ceiling(
+        format!("spawn {}", per_s(spawn)),
+        on.per_s,
+        spawn,
+    ));
     match &off {
         Ok((off, _)) => {
-            ctx.row(Row::new(name(false), off.describe("")).ceiling(
-                format!("spawn {}", per_s(spawn)),
-                off.per_s,
-                spawn,
-            ));
+            // The process runner's own target (a spawn per run, as the ceiling) is judged
+            // without the sandbox; the sandbox is judged by what it costs, below.
+            let share = if spawn > 0.0 { off.per_s / spawn } else { 0.0 };
+            ctx.row(
+                Row::new(name(false), off.describe(""))
+                    .ceiling(format!("spawn {}", per_s(spawn)), off.per_s, spawn)
+                    .target(
+                        "≥ 1,000/s and ≥ 35% of spawn",
+                        off.per_s >= 1000.0 && share >= 0.35,
+                    ),
+            );
             // Issue 25: the sandbox may cost the burn-down at most 40%.
             ctx.row(
                 Row::new("burn-down: sandbox on vs off", per_s(on.per_s))
