@@ -20,6 +20,7 @@ pub mod notification_channels;
 pub mod notification_deliveries;
 pub mod project_secrets;
 pub mod projects;
+pub mod retention;
 pub mod run_idempotency_keys;
 pub mod run_logs;
 pub mod run_outcomes;
