@@ -120,6 +120,12 @@ pub struct Config {
     /// through a transaction-mode pooler. None: `database_url`.
     pub leader_database_url: Option<Secret>,
     pub deleted_job_retention: Duration,
+    /// Finished runs older than this are deleted by the leader (with their logs, outcomes
+    /// and idempotency keys), in bounded batches. None: kept forever.
+    pub run_retention: Option<Duration>,
+    /// The last this many runs of each job are kept whatever their age (a run counts
+    /// with its retry attempts).
+    pub run_retention_keep_per_job: u32,
     pub log_json: bool,
     pub notify: NotifyConfig,
 }
@@ -428,6 +434,15 @@ impl Config {
             deleted_job_retention: secs(
                 3600 * v.bounded("JOBCENTER_DELETED_JOB_RETENTION_HOURS", 168, 1..=87_600)?,
             ),
+            run_retention: match v.bounded("JOBCENTER_RUN_RETENTION_DAYS", 30, 0..=36_500)? {
+                0 => None,
+                days => Some(secs(86_400 * days)),
+            },
+            run_retention_keep_per_job: v.bounded(
+                "JOBCENTER_RUN_RETENTION_KEEP_PER_JOB",
+                100,
+                0..=1_000_000,
+            )? as u32,
             log_json: match v.string("JOBCENTER_LOG_FORMAT", "text").as_str() {
                 "text" => false,
                 "json" => true,
@@ -501,6 +516,16 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.worker_group, "default");
         assert!(config.jwt_secret.is_none());
+        assert_eq!(config.run_retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(config.run_retention_keep_per_job, 100);
+    }
+
+    #[test]
+    fn zero_run_retention_days_keeps_every_run() {
+        let config = Config::from_vars(vars(&[("JOBCENTER_RUN_RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(config.run_retention, None);
+        let err = Config::from_vars(vars(&[("JOBCENTER_RUN_RETENTION_DAYS", "-1")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_RUN_RETENTION_DAYS");
     }
 
     #[test]

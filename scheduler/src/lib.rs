@@ -2,7 +2,7 @@
 //! The leader fires due schedule ticks ([`firing`]), rescues the runs of dead workers
 //! and queues their next attempt ([`rescue`]), acts on final run outcomes (child jobs,
 //! pause on failures: [`outcomes`]; notifications: [`notify_enqueue`], sent by
-//! [`notify_dispatch`]) and applies retention ([`retention`]).
+//! [`notify_dispatch`]) and applies retention ([`retention`], a task beside firing).
 //!
 //! Architecture invariant: the scheduler never executes anything and never talks to
 //! the API or workers; it only writes rows (runs) that workers claim.
@@ -43,8 +43,6 @@ impl From<jobcenter_sql::DbError> for Error {
     }
 }
 
-/// How often the leader runs retention.
-const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// How often the leader sweeps orphan artifact objects, and how old they must be.
 const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(600);
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
@@ -135,7 +133,8 @@ async fn lead(
         config.public_url.clone(),
         config.http_allow_private,
     );
-    let mut last_retention: Option<Instant> = None;
+    // Deletes in bounded batches at a bounded rate, beside firing, not between ticks.
+    let _retention = retention::spawn(pool.clone(), retention::Settings::from_config(config));
     let mut last_sweep: Option<Instant> = None;
     let schedules = firing::CompiledSchedules::default();
     let store = match jobcenter_core::artifacts::ArtifactStore::open(&config.artifacts, &config.s3)
@@ -178,12 +177,6 @@ async fn lead(
                 if let Err(e) = orphans::sweep(pool, store, ORPHAN_GRACE).await {
                     tracing::warn!(error = %e, "sweeping orphan artifacts failed; retrying later");
                 }
-            }
-        }
-        if last_retention.is_none_or(|at| at.elapsed() >= RETENTION_EVERY) {
-            last_retention = Some(Instant::now());
-            if let Err(e) = retention::purge(pool, config.deleted_job_retention).await {
-                tracing::warn!(error = %e, "retention failed; retrying later");
             }
         }
     }
