@@ -140,9 +140,11 @@ async fn a_run_reaches_nothing_of_the_worker_its_host_or_other_tenants() {
     // config): what its first process started with.
     assert_eq!(
         value(&log, "variables"),
-        ["HOME JOBCENTER_ATTEMPT JOBCENTER_INPUT_FILE JOBCENTER_JOB_ID JOBCENTER_PROJECT_ID \
+        [
+            "HOME JOBCENTER_ATTEMPT JOBCENTER_INPUT_FILE JOBCENTER_JOB_ID JOBCENTER_PROJECT_ID \
           JOBCENTER_RESULT_FILE JOBCENTER_RUN_ID JOBCENTER_SCHEDULED_FOR JOBCENTER_STATE_FILE \
-          JOBCENTER_TRIGGER PATH TMPDIR "],
+          JOBCENTER_TRIGGER PATH TMPDIR "
+        ],
         "{log}"
     );
     // The run sees its own processes only (bash, its pipeline, ls, wc).
