@@ -429,18 +429,3 @@ pub async fn set_next_fires(
     c.execute(&stmt, &[&ids, &ats]).await?;
     Ok(())
 }
-
-/// Deletes, with their runs and logs, at most `limit` jobs deleted before `cutoff`.
-pub async fn purge_deleted(
-    c: &impl GenericClient,
-    cutoff: DateTime<Utc>,
-    limit: i64,
-) -> Result<u64, Error> {
-    let stmt = c
-        .prepare_cached(
-            "DELETE FROM jobs WHERE id IN
-               (SELECT id FROM jobs WHERE deleted_at < $1 ORDER BY deleted_at LIMIT $2)",
-        )
-        .await?;
-    Ok(c.execute(&stmt, &[&cutoff, &limit]).await?)
-}
