@@ -58,6 +58,8 @@ pub enum CallError {
     Request(String),
     #[error("more than {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
+    #[error("refused to follow a redirect from https to http ({0})")]
+    Downgrade(String),
 }
 
 /// What every HTTP call of this worker shares.
@@ -159,11 +161,15 @@ pub async fn call(request: &HttpRequest, options: &HttpOptions) -> Result<Reply,
         .url
         .parse()
         .map_err(|_| CallError::Url(request.url.clone()))?;
+    // The job's headers (its `Authorization`, cookies, anything custom) go to the origin
+    // it named and to no other: a redirect elsewhere drops them all.
+    let no_headers: std::collections::BTreeMap<String, String> = Default::default();
+    let mut headers = &request.headers;
     for _ in 0..=MAX_REDIRECTS {
         let Answer {
             response,
             connection,
-        } = send_once(&method, &url, &request.headers, &body, options).await?;
+        } = send_once(&method, &url, headers, &body, options).await?;
         let status = response.status();
         let location = response
             .headers()
@@ -172,7 +178,11 @@ pub async fn call(request: &HttpRequest, options: &HttpOptions) -> Result<Reply,
             .map(str::to_owned);
         match (status.is_redirection(), location) {
             (true, Some(location)) => {
-                url = resolve_location(&url, &location)?;
+                let next = resolve_location(&url, &location)?;
+                if !follow_redirect(&url, &next)? {
+                    headers = &no_headers;
+                }
+                url = next;
                 // As browsers do: 303 (and 301/302 after a POST) continue with a GET.
                 let to_get = status == StatusCode::SEE_OTHER
                     || (matches!(status.as_u16(), 301 | 302) && method == Method::POST);
@@ -195,6 +205,25 @@ pub async fn call(request: &HttpRequest, options: &HttpOptions) -> Result<Reply,
         }
     }
     Err(CallError::TooManyRedirects)
+}
+
+/// Whether a redirect from `from` to `to` may keep the job's headers (true: same origin,
+/// i.e. scheme, host and port); an https → http redirect is refused outright.
+fn follow_redirect(from: &Uri, to: &Uri) -> Result<bool, CallError> {
+    if from.scheme_str() == Some("https") && to.scheme_str() != Some("https") {
+        return Err(CallError::Downgrade(to.to_string()));
+    }
+    Ok(origin(from) == origin(to))
+}
+
+/// Scheme, host (lower case, without brackets) and port (the scheme's default if none).
+fn origin(url: &Uri) -> (String, String, u16) {
+    let scheme = url.scheme_str().unwrap_or_default().to_ascii_lowercase();
+    let host = url.host().unwrap_or_default().to_ascii_lowercase();
+    let port = url
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    (scheme, host, port)
 }
 
 fn resolve_location(base: &Uri, location: &str) -> Result<Uri, CallError> {
@@ -480,6 +509,101 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A local server giving `answer` to every request; keeps each request's head.
+    async fn recording_server(answer: String) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen_heads = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let heads = seen_heads.clone();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = seen.drain(..end + 4).collect();
+                            heads
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                            if stream.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (base, heads)
+    }
+
+    fn redirect_to(location: &str) -> String {
+        format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\n\r\n")
+    }
+
+    fn with_secrets(url: &str) -> HttpRequest {
+        let mut request = get(url);
+        request.headers = [
+            ("Authorization", "Bearer s3cret-token"),
+            ("Cookie", "session=s3cret-cookie"),
+            ("X-Custom", "s3cret-custom"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        request
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_drops_the_jobs_headers() {
+        let options = HttpOptions::new(true, 100);
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_string();
+        let (second, second_heads) = recording_server(ok).await;
+        let (first, first_heads) = recording_server(redirect_to(&format!("{second}/landed"))).await;
+        let reply = call(&with_secrets(&format!("{first}/start")), &options)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.url, format!("{second}/landed"));
+        let first_heads = first_heads.lock().unwrap().clone();
+        assert!(first_heads[0].contains("s3cret-token"), "{first_heads:?}");
+        assert!(first_heads[0].contains("s3cret-custom"), "{first_heads:?}");
+        let second_heads = second_heads.lock().unwrap().clone();
+        assert_eq!(second_heads.len(), 1, "{second_heads:?}");
+        assert!(
+            second_heads[0].starts_with("get /landed "),
+            "{second_heads:?}"
+        );
+        for secret in ["s3cret", "authorization", "cookie", "x-custom"] {
+            assert!(
+                !second_heads[0].contains(secret),
+                "{secret} reached another origin: {second_heads:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn redirects_keep_headers_only_on_the_same_origin_and_never_leave_https() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        let same = |a: &str, b: &str| follow_redirect(&uri(a), &uri(b)).unwrap();
+        assert!(same("http://a.example/x", "http://a.example:80/y"));
+        assert!(same("https://a.example/x", "https://A.example:443/y"));
+        assert!(!same("http://a.example/x", "http://a.example:8080/y"));
+        assert!(!same("http://a.example/x", "http://b.example/x"));
+        assert!(!same("http://a.example/x", "https://a.example/x"));
+        assert!(matches!(
+            follow_redirect(&uri("https://a.example/x"), &uri("http://a.example/x")),
+            Err(CallError::Downgrade(_))
+        ));
     }
 
     #[test]
