@@ -41,8 +41,8 @@ pub struct MeResponse {
     pub role: String,
 }
 
-/// What a job runs.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// What a job runs. Its `Debug` is the core target's, which hides HTTP header values.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetBody {
     /// Runs `command[0]` with the rest as arguments, without a shell unless you name one.
@@ -75,6 +75,12 @@ pub enum TargetBody {
 
 fn http_get() -> String {
     "GET".to_string()
+}
+
+impl std::fmt::Debug for TargetBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Target::from(self.clone()).fmt(f)
+    }
 }
 
 impl From<TargetBody> for Target {

@@ -29,6 +29,18 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A map of secret values (headers, project secrets) whose `Debug` shows the names only,
+/// each value as `[redacted]`.
+pub struct RedactedValues<'a>(pub &'a std::collections::BTreeMap<String, String>);
+
+impl fmt::Debug for RedactedValues<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, Secret(String::new()))))
+            .finish()
+    }
+}
+
 /// `JOBCENTER_BOOTSTRAP_ADMIN=name:password`.
 #[derive(Debug, Clone)]
 pub struct BootstrapAdmin {

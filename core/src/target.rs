@@ -39,8 +39,9 @@ pub struct BinaryTarget {
     pub entrypoint: Option<String>,
 }
 
-/// An HTTP call: `method` to `url` (http or https) with `headers` and `body`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An HTTP call: `method` to `url` (http or https) with `headers` and `body`. Its `Debug`
+/// hides the headers' values (an `Authorization`, a cookie) and the body.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpRequest {
     #[serde(default = "get")]
@@ -50,6 +51,20 @@ pub struct HttpRequest {
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
     pub body: Option<String>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &crate::config::RedactedValues(&self.headers))
+            .field(
+                "body",
+                &self.body.as_ref().map(|_| crate::config::Secret::new("")),
+            )
+            .finish()
+    }
 }
 
 fn get() -> String {
@@ -250,6 +265,23 @@ pub fn validate_env(env: &BTreeMap<String, String>) -> Result<(), InvalidTarget>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_hides_http_header_values_and_body() {
+        let request = super::HttpRequest {
+            method: "POST".into(),
+            url: "https://example.com/hook".into(),
+            headers: [("Authorization".to_string(), "Bearer s3cret".to_string())].into(),
+            body: Some("s3cret body".into()),
+        };
+        let printed = format!("{:?}", super::Target::Http(request));
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("Authorization") && printed.contains("[redacted]"),
+            "{printed}"
+        );
+        assert!(printed.contains("https://example.com/hook"), "{printed}");
+    }
+
     use super::*;
 
     #[test]

@@ -57,8 +57,9 @@ pub struct NewRun<'a> {
     pub parent_run_id: Option<Uuid>,
 }
 
-/// A run a worker has just claimed, with everything needed to execute it.
-#[derive(Debug, Clone)]
+/// A run a worker has just claimed, with everything needed to execute it. Its `Debug`
+/// hides the project's secrets and the target's HTTP headers.
+#[derive(Clone)]
 pub struct ClaimedRun {
     pub id: Uuid,
     pub job_id: Uuid,
@@ -83,6 +84,36 @@ pub struct ClaimedRun {
     pub secrets: BTreeMap<String, String>,
     /// The job's network inside the run's sandbox.
     pub network: jobcenter_core::sandbox::Network,
+}
+
+impl std::fmt::Debug for ClaimedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedRun")
+            .field("id", &self.id)
+            .field("job_id", &self.job_id)
+            .field("project_id", &self.project_id)
+            .field("attempt", &self.attempt)
+            .field("trigger", &self.trigger)
+            .field("input", &self.input)
+            .field("scheduled_for", &self.scheduled_for)
+            .field("target", &self.target)
+            .field("env", &self.env)
+            .field("project_config", &self.project_config)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("max_attempts", &self.max_attempts)
+            .field("lease_id", &self.lease_id)
+            .field("waited_seconds", &self.waited_seconds)
+            .field(
+                "previous_state",
+                &self.previous_state.as_ref().map(|s| s.len()),
+            )
+            .field(
+                "secrets",
+                &jobcenter_core::config::RedactedValues(&self.secrets),
+            )
+            .field("network", &self.network)
+            .finish()
+    }
 }
 
 /// The outcome a worker reports for a run it holds.
@@ -1046,4 +1077,41 @@ pub async fn insert_ticks(
         .query(&stmt, &[&job_ids, &groups, &fires, &not_befores])
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_runs_debug_hides_its_secrets() {
+        let run = ClaimedRun {
+            id: Uuid::nil(),
+            job_id: Uuid::nil(),
+            project_id: Uuid::nil(),
+            attempt: 1,
+            trigger: RunTrigger::Manual,
+            input: Value::Null,
+            scheduled_for: None,
+            target: Target::Http(jobcenter_core::target::HttpRequest {
+                method: "GET".into(),
+                url: "https://example.com/".into(),
+                headers: [("Authorization".into(), "Bearer header-s3cret".into())].into(),
+                body: None,
+            }),
+            env: BTreeMap::new(),
+            project_config: BTreeMap::new(),
+            timeout_seconds: 60,
+            max_attempts: 1,
+            lease_id: Uuid::nil(),
+            waited_seconds: 0.0,
+            previous_state: None,
+            secrets: [("DB_PASSWORD".into(), "project-s3cret".into())].into(),
+            network: Default::default(),
+        };
+        let printed = format!("{run:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("DB_PASSWORD"), "{printed}");
+        assert!(printed.contains("[redacted]"), "{printed}");
+    }
 }

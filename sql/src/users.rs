@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-#[derive(Debug, Clone)]
+/// Its `Debug` hides the password hash.
+#[derive(Clone)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -14,6 +15,19 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("password_hash", &jobcenter_core::config::Secret::new(""))
+            .field("role", &self.role)
+            .field("disabled", &self.disabled)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 const COLUMNS: &str = "id, username, password_hash, role::text, disabled, created_at";
@@ -172,4 +186,25 @@ pub async fn owned_project_count(c: &impl GenericClient, id: Uuid) -> Result<i64
 pub async fn delete(c: &impl GenericClient, id: Uuid) -> Result<bool, Error> {
     let stmt = c.prepare_cached("DELETE FROM users WHERE id = $1").await?;
     Ok(c.execute(&stmt, &[&id]).await? == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_users_debug_hides_the_password_hash() {
+        let user = super::User {
+            id: uuid::Uuid::nil(),
+            username: "ann".into(),
+            password_hash: "$argon2id$v=19$s3cret".into(),
+            role: super::Role::Admin,
+            disabled: false,
+            created_at: chrono::Utc::now(),
+        };
+        let printed = format!("{user:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("[redacted]") && printed.contains("ann"),
+            "{printed}"
+        );
+    }
 }
