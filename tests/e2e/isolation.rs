@@ -123,6 +123,8 @@ async fn a_run_reaches_nothing_of_the_worker_its_host_or_other_tenants() {
         (echo > /dev/tcp/127.0.0.1/5432) 2>/dev/null && echo postgres=connected || echo postgres=refused
         (echo > /dev/tcp/169.254.169.254/80) 2>/dev/null && echo metadata=connected || echo metadata=refused
         echo "uid=$(id -u) host-uid=$(awk '{{print $2}}' /proc/self/uid_map)"
+        echo "namespaces=$(readlink /proc/self/ns/{{user,pid,mnt,ipc,uts}} | tr '\n' ' ')"
+        echo "hostname=$(hostname)"
         echo x > /usr/jc-test 2>/dev/null && echo usr=written || echo usr=read-only
         echo x > /tmp/mine && echo tmp=written
         setsid sh -c 'sleep 300; : {marker}' > /dev/null 2>&1 < /dev/null &
@@ -170,6 +172,18 @@ async fn a_run_reaches_nothing_of_the_worker_its_host_or_other_tenants() {
     assert!(ids.starts_with("0 ") && host_uid >= 100_000, "{log}");
     assert_eq!(value(&log, "usr"), ["read-only"], "{log}");
     assert_eq!(value(&log, "tmp"), ["written"], "{log}");
+    // Its own user, PID, mount, IPC and UTS namespaces: none is the host's.
+    let theirs = value(&log, "namespaces")[0];
+    for kind in ["user", "pid", "mnt", "ipc", "uts"] {
+        let ours = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+        let ours = ours.to_string_lossy();
+        assert!(theirs.contains(&format!("{kind}:[")), "{log}");
+        assert!(
+            !theirs.contains(ours.as_ref()),
+            "the run shares the {kind} namespace: {log}"
+        );
+    }
+    assert_eq!(value(&log, "hostname"), ["jobcenter"], "{log}");
     // The setsid sleeper died with the run.
     assert_eq!(value(&log, "sleeper"), ["started"], "{log}");
     assert!(
@@ -488,4 +502,90 @@ async fn a_worker_that_is_not_root_sandboxes_its_runs_in_a_namespace_of_its_own(
     assert_eq!(sandbox["enabled"], true, "{workers:?}");
     let unenforced = sandbox["unenforced"].to_string();
     assert!(unenforced.contains("outbound"), "{unenforced}");
+}
+
+#[tokio::test]
+async fn a_run_can_neither_see_the_artifact_cache_nor_change_its_own_artifact() {
+    if !root() {
+        eprintln!("skipped: the run sandbox needs the worker to run as root");
+        return;
+    }
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let admin = Api::login_admin(&app).await;
+    let (alice, alice_project) = developer(&app, &admin, "alice").await;
+    let (mallory, mallory_project) = developer(&app, &admin, "mallory").await;
+    upload_tool(
+        &alice,
+        &alice_project,
+        "#!/bin/sh\necho genuine-alice\n".into(),
+    )
+    .await;
+    let alice_job = alice
+        .create_job(
+            &alice_project,
+            json!({"name": "tool", "target": {"kind": "binary", "artifact": "tool"}}),
+        )
+        .await;
+    let first = alice
+        .trigger(alice_job["id"].as_str().unwrap(), json!(null))
+        .await;
+    assert_eq!(alice.wait_finished(&first).await["state"], "succeeded");
+    let cache = app.workdir.path().join("runs").join("artifact-cache");
+    assert!(
+        cache.exists(),
+        "the worker caches artifacts under {}",
+        cache.display()
+    );
+
+    // Mallory's own binary tries to rewrite itself and to reach the cache.
+    let script = format!(
+        "#!/bin/bash\n(echo 'echo owned' >> \"$0\") 2>/dev/null && echo self=written || echo self=read-only\n\
+         echo \"cache=$(ls -d {} 2>/dev/null | wc -l)\"\n\
+         echo \"task=$(ls /var/task)\"\n",
+        cache.display()
+    );
+    upload_tool(&mallory, &mallory_project, script).await;
+    let job = mallory
+        .create_job(
+            &mallory_project,
+            json!({"name": "tool", "target": {"kind": "binary", "artifact": "tool"}}),
+        )
+        .await;
+    let run = mallory
+        .trigger(job["id"].as_str().unwrap(), json!(null))
+        .await;
+    let finished = mallory.wait_finished(&run).await;
+    assert_eq!(finished["state"], "succeeded", "{finished}");
+    let log = mallory
+        .get(&format!("/api/v1/runs/{run}/logs"))
+        .await
+        .text()
+        .to_string();
+    assert_eq!(value(&log, "self"), ["read-only"], "{log}");
+    assert_eq!(value(&log, "cache"), ["0"], "{log}");
+    assert_eq!(value(&log, "task"), ["binary"], "{log}");
+    // Alice's cached binary is what she uploaded.
+    let again = alice
+        .trigger(alice_job["id"].as_str().unwrap(), json!(null))
+        .await;
+    assert_eq!(alice.wait_finished(&again).await["state"], "succeeded");
+    let log = alice
+        .get(&format!("/api/v1/runs/{again}/logs"))
+        .await
+        .text()
+        .to_string();
+    assert_eq!(log, "genuine-alice\n");
+}
+
+async fn upload_tool(api: &Api, project: &str, body: String) {
+    let reply = api
+        .request(
+            "PUT",
+            &format!("/api/v1/projects/{project}/artifacts/tool"),
+            &[],
+            Some(body.into_bytes()),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
 }
