@@ -3,8 +3,8 @@
 //! `jobcenter all` exposes everything on the API's `/metrics`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets (seconds) from 1 ms to 60 s.
@@ -29,6 +29,9 @@ pub struct Metrics {
     pub queue_oldest_age_seconds: IntGaugeVec,
     pub workers_alive: IntGaugeVec,
     pub leader: IntGaugeVec,
+    /// 1 when the artifact store answered this API process's last probe (`/readyz`,
+    /// `/metrics`), else 0.
+    pub artifact_store_up: IntGauge,
     /// Access-token users resolved by the API, by where from (`cache` or `database`).
     pub auth_lookups: IntCounterVec,
 }
@@ -101,6 +104,11 @@ impl Metrics {
                 &["leader"],
             )
             .expect("valid gauge"),
+            artifact_store_up: IntGauge::new(
+                "artifact_store_up",
+                "1 when the artifact store answered the last probe, else 0",
+            )
+            .expect("valid gauge"),
             auth_lookups: IntCounterVec::new(
                 Opts::new(
                     "auth_lookups_total",
@@ -116,7 +124,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(self.runs_started.clone()),
             Box::new(self.runs_finished.clone()),
             Box::new(self.claim_latency.clone()),
@@ -126,6 +134,7 @@ impl Metrics {
             Box::new(self.queue_oldest_age_seconds.clone()),
             Box::new(self.workers_alive.clone()),
             Box::new(self.leader.clone()),
+            Box::new(self.artifact_store_up.clone()),
             Box::new(self.auth_lookups.clone()),
         ];
         for collector in collectors {

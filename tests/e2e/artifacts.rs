@@ -372,11 +372,9 @@ async fn an_unreachable_store_answers_503_and_leaves_nothing_half_written() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(
-        api.get("/readyz").await.status,
-        503,
-        "not ready without its store"
-    );
+    let ready = api.get("/readyz").await;
+    assert_eq!(ready.status, 200, "ready without its store: {ready:?}");
+    assert_eq!(ready.body["artifact_store"], "down", "{ready:?}");
     assert_eq!(db.count("SELECT count(*) FROM artifacts").await, 1);
 
     relay.set_cut(false);
@@ -386,10 +384,70 @@ async fn an_unreachable_store_answers_503_and_leaves_nothing_half_written() {
             .status,
         201
     );
-    assert_eq!(api.get("/readyz").await.status, 200);
+    let ready = api.get("/readyz").await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["artifact_store"], "up", "{ready:?}");
     // Only the two complete uploads exist: the cut one left no object.
     let keys = backend.object_keys().await;
     assert_eq!(keys.len(), 2, "{keys:?}");
+}
+
+/// An S3 outage fails artifact operations with 503 and nothing else: the API stays
+/// ready (reporting the store down), projects, jobs and command runs keep working.
+#[tokio::test]
+async fn an_unreachable_s3_store_leaves_the_api_ready_and_everything_else_working() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // the listener is dropped: nothing answers there
+    let endpoint = format!("http://127.0.0.1:{closed_port}");
+    let db = TestDb::new();
+    let app = Component::start(
+        "all",
+        &db,
+        &[
+            ("JOBCENTER_ARTIFACTS", "s3://bucket/x"),
+            ("JOBCENTER_S3_ENDPOINT", &endpoint),
+            ("JOBCENTER_S3_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "dummy-key"),
+            ("AWS_SECRET_ACCESS_KEY", "dummy-secret"),
+        ],
+    );
+    let api = Api::login_admin(&app).await;
+
+    let ready = api.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+    assert_eq!(ready.body["status"], "ready", "{ready:?}");
+    assert_eq!(ready.body["database"], "up", "{ready:?}");
+    assert_eq!(ready.body["artifact_store"], "down", "{ready:?}");
+    let metrics = api.get("/metrics").await;
+    assert!(
+        metrics.text().contains("jobcenter_artifact_store_up 0"),
+        "{}",
+        metrics.text()
+    );
+
+    let project = api.create_project("demo").await;
+    let upload = put(&api, &project, "tool", vec![1u8; 1024]).await;
+    assert_eq!(upload.status, 503, "{upload:?}");
+    assert!(
+        upload.content_type.starts_with("application/problem+json"),
+        "{upload:?}"
+    );
+    assert_eq!(upload.body["status"], 503, "{upload:?}");
+
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "hello", "target": {"kind": "command",
+                   "command": ["sh", "-c", "echo -n hi > $JOBCENTER_RESULT_FILE"]}}),
+        )
+        .await;
+    let run = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    let run = api.wait_finished(&run).await;
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["result"], "hi", "{run}");
 }
 
 #[tokio::test]

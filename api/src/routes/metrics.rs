@@ -1,5 +1,5 @@
 //! `/metrics`: this process's counters and histograms, plus queue, worker and leader
-//! gauges read from the database at scrape time.
+//! gauges read from the database and the artifact store's reachability, at scrape time.
 
 use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
@@ -15,7 +15,11 @@ const ALIVE_WITHIN_SECONDS: f64 = 30.0;
 )]
 #[get("/metrics")]
 pub async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = refresh_database_gauges(&state).await {
+    let (database, _) = tokio::join!(
+        refresh_database_gauges(&state),
+        crate::routes::health::probe_store(&state)
+    );
+    if let Err(e) = database {
         // The process metrics are still worth serving; the gauges keep their last values.
         tracing::warn!(error = %e, "metrics: database gauges unavailable");
     }
