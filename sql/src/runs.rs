@@ -452,6 +452,21 @@ pub async fn insert_next_attempt(
     row.map(|r| from_row(&r)).transpose()
 }
 
+/// The attempt that follows `id` (its retry or rescue), if one was queued. Retries are
+/// queued in the transaction that records the failure, so a failed run without one has
+/// no further attempt coming from its failure.
+pub async fn next_attempt(c: &impl GenericClient, id: Uuid) -> Result<Option<Run>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id
+         WHERE r.previous_run_id = $1"
+    );
+    let stmt = c.prepare_cached(&sql).await?;
+    c.query_opt(&stmt, &[&id])
+        .await?
+        .map(|r| from_row(&r))
+        .transpose()
+}
+
 /// One run, scoped to `owner` (None: any owner), whether or not its job is deleted.
 pub async fn get(
     c: &impl GenericClient,

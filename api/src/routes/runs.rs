@@ -55,8 +55,10 @@ pub struct RunListQuery {
 }
 
 /// Queues a run of the job with the given input. With `wait=SECONDS` (at most 300), waits
-/// for the run to end: 200 with the finished run if it ends in time, else 202 with the run
-/// as it stands. No database connection is held while waiting. With an `Idempotency-Key`
+/// for the outcome: 200 with the finished run if it ends in time, else 202 with the run
+/// as it stands. With `max_attempts > 1`, the outcome is the last attempt's: a failed
+/// attempt whose retry is queued is followed by that retry (202 with the pending attempt
+/// if the deadline comes first). No database connection is held while waiting. With an `Idempotency-Key`
 /// header, a repeated request answers the run the first one queued (header
 /// `Idempotent-Replayed: true`) instead of queueing another.
 #[utoipa::path(
@@ -145,8 +147,11 @@ pub async fn trigger_run(
     Ok(response.json(RunResponse::from(run)))
 }
 
-/// Waits until `run` is final or `wait` passes, re-reading it on each notification about
-/// it and at least every second (a missed notification costs at most that).
+/// Waits until the outcome of `run` is known or `wait` passes, re-reading it on each
+/// notification about it and at least every second (a missed notification costs at most
+/// that). The outcome is that of the last attempt: a finished run whose retry (or rescue)
+/// was queued — in the same transaction as its failure — is followed by that next
+/// attempt, so the answer is the final attempt, or the pending one at the deadline.
 async fn wait_for_end(
     state: &AppState,
     caller: &Caller,
@@ -155,8 +160,17 @@ async fn wait_for_end(
     wait: Duration,
 ) -> Result<Run, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
-    while !run.state.is_final() {
-        let woke = tokio::time::timeout_at(deadline, async {
+    loop {
+        while run.state.is_final() {
+            match runs::next_attempt(&db(state).await?, run.id).await? {
+                Some(next) => run = next,
+                None => return Ok(run),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(run);
+        }
+        let _ = tokio::time::timeout_at(deadline, async {
             loop {
                 match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
                     Ok(Ok(RunEvent::Finished(id))) if id == run.id => return,
@@ -169,11 +183,7 @@ async fn wait_for_end(
         run = runs::get(&db(state).await?, run.id, caller.owner_scope())
             .await?
             .ok_or(ApiError::NotFound("run"))?;
-        if woke.is_err() {
-            break;
-        }
     }
-    Ok(run)
 }
 
 #[utoipa::path(
