@@ -65,6 +65,67 @@ impl Redactor {
         }
         text
     }
+
+    /// The length of the longest end of `text` that begins a secret (a proper prefix of
+    /// one): what must wait for the next output before it can be judged.
+    fn secret_prefix_at_end(&self, text: &str) -> usize {
+        let mut longest = 0;
+        for value in self.values.iter() {
+            for k in (longest + 1..value.len()).rev() {
+                if value.is_char_boundary(k) && text.ends_with(&value[..k]) {
+                    longest = k;
+                    break;
+                }
+            }
+        }
+        longest
+    }
+}
+
+/// Redaction across a run's output as it comes, piece by piece: a secret split between
+/// two pieces (output arrives in chunks, cut at newlines, so a multi-line secret always
+/// is) is still found. The end of a stream's output that could begin a secret is held
+/// back until the next piece of that stream shows whether it does, or the run ends.
+#[derive(Default)]
+pub struct StreamRedaction {
+    secrets: Redactor,
+    held: std::collections::HashMap<&'static str, String>,
+}
+
+impl StreamRedaction {
+    pub fn new(secrets: Redactor) -> Self {
+        StreamRedaction {
+            secrets,
+            held: Default::default(),
+        }
+    }
+
+    /// What of `piece` (after what was held of its stream) can be shipped now, redacted.
+    pub fn piece(&mut self, piece: Piece) -> Option<Piece> {
+        let held = self.held.entry(piece.stream).or_default();
+        held.push_str(&piece.data);
+        let text = self.secrets.apply(held);
+        let cut = text.len() - self.secrets.secret_prefix_at_end(&text);
+        *held = text[cut..].to_string();
+        let mut data = text;
+        data.truncate(cut);
+        (!data.is_empty()).then_some(Piece {
+            stream: piece.stream,
+            data,
+        })
+    }
+
+    /// What is still held, at the end of the output (redacted already).
+    pub fn finish(&mut self) -> Vec<Piece> {
+        let mut rest: Vec<Piece> = self
+            .held
+            .drain()
+            .filter(|(_, data)| !data.is_empty())
+            .map(|(stream, data)| Piece { stream, data })
+            .collect();
+        rest.sort_by_key(|p| p.stream);
+        rest
+    }
 }
 
 async fn ship(
@@ -77,22 +138,41 @@ async fn ship(
     let mut seq = 0i32;
     let mut shipped_bytes = 0usize;
     let mut truncated = false;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let mut batch_bytes = batch[0].data.len();
+    let mut redaction = StreamRedaction::new(secrets);
+    let mut ended = false;
+    while !ended {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        match rx.recv().await {
+            Some(first) => {
+                batch_bytes = first.data.len();
+                batch.push(first);
+            }
+            None => ended = true,
+        }
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while batch_bytes < FLUSH_BYTES {
+        while !ended && batch_bytes < FLUSH_BYTES {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(piece)) => {
                     batch_bytes += piece.data.len();
                     batch.push(piece);
                 }
-                Ok(None) | Err(_) => break,
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
             }
         }
+        let mut batch: Vec<Piece> = batch
+            .into_iter()
+            .filter_map(|piece| redaction.piece(piece))
+            .collect();
+        if ended {
+            batch.extend(redaction.finish());
+        }
         let mut kept = Vec::with_capacity(batch.len());
-        for mut piece in batch {
-            piece.data = secrets.apply(&piece.data);
+        for piece in batch {
             if truncated {
                 continue;
             }
@@ -201,6 +281,63 @@ mod tests {
             redactor.apply("x hunter2-long y hunter2 ab"),
             "x *** y *** ab"
         );
+    }
+
+    fn redact_pieces(secrets: &[&str], pieces: &[&str]) -> String {
+        let mut redaction =
+            StreamRedaction::new(Redactor::new(secrets.iter().map(|s| s.to_string())));
+        let mut out = String::new();
+        for data in pieces {
+            let piece = Piece {
+                stream: "stdout",
+                data: data.to_string(),
+            };
+            if let Some(shipped) = redaction.piece(piece) {
+                out.push_str(&shipped.data);
+            }
+        }
+        for rest in redaction.finish() {
+            out.push_str(&rest.data);
+        }
+        out
+    }
+
+    #[test]
+    fn a_secret_split_over_two_chunks_is_redacted() {
+        assert_eq!(
+            redact_pieces(&["hunter2-long"], &["start hunt", "er2-long end\n"]),
+            "start *** end\n"
+        );
+        // What only looked like the start of a secret is shipped in the end.
+        assert_eq!(
+            redact_pieces(&["hunter2-long"], &["tail hunt", "ing\n", "x hun"]),
+            "tail hunting\nx hun"
+        );
+        // Ordinary lines are not held back.
+        let mut redaction = StreamRedaction::new(Redactor::new(["hunter2".to_string()]));
+        let shipped = redaction.piece(Piece {
+            stream: "stdout",
+            data: "line\n".into(),
+        });
+        assert_eq!(shipped.unwrap().data, "line\n");
+    }
+
+    #[test]
+    fn a_multi_line_secret_cut_at_its_newlines_is_redacted() {
+        let key = "-----BEGIN KEY-----\nAAAA\nBBBB\n-----END KEY-----";
+        // Output is cut into chunks after newlines, so the key arrives in pieces.
+        assert_eq!(
+            redact_pieces(
+                &[key],
+                &[
+                    "key: -----BEGIN KEY-----\n",
+                    "AAAA\n",
+                    "BBBB\n-----END KEY-----\n"
+                ]
+            ),
+            "key: ***\n"
+        );
+        assert_eq!(redact_pieces(&[key], &[&format!("{key}\n")]), "***\n");
     }
 
     #[test]
