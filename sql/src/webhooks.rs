@@ -11,6 +11,10 @@ pub struct Webhook {
     pub job_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub last_delivery_at: Option<DateTime<Utc>>,
+    /// Event names taken (`X-GitHub-Event`, `X-Gitlab-Event`); empty: all.
+    pub events: Vec<String>,
+    /// Branch or ref patterns taken (against the payload's `ref`); empty: all.
+    pub branches: Vec<String>,
 }
 
 /// What a delivery needs: the secret and the state of the job it triggers.
@@ -23,9 +27,11 @@ pub struct WebhookTarget {
     pub job_deleted: bool,
     /// The job's concurrency policy is `skip`.
     pub job_skips: bool,
+    pub events: Vec<String>,
+    pub branches: Vec<String>,
 }
 
-const COLUMNS: &str = "w.id, w.job_id, w.created_at, w.last_delivery_at";
+const COLUMNS: &str = "w.id, w.job_id, w.created_at, w.last_delivery_at, w.events, w.branches";
 
 fn from_row(row: &Row) -> Webhook {
     Webhook {
@@ -33,6 +39,8 @@ fn from_row(row: &Row) -> Webhook {
         job_id: row.get(1),
         created_at: row.get(2),
         last_delivery_at: row.get(3),
+        events: row.get(4),
+        branches: row.get(5),
     }
 }
 
@@ -41,14 +49,18 @@ pub async fn insert(
     job_id: Uuid,
     secret: &str,
     created_by: Uuid,
+    events: &[String],
+    branches: &[String],
 ) -> Result<Webhook, Error> {
     let sql = format!(
-        "INSERT INTO webhooks AS w (job_id, secret, created_by) VALUES ($1, $2, $3)
+        "INSERT INTO webhooks AS w (job_id, secret, created_by, events, branches)
+         VALUES ($1, $2, $3, $4, $5)
          RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
     Ok(from_row(
-        &c.query_one(&stmt, &[&job_id, &secret, &created_by]).await?,
+        &c.query_one(&stmt, &[&job_id, &secret, &created_by, &events, &branches])
+            .await?,
     ))
 }
 
@@ -74,12 +86,12 @@ pub async fn delete(c: &impl GenericClient, id: Uuid, job_id: Uuid) -> Result<bo
     Ok(c.execute(&stmt, &[&id, &job_id]).await? == 1)
 }
 
-/// The webhook a delivery names, with its secret and its job's state.
+/// The webhook a delivery names, with its secret, its filters and its job's state.
 pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTarget>, Error> {
     let stmt = c
         .prepare_cached(
             "SELECT w.id, w.job_id, w.secret, j.enabled, j.deleted_at IS NOT NULL,
-                    j.concurrency = 'skip'
+                    j.concurrency = 'skip', w.events, w.branches
              FROM webhooks w JOIN jobs j ON j.id = w.job_id WHERE w.id = $1",
         )
         .await?;
@@ -90,6 +102,8 @@ pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTa
         job_enabled: row.get(3),
         job_deleted: row.get(4),
         job_skips: row.get(5),
+        events: row.get(6),
+        branches: row.get(7),
     }))
 }
 

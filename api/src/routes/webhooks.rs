@@ -3,13 +3,14 @@
 
 use crate::auth::{random_alphanumeric, Caller};
 use crate::error::{ApiError, Problem};
+use crate::extract::JsonBodyOrDefault;
 use crate::routes::db;
 use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
 use jobcenter_sql::webhooks::{self, Webhook};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -18,6 +19,29 @@ use uuid::Uuid;
 const MAX_WEBHOOKS_LISTED: i64 = 100;
 /// Secret length in characters from [A-Za-z0-9]: about 238 bits.
 const SECRET_CHARS: usize = 40;
+/// Most entries in `events` and in `branches` (the table checks it too).
+const MAX_FILTERS: usize = 32;
+/// Longest event name and branch pattern (characters).
+const MAX_FILTER_CHARS: usize = 255;
+
+/// `POST /api/v1/jobs/{id}/webhooks`: the body is optional (none: every delivery runs).
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// Events this webhook takes, by the name in `X-GitHub-Event` (`push`,
+    /// `pull_request`, ...) or `X-Gitlab-Event` (`Push Hook`, `Tag Push Hook`, ...),
+    /// compared ignoring ASCII case. Empty or absent: every event. Others answer 200
+    /// `{"skipped"}` and queue nothing.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Branches this webhook takes, matched against the payload's `ref`: a pattern
+    /// starting with `refs/` against the whole ref (`refs/tags/v*`), any other against
+    /// the branch of a `refs/heads/<branch>` ref. `*` matches within one `/`-separated
+    /// part, `**` across parts, `?` one character. Empty or absent: every delivery; else
+    /// a delivery whose `ref` matches none (or that has none) is skipped.
+    #[serde(default)]
+    pub branches: Vec<String>,
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct WebhookResponse {
@@ -27,6 +51,10 @@ pub struct WebhookResponse {
     pub url: String,
     pub created_at: DateTime<Utc>,
     pub last_delivery_at: Option<DateTime<Utc>>,
+    /// Events taken (empty: all).
+    pub events: Vec<String>,
+    /// Branch or ref patterns taken (empty: all).
+    pub branches: Vec<String>,
 }
 
 /// A new webhook: `secret` is shown here only.
@@ -50,11 +78,39 @@ fn response(state: &AppState, w: Webhook) -> WebhookResponse {
         job_id: w.job_id,
         created_at: w.created_at,
         last_delivery_at: w.last_delivery_at,
+        events: w.events,
+        branches: w.branches,
     }
+}
+
+/// Checks one filter list: at most [`MAX_FILTERS`] entries of 1 to [`MAX_FILTER_CHARS`]
+/// printable characters; duplicates are dropped, the order kept.
+fn filter_list(field: &str, values: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if values.len() > MAX_FILTERS {
+        return Err(ApiError::invalid(
+            field,
+            format!("at most {MAX_FILTERS} entries"),
+        ));
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(values.len());
+    for (i, value) in values.into_iter().enumerate() {
+        let chars = value.chars().count();
+        if chars == 0 || chars > MAX_FILTER_CHARS || value.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                format!("{field}[{i}]"),
+                format!("1 to {MAX_FILTER_CHARS} characters, no control characters"),
+            ));
+        }
+        if !kept.contains(&value) {
+            kept.push(value);
+        }
+    }
+    Ok(kept)
 }
 
 #[utoipa::path(
     tag = "webhooks", security(("bearer" = [])), params(("id" = Uuid, Path, description = "job id")),
+    request_body = CreateWebhook,
     responses(
         (status = 201, body = CreatedWebhook),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -65,21 +121,25 @@ pub async fn create_webhook(
     state: web::Data<AppState>,
     caller: Caller,
     job_id: web::Path<Uuid>,
+    JsonBodyOrDefault(body): JsonBodyOrDefault<CreateWebhook>,
 ) -> Result<HttpResponse, ApiError> {
+    let events = filter_list("events", body.events)?;
+    let branches = filter_list("branches", body.branches)?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
     jobs::lock(&tx, *job_id, caller.owner_scope(), Including::Live)
         .await?
         .ok_or(ApiError::NotFound("job"))?;
     let secret = random_alphanumeric(SECRET_CHARS);
-    let webhook = webhooks::insert(&tx, *job_id, &secret, caller.user_id).await?;
+    let webhook =
+        webhooks::insert(&tx, *job_id, &secret, caller.user_id, &events, &branches).await?;
     let subject = format!("webhook:{}", webhook.id);
     jobcenter_sql::audit::record(
         &tx,
         Some(caller.user_id),
         "webhook.create",
         &subject,
-        &json!({"job_id": *job_id}),
+        &json!({"job_id": *job_id, "events": &events, "branches": &branches}),
     )
     .await?;
     tx.commit().await?;
