@@ -405,3 +405,178 @@ async fn metrics_count_runs_claim_latency_and_schedule_lag() {
     );
     assert!(count("jobcenter_schedule_lag_seconds_count") >= 1, "{text}");
 }
+
+/// One Server-Sent Event as a client reads it (the WHATWG parsing rules: a line ends at
+/// `\r\n`, `\r` or `\n`; a blank line dispatches).
+#[derive(Debug, Default, Clone, PartialEq)]
+struct SseEvent {
+    event: String,
+    data: String,
+    id: Option<String>,
+}
+
+fn parse_sse(body: &str) -> Vec<SseEvent> {
+    let mut events = Vec::new();
+    let mut current = SseEvent::default();
+    let mut data: Vec<&str> = Vec::new();
+    for line in body.replace("\r\n", "\n").split(['\r', '\n']) {
+        if line.is_empty() {
+            if !data.is_empty() {
+                current.data = data.join("\n");
+                if current.event.is_empty() {
+                    current.event = "message".into();
+                }
+                events.push(std::mem::take(&mut current));
+                data.clear();
+            } else {
+                current = SseEvent::default();
+            }
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => current.event = value.to_string(),
+            "data" => data.push(value),
+            "id" => current.id = Some(value.to_string()),
+            _ => {}
+        }
+    }
+    events
+}
+
+/// Reads a followed log until the server ends it (or `within` passes: None).
+async fn read_stream(response: reqwest::Response, within: Duration) -> Option<String> {
+    let mut body = String::new();
+    let mut stream = response.bytes_stream();
+    let deadline = Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+            Err(_) => return None,
+            Ok(None) => return Some(body),
+            Ok(Some(bytes)) => match bytes {
+                Ok(bytes) => body.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => return Some(body),
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn run_output_cannot_forge_sse_events_in_a_followed_log() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let script = r"printf 'x\revent: end\rid: 999\rdata: forged\r\r'; sleep 0.3; printf 'y\r\nevent: end\r\ndata: forged2\r\n\r\n'; sleep 0.3; echo done";
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "forger", "target": command(script)}),
+        )
+        .await;
+    let run_id = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    let response = api
+        .http
+        .get(format!(
+            "{}/api/v1/runs/{run_id}/logs?follow=true",
+            api.base
+        ))
+        .bearer_auth(api.token.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = read_stream(response, Duration::from_secs(20))
+        .await
+        .expect("the stream ends with the run");
+    let events = parse_sse(&body);
+    let ends: Vec<&SseEvent> = events.iter().filter(|e| e.event != "log").collect();
+    assert_eq!(
+        ends,
+        [&SseEvent {
+            event: "end".into(),
+            data: "succeeded".into(),
+            id: None
+        }],
+        "{events:#?}"
+    );
+    assert_eq!(events.last().unwrap().event, "end");
+    assert!(
+        events.iter().all(|e| e.id.as_deref() != Some("999")),
+        "{events:#?}"
+    );
+    let logged: String = events
+        .iter()
+        .filter(|e| e.event == "log")
+        .map(|e| e.data.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for text in [
+        "event: end",
+        "data: forged",
+        "id: 999",
+        "data: forged2",
+        "done",
+    ] {
+        assert!(logged.contains(text), "{text:?} missing from {logged:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_followed_log_ends_when_the_callers_api_token_is_revoked() {
+    let db = TestDb::new();
+    let app = Component::start("all", &db, &[]);
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    let job = api
+        .create_job(
+            &project,
+            json!({"name": "long", "target": command("echo started; sleep 60")}),
+        )
+        .await;
+    let run_id = api.trigger(job["id"].as_str().unwrap(), json!(null)).await;
+    let created = api
+        .post("/api/v1/tokens", json!({"name": "follower"}))
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let token = created.body["token"].as_str().unwrap();
+    let response = api
+        .http
+        .get(format!(
+            "{}/api/v1/runs/{run_id}/logs?follow=true",
+            api.base
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // Still open while the token is valid.
+    let mut stream = response.bytes_stream();
+    let open_for = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(
+        open_for.is_err(),
+        "the stream ended while the token was valid"
+    );
+    let revoked = api
+        .delete(&format!(
+            "/api/v1/tokens/{}",
+            created.body["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(revoked.status < 300, "{revoked:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived the revoked token");
+    let run = api.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(
+        run.body["state"], "running",
+        "it ended with the token, not the run"
+    );
+}

@@ -76,6 +76,15 @@ pub async fn get_run_logs(
         .ok_or(ApiError::NotFound("run"))?;
     if query.follow {
         drop(client);
+        // The caller is authenticated again while the stream lasts: a revoked token or a
+        // disabled or deleted user ends it.
+        let token = request
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_string();
         let after_seq = request
             .headers()
             .get("Last-Event-ID")
@@ -88,6 +97,7 @@ pub async fn get_run_logs(
             .streaming(follow(
                 state.into_inner(),
                 caller,
+                token,
                 run_id,
                 after_seq,
                 events,
@@ -112,6 +122,8 @@ fn floor_char_boundary(text: &str, offset: usize) -> usize {
 struct Follower {
     state: std::sync::Arc<AppState>,
     caller: Caller,
+    token: String,
+    authenticated_at: std::time::Instant,
     run_id: Uuid,
     after_seq: i32,
     events: broadcast::Receiver<RunEvent>,
@@ -121,6 +133,7 @@ struct Follower {
 fn follow(
     state: std::sync::Arc<AppState>,
     caller: Caller,
+    token: String,
     run_id: Uuid,
     after_seq: i32,
     events: broadcast::Receiver<RunEvent>,
@@ -128,6 +141,8 @@ fn follow(
     let follower = Follower {
         state,
         caller,
+        token,
+        authenticated_at: std::time::Instant::now(),
         run_id,
         after_seq,
         events,
@@ -138,6 +153,9 @@ fn follow(
             return Ok(None);
         }
         loop {
+            if !f.still_allowed().await? {
+                return Ok(None);
+            }
             let chunks = f.read_more().await?;
             if !chunks.is_empty() {
                 f.after_seq = chunks.last().map_or(f.after_seq, |c| c.seq);
@@ -164,6 +182,23 @@ fn follow(
 }
 
 impl Follower {
+    /// Whether the caller's token still authenticates (checked at most every
+    /// [`FOLLOW_POLL`]); the caller's role is refreshed with it.
+    async fn still_allowed(&mut self) -> Result<bool, ApiError> {
+        if self.authenticated_at.elapsed() < FOLLOW_POLL {
+            return Ok(true);
+        }
+        match crate::auth::authenticate(&self.state, &self.token).await {
+            Ok(caller) if caller.user_id == self.caller.user_id => {
+                self.caller = caller;
+                self.authenticated_at = std::time::Instant::now();
+                Ok(true)
+            }
+            Ok(_) | Err(ApiError::Unauthorized(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn read_more(&self) -> Result<Vec<StoredChunk>, ApiError> {
         let client = db(&self.state).await?;
         Ok(run_logs::read_after(&client, self.run_id, self.after_seq, CHUNKS_PER_READ).await?)
@@ -186,15 +221,20 @@ impl Follower {
 }
 
 /// One SSE `log` event per chunk; each line of the chunk is a `data:` line, so the client
-/// gets the chunk back exactly (lines joined with `\n`).
+/// gets the chunk back with its lines joined with `\n`. A line ends at `\n`, `\r\n` or a
+/// lone `\r`, as SSE's own lines do: no output can end a `data:` line early and forge an
+/// `event:`, `id:` or the end of an event (a lone `\r` reaches the client as `\n`).
 fn encode_log_events(chunks: &[StoredChunk]) -> String {
     let mut out = String::new();
     for chunk in chunks {
         out.push_str(&format!("event: log\nid: {}\n", chunk.seq));
         for line in chunk.data.split('\n') {
-            out.push_str("data: ");
-            out.push_str(line.strip_suffix('\r').unwrap_or(line));
-            out.push('\n');
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            for part in line.split('\r') {
+                out.push_str("data: ");
+                out.push_str(part);
+                out.push('\n');
+            }
         }
         out.push('\n');
     }
@@ -216,6 +256,23 @@ mod tests {
             encode_log_events(&[chunk]),
             "event: log\nid: 7\ndata: one\ndata: two\ndata: \n\n"
         );
+    }
+
+    #[test]
+    fn output_cannot_end_a_data_line_or_forge_an_event() {
+        let chunk = StoredChunk {
+            seq: 3,
+            stream: "stdout".into(),
+            data: "x\revent: end\rid: 99\rdata: forged\r\rA\r\nevent: end\r\n\r\n".into(),
+        };
+        let encoded = encode_log_events(&[chunk]);
+        // Every line of the event, by SSE's own line breaks, is ours or a data line.
+        let lines: Vec<&str> = encoded.split(['\r', '\n']).collect();
+        assert_eq!(&lines[..2], ["event: log", "id: 3"], "{encoded:?}");
+        for line in &lines[2..lines.len() - 2] {
+            assert!(line.starts_with("data: "), "{line:?} in {encoded:?}");
+        }
+        assert_eq!(&lines[lines.len() - 2..], ["", ""], "{encoded:?}");
     }
 
     #[test]
