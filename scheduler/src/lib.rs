@@ -19,6 +19,7 @@ pub mod rescue;
 pub mod retention;
 
 use jobcenter_core::config::Config;
+use jobcenter_core::retry::RetryPolicy;
 use jobcenter_sql::Pool;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -167,7 +168,7 @@ async fn lead(
         // A new term (after a failover or a database outage) first gives workers one
         // lease period to renew, so a live worker's runs are not taken for lost.
         if term_started.elapsed() >= config.lease {
-            if let Err(e) = rescue::rescue_expired(pool).await {
+            if let Err(e) = rescue::rescue_expired(pool, &RetryPolicy::from_config(config)).await {
                 tracing::warn!(error = %e, "rescuing runs of lost workers failed; retrying next tick");
             }
         }

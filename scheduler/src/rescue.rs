@@ -1,27 +1,31 @@
 //! Rescue of runs whose worker is gone: a running run whose lease expired (no heartbeat
 //! renewed it) ends `failed` with the reason "worker lost", and, while attempts are
-//! left, its next attempt is queued at once. Both happen in one transaction, and both
+//! left, its next attempt is queued after the same backoff as a failure its worker
+//! reported ([`RetryPolicy`]). Both happen in one transaction, and both
 //! are fenced: the old attempt changes only if its lease is still the one read, and an
 //! attempt can have only one follower (unique index), so a worker coming back late, or
 //! a second leader, cannot double anything.
 
 use crate::Error;
+use jobcenter_core::retry::RetryPolicy;
 use jobcenter_sql::runs::{self, Outcome};
 use jobcenter_sql::states::RunState;
 use jobcenter_sql::Pool;
-use std::time::Duration;
 
 /// Runs rescued per transaction; a bigger backlog is handled on the next ticks.
 const BATCH: i64 = 100;
 
 /// Rescues the runs whose lease expired; returns how many.
-pub async fn rescue_expired(pool: &Pool) -> Result<usize, Error> {
+pub async fn rescue_expired(pool: &Pool, retry: &RetryPolicy) -> Result<usize, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let expired = runs::lock_expired(&tx, BATCH).await?;
     let mut rescued = 0;
     for run in &expired {
-        let requeue = run.attempt < run.max_attempts && !run.cancel_requested;
+        let retry_after = (!run.cancel_requested)
+            .then(|| retry.next_attempt_after_jittered(run.attempt, run.max_attempts))
+            .flatten();
+        let requeue = retry_after.is_some();
         let (state, error) = if run.cancel_requested {
             (
                 RunState::Cancelled,
@@ -45,8 +49,8 @@ pub async fn rescue_expired(pool: &Pool) -> Result<usize, Error> {
             continue;
         }
         rescued += 1;
-        if requeue {
-            let next = runs::insert_next_attempt(&tx, run.id, Duration::ZERO).await?;
+        if let Some(delay) = retry_after {
+            let next = runs::insert_next_attempt(&tx, run.id, delay).await?;
             tracing::warn!(run_id = %run.id, next_run_id = ?next.map(|n| n.id), "worker lost; run re-queued");
         } else {
             tracing::warn!(run_id = %run.id, "worker lost; no attempts left, run failed");

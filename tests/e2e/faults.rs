@@ -283,6 +283,14 @@ async fn a_sigkilled_workers_runs_are_requeued_and_succeed_elsewhere() {
         assert_eq!(next["state"], "succeeded", "{next}");
         assert_eq!(next["attempt"], 2);
         assert_ne!(next["worker"], cut["worker"]);
+        // Re-queued after the backoff of a failed attempt 1 (base 1 s: 0.5 to 1 s), as a
+        // failure its worker had reported would be.
+        let backoff = at(next, "not_before") - at(cut, "finished_at");
+        assert!(
+            backoff >= chrono::Duration::milliseconds(500)
+                && backoff <= chrono::Duration::milliseconds(1000),
+            "rescued run re-queued with a backoff of {backoff}"
+        );
         // Rescued within the lease (3 s) plus a tick: well within the 10 s bound.
         let rescue = at(next, "queued_at") - killed_at;
         assert!(

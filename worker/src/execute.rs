@@ -517,8 +517,9 @@ async fn record(
     log_line: Option<String>,
 ) -> Result<Option<ClaimedRun>, Failure> {
     let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
-    let retry_after =
-        (retryable && run.attempt < run.max_attempts).then(|| ctx.backoff(run.attempt));
+    let retry_after = retryable
+        .then(|| ctx.retry_after(run.attempt, run.max_attempts))
+        .flatten();
     let recorded = ctx
         .completer
         .record(Completion {

@@ -199,16 +199,14 @@ impl WorkerContext {
         })
     }
 
-    /// The delay before the attempt after `attempt`, with jitter.
-    pub fn backoff(&self, attempt: i32) -> Duration {
-        use rand::Rng;
-        let jitter = rand::thread_rng().gen_range(0.0..=1.0);
-        jobcenter_core::retry::backoff(
-            attempt,
-            self.retry_backoff_base,
-            self.retry_backoff_max,
-            jitter,
-        )
+    /// The delay before the attempt after a failed `attempt` of `max_attempts`, with
+    /// jitter; None when none is left (the decision the scheduler's rescue shares).
+    pub fn retry_after(&self, attempt: i32, max_attempts: i32) -> Option<Duration> {
+        jobcenter_core::retry::RetryPolicy {
+            base: self.retry_backoff_base,
+            max: self.retry_backoff_max,
+        }
+        .next_attempt_after_jittered(attempt, max_attempts)
     }
 }
 
