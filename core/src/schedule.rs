@@ -14,7 +14,10 @@
 //! (case-insensitive); days of week are numbered as in classic cron: `0` and `7` are
 //! Sunday, `1` is Monday. `?` is accepted as `*` in the two day fields. When both
 //! day-of-month and day-of-week are restricted (neither starts with `*` or `?`), a day
-//! matches if *either* matches (Vixie cron); otherwise both must match. Macros (`@daily`),
+//! matches if *either* matches (Vixie cron); otherwise both must match. The macros users
+//! paste from Kubernetes and Vixie cron stand for their five fields (`@yearly` and
+//! `@annually` `0 0 1 1 *`, `@monthly` `0 0 1 * *`, `@weekly` `0 0 * * 0`, `@daily` and
+//! `@midnight` `0 0 * * *`, `@hourly` `0 * * * *`); other macros (`@reboot`, `@every`),
 //! Quartz extensions (`L`, `W`, `#`), croner's `+` day-of-week prefix and a year field are
 //! refused, and so is an expression that can never fire (`0 0 30 2 *`).
 //!
@@ -544,6 +547,18 @@ const DAY_OF_WEEK: FieldKind = FieldKind {
     question_mark: true,
 };
 
+/// The five fields a Vixie cron macro stands for (case-insensitive, as Vixie cron).
+fn macro_fields(expression: &str) -> Option<&'static str> {
+    Some(match expression.to_ascii_lowercase().as_str() {
+        "@yearly" | "@annually" => "0 0 1 1 *",
+        "@monthly" => "0 0 1 * *",
+        "@weekly" => "0 0 * * 0",
+        "@daily" | "@midnight" => "0 0 * * *",
+        "@hourly" => "0 * * * *",
+        _ => return None,
+    })
+}
+
 fn parse_expression(expression: &str) -> Result<Cron, String> {
     if expression.len() > MAX_EXPRESSION_LEN {
         return Err(format!(
@@ -551,13 +566,14 @@ fn parse_expression(expression: &str) -> Result<Cron, String> {
             expression.len()
         ));
     }
+    let expression = macro_fields(expression.trim()).unwrap_or(expression);
     let parts: Vec<&str> = expression.split_whitespace().collect();
     let (second, rest) = match parts.len() {
         5 => ("0", &parts[..]),
         6 => (parts[0], &parts[1..]),
         _ if expression.trim_start().starts_with('@') => {
             return Err(format!(
-                "macros such as {:?} are not supported; use 5 fields (minute hour day-of-month month day-of-week) or 6 (with a leading second)",
+                "the macro {:?} is not supported (only @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly); use 5 fields (minute hour day-of-month month day-of-week) or 6 (with a leading second)",
                 clip(expression.trim())
             ))
         }
@@ -835,7 +851,7 @@ mod tests {
             ("", "expected 5 fields"),
             ("* * * *", "found 4"),
             ("* * * * * * *", "found 7"),
-            ("@daily", "macros such as \"@daily\" are not supported"),
+            ("@reboot", "the macro \"@reboot\" is not supported"),
             (
                 "60 * * * *",
                 "minute field \"60\": number out of bounds (allowed: 0-59)",
@@ -917,7 +933,7 @@ mod tests {
             ),
             ("0 0 LW * *", "\"LW\" is not a number"),
             ("0 0 0 * * * 2030", "found 7"),
-            ("@hourly", "macros such as \"@hourly\" are not supported"),
+            ("@every 5m", "the macro \"@every 5m\" is not supported"),
             (
                 "jan * * * *",
                 "minute field \"jan\": \"jan\" is not a number",
@@ -1570,6 +1586,35 @@ mod tests {
             let s = spec.compile().unwrap();
             for t in instants {
                 let _ = s.next_after(t);
+            }
+        }
+    }
+
+    /// The macros fire exactly as the fields they stand for.
+    #[test]
+    fn vixie_and_kubernetes_macros_stand_for_their_fields() {
+        for (alias, fields) in [
+            ("@yearly", "0 0 1 1 *"),
+            ("@annually", "0 0 1 1 *"),
+            ("@monthly", "0 0 1 * *"),
+            ("@weekly", "0 0 * * 0"),
+            ("@daily", "0 0 * * *"),
+            ("@midnight", "0 0 * * *"),
+            ("@HOURLY", "0 * * * *"),
+        ] {
+            let by_alias = ScheduleSpec::cron(alias, "Europe/Berlin")
+                .compile()
+                .unwrap();
+            let by_fields = ScheduleSpec::cron(fields, "Europe/Berlin")
+                .compile()
+                .unwrap();
+            let from: DateTime<Utc> = "2026-03-01T12:34:56Z".parse().unwrap();
+            let mut a = from;
+            let mut b = from;
+            for _ in 0..5 {
+                a = by_alias.next_after(a).unwrap();
+                b = by_fields.next_after(b).unwrap();
+                assert_eq!(a, b, "{alias}");
             }
         }
     }
