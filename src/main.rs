@@ -186,7 +186,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let metrics_only = || async {
         match config.metrics_listen {
             Some(addr) => tokio::select! {
-                result = jobcenter_api::serve_metrics(addr, metrics.clone()) => result.context("metrics"),
+                result = jobcenter_api::serve_metrics(addr, metrics.clone(), config.metrics_token.clone()) => result.context("metrics"),
                 _ = shutdown.cancelled() => Ok(()),
             },
             None => Ok(()),

@@ -41,7 +41,8 @@ pub struct MeResponse {
     pub role: String,
 }
 
-/// What a job runs. Its `Debug` is the core target's, which hides HTTP header values.
+/// What a job runs.
+// Its `Debug` is the core target's, which hides HTTP header values.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetBody {

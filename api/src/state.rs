@@ -29,4 +29,6 @@ pub struct AppState {
     pub webhook_max_body_bytes: usize,
     /// A worker whose heartbeat is older than this is shown as not alive.
     pub worker_lease: Duration,
+    /// When set, `/metrics` requires it as a bearer token.
+    pub metrics_token: Option<jobcenter_core::config::Secret>,
 }

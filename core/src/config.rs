@@ -69,6 +69,8 @@ pub struct Config {
     pub jwt_ttl: Duration,
     /// Base URL clients reach the API at, without a trailing slash (webhook URLs).
     pub public_url: String,
+    /// `JOBCENTER_METRICS_TOKEN`: when set, `/metrics` requires `Authorization: Bearer <it>`.
+    pub metrics_token: Option<Secret>,
     pub login: LoginThrottle,
     pub webhook_max_body_bytes: usize,
     pub artifacts: String,
@@ -312,6 +314,7 @@ impl Config {
             jwt_previous_secret,
             jwt_ttl: secs(v.bounded("JOBCENTER_JWT_TTL_SECONDS", 900, 60..=86_400)?),
             public_url,
+            metrics_token: v.raw("JOBCENTER_METRICS_TOKEN").map(Secret::new),
             login,
             webhook_max_body_bytes: v.bounded(
                 "JOBCENTER_WEBHOOK_MAX_BODY_BYTES",

@@ -580,3 +580,30 @@ async fn a_followed_log_ends_when_the_callers_api_token_is_revoked() {
         "it ended with the token, not the run"
     );
 }
+
+#[tokio::test]
+async fn metrics_require_the_metrics_token_when_one_is_set() {
+    let db = TestDb::new();
+    let app = Component::start(
+        "api",
+        &db,
+        &[("JOBCENTER_METRICS_TOKEN", "scrape-me-0123456789")],
+    );
+    let api = Api::new(&app);
+    let scrape = |token: Option<&'static str>| {
+        let mut request = api.http.get(format!("{}/metrics", api.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(scrape(None).await.status(), 401);
+    assert_eq!(scrape(Some("scrape-me")).await.status(), 401);
+    let admin = Api::login_admin(&app).await;
+    let with_a_users_token = admin.get("/metrics").await;
+    assert_eq!(with_a_users_token.status, 401, "{with_a_users_token:?}");
+    let reply = scrape(Some("scrape-me-0123456789")).await;
+    assert_eq!(reply.status(), 200);
+    assert!(reply.text().await.unwrap().contains("jobcenter_"));
+    // Without the variable, /metrics stays open (the authorization matrix checks it).
+}
