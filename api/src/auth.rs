@@ -19,6 +19,8 @@ const AUDIENCE: &str = "jobcenter-api";
 pub struct Caller {
     pub user_id: Uuid,
     pub role: Role,
+    /// The session (`sid`) of the caller's access token; None for an API token.
+    pub session: Option<Uuid>,
 }
 
 impl Caller {
@@ -38,6 +40,28 @@ struct Claims {
     aud: String,
     iat: u64,
     exp: u64,
+    /// The user's session generation when issued (absent: 0, tokens from before).
+    #[serde(default)]
+    gen: i32,
+    /// This session's id (one per login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<Uuid>,
+}
+
+/// What a valid access token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub generation: i32,
+    pub id: Option<Uuid>,
+}
+
+impl Session {
+    /// Whether the user's sessions still include this one: its generation is the
+    /// current one, or it is the session kept by the user's own password change.
+    pub fn is_current(&self, generation: i32, kept: Option<Uuid>) -> bool {
+        self.generation == generation || (self.id.is_some() && self.id == kept)
+    }
 }
 
 /// One HS256 key and the `kid` that names it in token headers.
@@ -87,7 +111,8 @@ impl JwtKeys {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid, ttl: Duration) -> Result<String, ApiError> {
+    /// A new session's access token for a user at session generation `generation`.
+    pub fn issue(&self, user_id: Uuid, generation: i32, ttl: Duration) -> Result<String, ApiError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: user_id,
@@ -95,13 +120,15 @@ impl JwtKeys {
             aud: AUDIENCE.into(),
             iat: now,
             exp: now + ttl.as_secs(),
+            gen: generation,
+            sid: Some(Uuid::new_v4()),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.current.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.current.encoding).map_err(ApiError::internal)
     }
 
-    fn verify(&self, token: &str) -> Result<Uuid, ApiError> {
+    fn verify(&self, token: &str) -> Result<Session, ApiError> {
         let invalid = || ApiError::Unauthorized("invalid or expired token");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         if header.alg != Algorithm::HS256 {
@@ -119,7 +146,11 @@ impl JwtKeys {
         if claims.iat > jsonwebtoken::get_current_timestamp() + self.validation.leeway {
             return Err(invalid());
         }
-        Ok(claims.sub)
+        Ok(Session {
+            user_id: claims.sub,
+            generation: claims.gen,
+            id: claims.sid,
+        })
     }
 }
 
@@ -183,27 +214,49 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
         let (user_id, role, _token_id) = found.ok_or(ApiError::Unauthorized(
             "invalid, expired or revoked API token",
         ))?;
-        return Ok(Caller { user_id, role });
+        return Ok(Caller {
+            user_id,
+            role,
+            session: None,
+        });
     }
-    let user_id = state.jwt.verify(token)?;
+    let session = state.jwt.verify(token)?;
+    let user_id = session.user_id;
+    let expired = || ApiError::Unauthorized("invalid or expired token");
     let now = std::time::Instant::now();
     let lookups = &state.metrics.auth_lookups;
-    if let Some(role) = state.auth_cache.role(user_id, now) {
+    if let Some(known) = state.auth_cache.get(user_id, now) {
         lookups.with_label_values(&["cache"]).inc();
-        return Ok(Caller { user_id, role });
+        if !session.is_current(known.generation, known.kept_session) {
+            return Err(expired());
+        }
+        return Ok(Caller {
+            user_id,
+            role: known.role,
+            session: session.id,
+        });
     }
     lookups.with_label_values(&["database"]).inc();
     let ticket = state.auth_cache.ticket();
     let client = state.pool.get().await?;
     match jobcenter_sql::users::by_id(&client, user_id).await? {
         Some(user) if !user.disabled => {
-            state.auth_cache.remember(ticket, user.id, user.role, now);
+            let known = crate::auth_cache::Known {
+                role: user.role,
+                generation: user.session_generation,
+                kept_session: user.kept_session,
+            };
+            state.auth_cache.remember(ticket, user.id, known, now);
+            if !session.is_current(known.generation, known.kept_session) {
+                return Err(expired());
+            }
             Ok(Caller {
                 user_id: user.id,
                 role: user.role,
+                session: session.id,
             })
         }
-        _ => Err(ApiError::Unauthorized("invalid or expired token")),
+        _ => Err(expired()),
     }
 }
 
@@ -224,8 +277,8 @@ mod tests {
     fn tokens_are_pinned_to_hs256_and_our_audience() {
         let keys = JwtKeys::new(&[7u8; 32], None);
         let user = Uuid::new_v4();
-        let token = keys.issue(user, Duration::from_secs(60)).unwrap();
-        assert_eq!(keys.verify(&token).unwrap(), user);
+        let token = keys.issue(user, 0, Duration::from_secs(60)).unwrap();
+        assert_eq!(keys.verify(&token).unwrap().user_id, user);
         let other = JwtKeys::new(&[8u8; 32], None);
         assert!(other.verify(&token).is_err());
         // An unsigned token claiming alg "none" is refused.
@@ -239,9 +292,9 @@ mod tests {
         let old = JwtKeys::new(&[1u8; 32], None);
         let rotated = JwtKeys::new(&[2u8; 32], Some(&[1u8; 32]));
         let user = Uuid::new_v4();
-        let old_token = old.issue(user, Duration::from_secs(60)).unwrap();
-        assert_eq!(rotated.verify(&old_token).unwrap(), user);
-        let new_token = rotated.issue(user, Duration::from_secs(60)).unwrap();
+        let old_token = old.issue(user, 0, Duration::from_secs(60)).unwrap();
+        assert_eq!(rotated.verify(&old_token).unwrap().user_id, user);
+        let new_token = rotated.issue(user, 0, Duration::from_secs(60)).unwrap();
         let header = jsonwebtoken::decode_header(&new_token).unwrap();
         assert_eq!(header.kid.as_deref(), Some(kid_for(&[2u8; 32]).as_str()));
         assert!(
@@ -251,7 +304,7 @@ mod tests {
         // Once the previous secret is dropped, its tokens stop working.
         let after = JwtKeys::new(&[2u8; 32], None);
         assert!(after.verify(&old_token).is_err());
-        assert_eq!(after.verify(&new_token).unwrap(), user);
+        assert_eq!(after.verify(&new_token).unwrap().user_id, user);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! the database before its own work (a third of the statements of `GET /runs/{id}`).
 //!
 //! Nothing remembered outlives a change. The database announces every change of a
-//! user's role or disabled flag, every deletion and a truncation, itself (triggers
+//! user's role, disabled flag or session generation, every deletion and a truncation, itself (triggers
 //! notify `jobcenter_users_changed`, so psql and other nodes are covered), and each API
 //! process forgets all it remembered when it hears it. The process that made a change
 //! through the API forgets before it answers, so its next request sees the change;
@@ -40,7 +40,26 @@ struct Inner {
     live: bool,
     /// Bumped by every forgetting; a lookup remembers only if none happened meanwhile.
     generation: u64,
-    users: HashMap<Uuid, (Role, Instant)>,
+    users: HashMap<Uuid, (Known, Instant)>,
+}
+
+/// What is remembered of an enabled user: their role, and which access tokens are still
+/// theirs (the session generation and the session a password change kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    pub role: Role,
+    pub generation: i32,
+    pub kept_session: Option<Uuid>,
+}
+
+impl From<Role> for Known {
+    fn from(role: Role) -> Known {
+        Known {
+            role,
+            generation: 0,
+            kept_session: None,
+        }
+    }
 }
 
 impl Inner {
@@ -55,11 +74,16 @@ impl Inner {
 pub struct Ticket(Option<u64>);
 
 impl AuthCache {
-    /// The role of an enabled user remembered at most [`TTL`] before `now`.
-    pub fn role(&self, user: Uuid, now: Instant) -> Option<Role> {
+    /// An enabled user remembered at most [`TTL`] before `now`.
+    pub fn get(&self, user: Uuid, now: Instant) -> Option<Known> {
         let inner = self.lock();
-        let (role, seen) = inner.users.get(&user)?;
-        (inner.live && now.saturating_duration_since(*seen) < TTL).then_some(*role)
+        let (known, seen) = inner.users.get(&user)?;
+        (inner.live && now.saturating_duration_since(*seen) < TTL).then_some(*known)
+    }
+
+    #[cfg(test)]
+    fn role(&self, user: Uuid, now: Instant) -> Option<Role> {
+        self.get(user, now).map(|known| known.role)
     }
 
     /// Taken before reading a user from the database.
@@ -68,9 +92,9 @@ impl AuthCache {
         Ticket(inner.live.then_some(inner.generation))
     }
 
-    /// Remembers that `user` is enabled with `role`, as read after `ticket` was taken at
+    /// Remembers that `user` is enabled as `known`, as read after `ticket` was taken at
     /// `now`, unless something was forgotten since.
-    pub fn remember(&self, ticket: Ticket, user: Uuid, role: Role, now: Instant) {
+    pub fn remember(&self, ticket: Ticket, user: Uuid, known: impl Into<Known>, now: Instant) {
         let mut inner = self.lock();
         if !inner.live || ticket.0 != Some(inner.generation) {
             return;
@@ -78,7 +102,7 @@ impl AuthCache {
         if inner.users.len() >= MAX_USERS {
             inner.users.clear();
         }
-        inner.users.insert(user, (role, now));
+        inner.users.insert(user, (known.into(), now));
     }
 
     /// Forgets every user (a user changed, here or elsewhere).

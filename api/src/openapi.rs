@@ -29,7 +29,7 @@ use utoipa::{Modify, OpenApi};
         auth::change_password,
         users::list_users, users::create_user, users::get_user, users::update_user,
         users::delete_user,
-        tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::list_user_tokens,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
         hooks::receive,
         audit::list_audit,

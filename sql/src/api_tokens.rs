@@ -84,6 +84,16 @@ pub async fn revoke(c: &impl GenericClient, id: Uuid, owner: Option<Uuid>) -> Re
     Ok(c.execute(&stmt, &[&id, &owner]).await? == 1)
 }
 
+/// Revokes every live token of a user (an admin's password reset); how many.
+pub async fn revoke_all_of_user(c: &impl GenericClient, user_id: Uuid) -> Result<u64, Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .await?;
+    Ok(c.execute(&stmt, &[&user_id]).await?)
+}
+
 /// The enabled user a live token belongs to, and the token's id. Marks the token used
 /// (at most once a minute, to keep authentication from writing on every request).
 pub async fn authenticate(

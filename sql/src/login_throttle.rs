@@ -21,14 +21,17 @@ pub async fn locked_until(
     Ok(c.query_one(&stmt, &[&keys]).await?.get(0))
 }
 
-/// Counts one failure for `key`; a failure older than `window_seconds` starts a new
-/// window. Reaching `limit` locks the key for `window_seconds`.
-pub async fn record_failure(
+/// Counts an attempt as a failure *before* its password is checked (a failure older than
+/// `window_seconds` starts a new window; reaching `limit` locks the key for
+/// `window_seconds`), and answers the failures of the window so far, this one included: an attempt past the limit must not
+/// be checked at all, so parallel guesses cannot all pass the check. A success takes its
+/// count back ([`clear`] or [`forgive`]).
+pub async fn record_attempt(
     c: &impl GenericClient,
     key: &str,
     limit: i32,
     window_seconds: f64,
-) -> Result<(), Error> {
+) -> Result<i32, Error> {
     let stmt = c
         .prepare_cached(
             "INSERT INTO login_throttle AS t (key, failures, window_start, locked_until)
@@ -41,14 +44,29 @@ pub async fn record_failure(
                locked_until = CASE
                  WHEN (CASE WHEN t.window_start < now() - make_interval(secs => $3)
                             THEN 1 ELSE t.failures + 1 END) >= $2
-                 THEN now() + make_interval(secs => $3) ELSE t.locked_until END",
+                 THEN now() + make_interval(secs => $3) ELSE t.locked_until END
+             RETURNING failures",
         )
         .await?;
-    c.execute(&stmt, &[&key, &limit, &window_seconds]).await?;
+    Ok(c.query_one(&stmt, &[&key, &limit, &window_seconds])
+        .await?
+        .get(0))
+}
+
+/// Takes back one attempt counted by [`record_attempt`] (it succeeded), lifting a lock
+/// that count alone caused.
+pub async fn forgive(c: &impl GenericClient, key: &str, limit: i32) -> Result<(), Error> {
+    let stmt = c
+        .prepare_cached(
+            "UPDATE login_throttle SET failures = greatest(failures - 1, 0),
+                    locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
+             WHERE key = $1",
+        )
+        .await?;
+    c.execute(&stmt, &[&key, &limit]).await?;
     Ok(())
 }
 
-/// Forgets the failures of `key` (after a successful login).
 pub async fn clear(c: &impl GenericClient, key: &str) -> Result<(), Error> {
     let stmt = c
         .prepare_cached("DELETE FROM login_throttle WHERE key = $1")

@@ -15,6 +15,11 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// Access tokens of another generation are refused (a password change bumps it).
+    pub session_generation: i32,
+    /// The one session of an older generation still accepted: the one that changed the
+    /// password (None after an admin's reset).
+    pub kept_session: Option<Uuid>,
 }
 
 impl std::fmt::Debug for User {
@@ -26,11 +31,14 @@ impl std::fmt::Debug for User {
             .field("role", &self.role)
             .field("disabled", &self.disabled)
             .field("created_at", &self.created_at)
+            .field("session_generation", &self.session_generation)
+            .field("kept_session", &self.kept_session)
             .finish()
     }
 }
 
-const COLUMNS: &str = "id, username, password_hash, role::text, disabled, created_at";
+const COLUMNS: &str = "id, username, password_hash, role::text, disabled, created_at, \
+                       session_generation, kept_session";
 
 fn from_row(row: &Row) -> Result<User, Error> {
     let role: String = row.get(3);
@@ -44,6 +52,8 @@ fn from_row(row: &Row) -> Result<User, Error> {
         })?,
         disabled: row.get(4),
         created_at: row.get(5),
+        session_generation: row.get(6),
+        kept_session: row.get(7),
     })
 }
 
@@ -150,7 +160,9 @@ pub async fn update(
     let sql = format!(
         "UPDATE users SET role = coalesce($2::text::user_role, role),
                 disabled = coalesce($3, disabled),
-                password_hash = coalesce($4, password_hash)
+                password_hash = coalesce($4, password_hash),
+                session_generation = session_generation + CASE WHEN $4 IS NULL THEN 0 ELSE 1 END,
+                kept_session = CASE WHEN $4 IS NULL THEN kept_session END
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     let stmt = c.prepare_cached(&sql).await?;
@@ -162,17 +174,25 @@ pub async fn update(
 }
 
 /// Changes a password only if the stored hash is still `expected_hash` (compare-and-set:
-/// a concurrent change wins, and this one reports false).
+/// a concurrent change wins, and this one reports false). Ends the user's sessions (a
+/// new generation) but `keep`, the session that made the change (None: all of them).
 pub async fn set_password(
     c: &impl GenericClient,
     id: Uuid,
     expected_hash: &str,
     new_hash: &str,
+    keep: Option<Uuid>,
 ) -> Result<bool, Error> {
     let stmt = c
-        .prepare_cached("UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2")
+        .prepare_cached(
+            "UPDATE users SET password_hash = $3, session_generation = session_generation + 1,
+                    kept_session = $4
+             WHERE id = $1 AND password_hash = $2",
+        )
         .await?;
-    Ok(c.execute(&stmt, &[&id, &expected_hash, &new_hash]).await? == 1)
+    Ok(c.execute(&stmt, &[&id, &expected_hash, &new_hash, &keep])
+        .await?
+        == 1)
 }
 
 /// Number of projects the user owns (a user who owns any cannot be deleted).
@@ -199,6 +219,8 @@ mod tests {
             role: super::Role::Admin,
             disabled: false,
             created_at: chrono::Utc::now(),
+            session_generation: 0,
+            kept_session: None,
         };
         let printed = format!("{user:?}");
         assert!(!printed.contains("s3cret"), "{printed}");

@@ -90,6 +90,7 @@ const EXPECTATIONS: &[(&str, &str, Expect)] = &[
     ("GET", "/api/v1/users/{id}", admin_only(200)),
     ("PATCH", "/api/v1/users/{id}", admin_only(200)),
     ("DELETE", "/api/v1/users/{id}", admin_only(204)),
+    ("GET", "/api/v1/users/{id}/tokens", admin_only(200)),
     ("GET", "/api/v1/tokens", anyone(200)),
     ("POST", "/api/v1/tokens", anyone(201)),
     ("DELETE", "/api/v1/tokens/{id}", owned(204)),

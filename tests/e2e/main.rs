@@ -31,6 +31,7 @@ mod runs;
 mod sandbox;
 mod schedule_policies;
 mod schedules;
+mod sessions;
 mod sync_invoke;
 mod webhooks;
 mod worker_groups;

@@ -44,7 +44,9 @@ fn strip_port(address: &str) -> String {
 }
 
 /// Exchanges a username and password for an access token. Repeated failures for one
-/// account or from one address answer 429 with `Retry-After` for a while.
+/// account or from one address answer 429 with `Retry-After` for a while. Each attempt
+/// counts as a failure before its password is checked (a success takes it back), so
+/// parallel guesses past the limit are refused unchecked.
 #[utoipa::path(
     tag = "auth",
     request_body = LoginRequest,
@@ -63,10 +65,11 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let [user_key, addr_key] = throttle_keys(&state, &req, &body.username);
     let client = db(&state).await?;
-    if let Some(until) = login_throttle::locked_until(&client, &[&user_key, &addr_key]).await? {
-        let seconds = (until - Utc::now()).num_seconds().max(0) as u64 + 1;
-        return Err(ApiError::TooManyRequests(seconds));
-    }
+    let limits = [
+        (&user_key, state.login.max_failures),
+        (&addr_key, state.login.max_failures_per_address),
+    ];
+    count_attempt(&state, &client, &limits).await?;
     let user = jobcenter_sql::users::by_username(&client, &body.username).await?;
     // Verify against a dummy hash when the user is unknown: same work, same time.
     let hash = user.as_ref().map_or_else(
@@ -77,25 +80,55 @@ pub async fn login(
     let user = match user {
         Some(user) if password_ok && !user.disabled => user,
         _ => {
+            // Already counted.
             let window = state.login.lockout.as_secs_f64();
-            let limits = [
-                (&user_key, state.login.max_failures),
-                (&addr_key, state.login.max_failures_per_address),
-            ];
-            for (key, limit) in limits {
-                login_throttle::record_failure(&client, key, limit as i32, window).await?;
-            }
             login_throttle::purge_stale(&client, window, THROTTLE_PURGE_BATCH).await?;
             return Err(ApiError::Unauthorized("invalid username or password"));
         }
     };
     login_throttle::clear(&client, &user_key).await?;
-    let token = state.jwt.issue(user.id, state.jwt_ttl)?;
+    login_throttle::forgive(
+        &client,
+        &addr_key,
+        state.login.max_failures_per_address as i32,
+    )
+    .await?;
+    let token = state
+        .jwt
+        .issue(user.id, user.session_generation, state.jwt_ttl)?;
     Ok(HttpResponse::Ok().json(TokenResponse {
         access_token: token,
         token_type: "Bearer".into(),
         expires_in: state.jwt_ttl.as_secs(),
     }))
+}
+
+/// Refuses an attempt (429) if one of its throttle keys is locked, else counts it as a
+/// failure before anything is checked, and refuses it if that count is past a key's
+/// limit: of any number of parallel attempts, at most the limit are checked.
+async fn count_attempt(
+    state: &AppState,
+    client: &impl jobcenter_sql::GenericClient,
+    limits: &[(&String, u32)],
+) -> Result<(), ApiError> {
+    let window = state.login.lockout.as_secs_f64();
+    let keys: Vec<&str> = limits.iter().map(|(key, _)| key.as_str()).collect();
+    let refuse = |until: Option<chrono::DateTime<Utc>>| {
+        let seconds = until.map_or(window as i64, |until| (until - Utc::now()).num_seconds());
+        ApiError::TooManyRequests(seconds.max(0) as u64 + 1)
+    };
+    if let Some(until) = login_throttle::locked_until(client, &keys).await? {
+        return Err(refuse(Some(until)));
+    }
+    let mut over = false;
+    for (key, limit) in limits {
+        let failures = login_throttle::record_attempt(client, key, *limit as i32, window).await?;
+        over |= failures > *limit as i32;
+    }
+    if over {
+        return Err(refuse(login_throttle::locked_until(client, &keys).await?));
+    }
+    Ok(())
 }
 
 /// Who the token belongs to.
@@ -127,7 +160,10 @@ pub struct ChangePassword {
     pub new_password: String,
 }
 
-/// Changes the caller's own password (the current one is required).
+/// Changes the caller's own password (the current one is required). Every other session
+/// of the caller ends: access tokens issued before are refused, except the one this
+/// request was made with; API tokens are kept (revoke them with `DELETE /api/v1/tokens/{id}`).
+/// Wrong current passwords are throttled like logins (429 with `Retry-After`).
 #[utoipa::path(
     tag = "auth",
     security(("bearer" = [])),
@@ -136,6 +172,7 @@ pub struct ChangePassword {
         (status = 204, description = "changed"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "the new password breaks the rule, or the current one is wrong"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "too many wrong current passwords; see Retry-After"),
     )
 )]
 #[post("/api/v1/auth/password")]
@@ -150,15 +187,26 @@ pub async fn change_password(
     let user = jobcenter_sql::users::by_id(&client, caller.user_id)
         .await?
         .ok_or(ApiError::Unauthorized("invalid or expired token"))?;
+    let key = format!("password:{}", user.id);
+    count_attempt(&state, &client, &[(&key, state.login.max_failures)]).await?;
     if !verify_password_blocking(body.current_password, user.password_hash.clone()).await {
         return Err(ApiError::invalid(
             "current_password",
             "is not your password",
         ));
     }
+    login_throttle::clear(&client, &key).await?;
     let new_hash = hash_password_blocking(body.new_password).await?;
     let tx = client.transaction().await?;
-    if !jobcenter_sql::users::set_password(&tx, user.id, &user.password_hash, &new_hash).await? {
+    let changed = jobcenter_sql::users::set_password(
+        &tx,
+        user.id,
+        &user.password_hash,
+        &new_hash,
+        caller.session,
+    )
+    .await?;
+    if !changed {
         return Err(ApiError::Conflict(
             "the password was changed concurrently; retry".into(),
         ));
@@ -173,6 +221,9 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    // This node refuses the ended sessions from its next request on (the others when
+    // notified).
+    state.auth_cache.forget_all();
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -146,6 +146,42 @@ pub async fn list_tokens(
     )))
 }
 
+/// Any user's tokens, revoked ones included (admins only; an unknown user answers 404);
+/// never the token itself. Revoke one with `DELETE /api/v1/tokens/{id}`.
+#[utoipa::path(
+    tag = "tokens", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "user id"), PageQuery),
+    responses(
+        (status = 200, body = Page<TokenInfo>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/api/v1/users/{id}/tokens")]
+pub async fn list_user_tokens(
+    state: web::Data<AppState>,
+    caller: Caller,
+    user_id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if caller.role != jobcenter_sql::states::Role::Admin {
+        return Err(ApiError::Forbidden("only admins manage accounts"));
+    }
+    let request = query.parse()?;
+    let client = db(&state).await?;
+    jobcenter_sql::users::by_id(&client, *user_id)
+        .await?
+        .ok_or(ApiError::NotFound("user"))?;
+    let rows = api_tokens::list_by_user(&client, *user_id, request.before, request.limit).await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        &request,
+        |t| (t.created_at, t.id),
+        TokenInfo::from,
+    )))
+}
+
 /// Revokes a token at once. Another user's token answers 404 (admins may revoke any).
 #[utoipa::path(
     tag = "tokens", security(("bearer" = [])), params(("id" = Uuid, Path)),

@@ -246,10 +246,17 @@ pub async fn update_user(
     let user = users::update(&tx, *id, &patch)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
+    // A reset ends every session of the user (`update` starts a new generation) and
+    // revokes their API tokens: whoever knew the old password may have made some.
+    let revoked_tokens = match hash {
+        Some(_) => jobcenter_sql::api_tokens::revoke_all_of_user(&tx, user.id).await?,
+        None => 0,
+    };
     let detail = json!({
         "role": role.map(Role::as_str),
         "disabled": body.disabled,
         "password_reset": hash.is_some(),
+        "revoked_tokens": revoked_tokens,
     });
     audit(&tx, &caller, "user.update", user.id, detail).await?;
     tx.commit().await?;
@@ -319,6 +326,8 @@ mod tests {
             role,
             disabled: false,
             created_at: Utc::now(),
+            session_generation: 0,
+            kept_session: None,
         }
     }
 
