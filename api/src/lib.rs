@@ -148,26 +148,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Serves only `GET /metrics` (this process's metrics) on `addr`: for a `worker` or
 /// `scheduler` running on its own. Prints `jobcenter metrics listening on http://ADDR`.
 /// Boxed, as [`serve`] is.
+/// With `token` set, a scrape must bring it as a bearer token (401 otherwise).
 pub fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: Arc<Metrics>,
+    token: Option<jobcenter_core::config::Secret>,
 ) -> BoxFuture<'static, Result<(), StartError>> {
-    Box::pin(serve_metrics_until_stopped(addr, metrics))
+    Box::pin(serve_metrics_until_stopped(addr, metrics, token))
 }
 
 async fn serve_metrics_until_stopped(
     addr: std::net::SocketAddr,
     metrics: Arc<Metrics>,
+    token: Option<jobcenter_core::config::Secret>,
 ) -> Result<(), StartError> {
     let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
     let bound = listener.local_addr()?;
     let server = HttpServer::new(move || {
         let metrics = metrics.clone();
+        let token = token.clone();
         App::new().route(
             "/metrics",
-            web::get().to(move || {
+            web::get().to(move |request: actix_web::HttpRequest| {
                 let metrics = metrics.clone();
+                let allowed = routes::metrics::token_allows(token.as_ref(), &request);
                 async move {
+                    if !allowed {
+                        return actix_web::HttpResponse::Unauthorized().finish();
+                    }
                     actix_web::HttpResponse::Ok()
                         .content_type("text/plain; version=0.0.4")
                         .body(metrics.render())
@@ -232,6 +240,7 @@ async fn serve_until_stopped(
         ),
         artifact_max_bytes: config.artifact_max_bytes,
         public_url: config.public_url.clone(),
+        metrics_token: config.metrics_token.clone(),
         login: config.login.clone(),
         webhook_max_body_bytes: config.webhook_max_body_bytes,
         worker_lease: config.lease,
