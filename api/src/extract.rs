@@ -37,6 +37,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// An admin-only route's caller and JSON body: the caller is authenticated and found to
+/// be an admin before the body is looked at, so anyone else gets 401 or 403 whatever
+/// they send (authorization before validation).
+pub struct AdminJson<T>(pub Caller, pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for AdminJson<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let body = JsonBody::<T>::from_request(req, payload);
+        Box::pin(async move {
+            let caller = caller.await?;
+            if caller.owner_scope().is_some() {
+                return Err(ApiError::Forbidden("only admins manage accounts").into());
+            }
+            let JsonBody(body) = body.await?;
+            Ok(AdminJson(caller, body))
+        })
+    }
+}
+
 /// Like [`JsonBody`], but an empty body means `T::default()`.
 pub struct JsonBodyOrDefault<T>(pub T);
 

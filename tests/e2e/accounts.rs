@@ -391,3 +391,39 @@ async fn a_user_changed_in_the_database_is_seen_by_the_api_within_moments() {
     )
     .await;
 }
+
+/// Authorization before validation: a developer's request to an admin-only route
+/// answers 403 whatever its body; an admin's bad body is still refused, naming the field.
+#[tokio::test]
+async fn a_developer_gets_403_from_admin_routes_whatever_the_body() {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &[]);
+    let admin = Api::login_admin(&app).await;
+    let dev_id = admin
+        .create_user("dev", "a-long-enough-password-1", "developer")
+        .await;
+    let dev = Api::login(&app, "dev", "a-long-enough-password-1").await;
+    let json_type = [("content-type", "application/json")];
+    for (method, path) in [
+        ("POST", "/api/v1/users".to_string()),
+        ("PATCH", format!("/api/v1/users/{dev_id}")),
+    ] {
+        for body in [&b"{}"[..], b"not json", br#"{"role": 5}"#] {
+            let reply = dev
+                .request(method, &path, &json_type, Some(body.to_vec()))
+                .await;
+            assert_eq!(reply.status, 403, "{method} {path} {body:?}: {reply:?}");
+        }
+    }
+    let reply = admin
+        .request("POST", "/api/v1/users", &json_type, Some(b"{}".to_vec()))
+        .await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    // Nothing was created or changed.
+    let users = admin.get("/api/v1/users").await;
+    assert_eq!(
+        users.body["items"].as_array().map(Vec::len),
+        Some(2),
+        "{users:?}"
+    );
+}

@@ -6,7 +6,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::extract::JsonBody;
+use crate::extract::AdminJson;
 use crate::models::{Page, PageQuery};
 use crate::pagination::page;
 use crate::routes::auth::hash_password_blocking;
@@ -140,10 +140,8 @@ pub async fn list_users(
 #[post("/api/v1/users")]
 pub async fn create_user(
     state: web::Data<AppState>,
-    caller: Caller,
-    JsonBody(body): JsonBody<CreateUser>,
+    AdminJson(caller, body): AdminJson<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&caller)?;
     validate_username(&body.username)?;
     check_password("password", &body.password)?;
     let role = parse_role(&body.role)?;
@@ -212,11 +210,9 @@ fn removes_last_admin(target: &User, active_admins: &[Uuid], still_active_admin:
 #[patch("/api/v1/users/{id}")]
 pub async fn update_user(
     state: web::Data<AppState>,
-    caller: Caller,
     id: web::Path<Uuid>,
-    JsonBody(body): JsonBody<UpdateUser>,
+    AdminJson(caller, body): AdminJson<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    require_admin(&caller)?;
     let role = body.role.as_deref().map(parse_role).transpose()?;
     let hash = match body.password {
         Some(password) => {
