@@ -4,7 +4,21 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The newest installed PostgreSQL's programs (Debian keeps each major version under
+/// `/usr/lib/postgresql/<version>/bin`; 13 to 17 and later are all fine here).
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed under /usr/lib/postgresql")
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL version with initdb").1
+}
 
 pub struct PrivatePostgres {
     dir: PathBuf,
@@ -13,7 +27,7 @@ pub struct PrivatePostgres {
 
 /// Runs a PostgreSQL tool as the `postgres` user (initdb refuses root).
 fn as_postgres(tool: &str, args: &[&str]) -> std::process::Output {
-    let program = format!("{BIN}/{tool}");
+    let program = bin_dir().join(tool).to_string_lossy().into_owned();
     let mut command = if unsafe { libc::geteuid() } == 0 {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", &program]);
