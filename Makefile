@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Extra arguments for `make test`, e.g. make test ARGS='-p jobcenter-api -- --nocapture'
 ARGS ?=
 
-.PHONY: help run test fuzz lint fmt openapi bench build clean-data
+.PHONY: help run test fuzz chaos lint fmt openapi bench build clean-data
 
 help: ## list the targets
 	@echo "jobcenter make targets:"
@@ -20,6 +20,9 @@ test: ## start PostgreSQL if needed, cargo test --workspace --all-targets (extra
 
 fuzz: ## Schemathesis against a running jobcenter, every operation of the OpenAPI document (part of make test)
 	scripts/fuzz.sh
+
+chaos: ## 10,000 runs while a worker is SIGKILLed every 10 s and the leader every 30 s: lost, doubled, longest recovery (not in make test)
+	scripts/chaos.sh
 
 lint: ## cargo fmt --check and cargo clippy -D warnings
 	cargo fmt --all -- --check
