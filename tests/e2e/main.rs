@@ -26,6 +26,7 @@ mod outage;
 mod pipelines;
 mod pooler;
 mod private_postgres;
+mod promises;
 mod retention;
 mod runs;
 mod sandbox;
