@@ -80,71 +80,6 @@ fn jwt_secret(config: &Config) -> Vec<u8> {
     }
 }
 
-/// Registers every route and the shared error handlers.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(routes::health::healthz)
-        .service(routes::health::readyz)
-        .service(routes::metrics::prometheus_metrics)
-        .service(routes::auth::login)
-        .service(routes::auth::me)
-        .service(routes::projects::create_project)
-        .service(routes::projects::list_projects)
-        .service(routes::projects::get_project)
-        .service(routes::projects::update_project)
-        .service(routes::projects::delete_project)
-        .service(routes::jobs::create_job)
-        .service(routes::jobs::list_jobs)
-        .service(routes::jobs::get_job)
-        .service(routes::jobs::update_job)
-        .service(routes::jobs::disable_job)
-        .service(routes::jobs::enable_job)
-        .service(routes::jobs::delete_job)
-        .service(routes::jobs::restore_job)
-        .service(routes::runs::trigger_run)
-        .service(routes::runs::list_job_runs)
-        .service(routes::runs::get_run)
-        .service(routes::runs::list_runs)
-        .service(routes::logs::get_run_logs)
-        .service(routes::schedules::next_fires)
-        .service(routes::schedules::preview_schedule)
-        .service(routes::backfill::backfill_job)
-        .service(routes::artifacts::upload_artifact)
-        .service(routes::artifacts::list_artifacts)
-        .service(routes::artifacts::list_versions)
-        .service(routes::artifacts::download_artifact)
-        .service(routes::artifacts::delete_version)
-        .service(routes::artifacts::delete_artifact)
-        .service(routes::secrets::set_secret)
-        .service(routes::secrets::list_secrets)
-        .service(routes::secrets::delete_secret)
-        .service(routes::auth::change_password)
-        .service(routes::users::list_users)
-        .service(routes::users::create_user)
-        .service(routes::users::get_user)
-        .service(routes::users::update_user)
-        .service(routes::users::delete_user)
-        .service(routes::tokens::create_token)
-        .service(routes::tokens::list_tokens)
-        .service(routes::tokens::revoke_token)
-        .service(routes::tokens::list_user_tokens)
-        .service(routes::webhooks::create_webhook)
-        .service(routes::webhooks::list_webhooks)
-        .service(routes::webhooks::delete_webhook)
-        .service(routes::hooks::receive)
-        .service(routes::audit::list_audit)
-        .service(routes::runs::cancel_run)
-        .service(routes::runs::retry_run)
-        .service(routes::workers::list_workers)
-        .service(routes::workers::drain_worker)
-        .service(routes::workers::resume_worker)
-        .service(routes::notifications::create_project_notification)
-        .service(routes::notifications::list_project_notifications)
-        .service(routes::notifications::create_job_notification)
-        .service(routes::notifications::list_job_notifications)
-        .service(routes::notifications::delete_notification)
-        .service(routes::notifications::list_deliveries);
-}
-
 /// Serves only `GET /metrics` (this process's metrics) on `addr`: for a `worker` or
 /// `scheduler` running on its own. Prints `jobcenter metrics listening on http://ADDR`.
 /// Boxed, as [`serve`] is.
@@ -278,7 +213,7 @@ async fn serve_until_stopped(
                 content_encoding::refuse_encoded_bodies,
             ))
             .wrap(actix_web::middleware::from_fn(request_span))
-            .configure(configure)
+            .configure(openapi::register)
             .route(
                 "/openapi.json",
                 web::get().to(|| async {

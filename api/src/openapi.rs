@@ -11,37 +11,89 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "jobcenter", description = "A self-hosted function scheduler."),
-    paths(
-        auth::login, auth::me,
-        projects::create_project, projects::list_projects, projects::get_project,
-        projects::update_project, projects::delete_project,
-        jobs::create_job, jobs::list_jobs, jobs::get_job, jobs::update_job,
-        jobs::disable_job, jobs::enable_job, jobs::delete_job, jobs::restore_job,
-        runs::trigger_run, runs::list_job_runs, runs::get_run, runs::list_runs, logs::get_run_logs,
-        schedules::next_fires, schedules::preview_schedule, backfill::backfill_job,
-        artifacts::upload_artifact, artifacts::list_artifacts, artifacts::list_versions,
-        artifacts::download_artifact, artifacts::delete_version, artifacts::delete_artifact,
-        secrets::set_secret, secrets::list_secrets, secrets::delete_secret,
-        health::healthz, health::readyz, metrics::prometheus_metrics,
-        auth::change_password,
-        users::list_users, users::create_user, users::get_user, users::update_user,
-        users::delete_user,
-        tokens::create_token, tokens::list_tokens, tokens::revoke_token, tokens::list_user_tokens,
-        webhooks::create_webhook, webhooks::list_webhooks, webhooks::delete_webhook,
-        hooks::receive,
-        audit::list_audit,
-        runs::cancel_run, runs::retry_run,
-        workers::list_workers, workers::drain_worker, workers::resume_worker,
-        notifications::create_project_notification, notifications::list_project_notifications,
-        notifications::create_job_notification, notifications::list_job_notifications,
-        notifications::delete_notification, notifications::list_deliveries,
-    ),
-    modifiers(&SecuritySchemes, &CommonResponses),
-)]
-pub struct ApiDoc;
+/// The one list of the API's operations. Actix serves exactly these ([`register`]) and
+/// the OpenAPI document describes exactly these ([`ApiDoc`]), so the route table that
+/// the 405 fallback and the authorization matrix read is the routes actix serves.
+macro_rules! api_routes {
+    ($($module:ident :: $handler:ident),* $(,)?) => {
+        /// Registers every operation of the list with actix.
+        pub fn register(cfg: &mut actix_web::web::ServiceConfig) {
+            $(cfg.service($module::$handler);)*
+        }
+
+        #[derive(OpenApi)]
+        #[openapi(
+            info(title = "jobcenter", description = "A self-hosted function scheduler."),
+            paths($($module::$handler),*),
+            modifiers(&SecuritySchemes, &CommonResponses),
+        )]
+        pub struct ApiDoc;
+    };
+}
+
+api_routes!(
+    auth::login,
+    auth::me,
+    projects::create_project,
+    projects::list_projects,
+    projects::get_project,
+    projects::update_project,
+    projects::delete_project,
+    jobs::create_job,
+    jobs::list_jobs,
+    jobs::get_job,
+    jobs::update_job,
+    jobs::disable_job,
+    jobs::enable_job,
+    jobs::delete_job,
+    jobs::restore_job,
+    runs::trigger_run,
+    runs::list_job_runs,
+    runs::get_run,
+    runs::list_runs,
+    logs::get_run_logs,
+    schedules::next_fires,
+    schedules::preview_schedule,
+    backfill::backfill_job,
+    artifacts::upload_artifact,
+    artifacts::list_artifacts,
+    artifacts::list_versions,
+    artifacts::download_artifact,
+    artifacts::delete_version,
+    artifacts::delete_artifact,
+    secrets::set_secret,
+    secrets::list_secrets,
+    secrets::delete_secret,
+    health::healthz,
+    health::readyz,
+    metrics::prometheus_metrics,
+    auth::change_password,
+    users::list_users,
+    users::create_user,
+    users::get_user,
+    users::update_user,
+    users::delete_user,
+    tokens::create_token,
+    tokens::list_tokens,
+    tokens::revoke_token,
+    tokens::list_user_tokens,
+    webhooks::create_webhook,
+    webhooks::list_webhooks,
+    webhooks::delete_webhook,
+    hooks::receive,
+    audit::list_audit,
+    runs::cancel_run,
+    runs::retry_run,
+    workers::list_workers,
+    workers::drain_worker,
+    workers::resume_worker,
+    notifications::create_project_notification,
+    notifications::list_project_notifications,
+    notifications::create_job_notification,
+    notifications::list_job_notifications,
+    notifications::delete_notification,
+    notifications::list_deliveries,
+);
 
 struct SecuritySchemes;
 

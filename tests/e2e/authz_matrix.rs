@@ -1,9 +1,14 @@
 //! The authorization matrix: every route of the API (read from its own OpenAPI document)
 //! × every kind of caller, each with the status it must answer.
 //!
-//! A route without an expectation here fails the test before any request is made, so a
-//! new endpoint cannot be forgotten; an expectation for a route that no longer exists
-//! fails it too.
+//! The routes come from the one list that both registers them with actix and documents
+//! them (`api_routes!` in api/src/openapi.rs). A route without an expectation here fails
+//! the test before any request is made, so a new endpoint cannot be forgotten; an
+//! expectation for a route that no longer exists fails it too.
+//!
+//! What a developer may read never holds another owner's things: every successful `GET`
+//! of developer A (lists included) is checked for the ids of developer B's fixture, and
+//! every one of B's for the ids of A's.
 
 use crate::harness::{Api, Component, TestDb, ADMIN_PASSWORD, JWT_SECRET};
 use serde_json::{json, Value};
@@ -173,10 +178,30 @@ struct Fixture {
     notification: String,
 }
 
+impl Fixture {
+    /// The ids of everything the fixture made.
+    fn ids(&self) -> Vec<String> {
+        vec![
+            self.project.clone(),
+            self.empty_project.clone(),
+            self.job.clone(),
+            self.deleted_job.clone(),
+            self.run.clone(),
+            self.webhook.clone(),
+            self.token.clone(),
+            self.user.clone(),
+            self.notification.clone(),
+        ]
+    }
+}
+
 struct World {
     a: Api,
     admin: Api,
     a_name: String,
+    /// The ids of what developer B owns (a project, job, run, webhook, token and
+    /// notification channel), none of which A may ever read.
+    b_ids: Vec<String>,
     callers: Vec<(Who, Api)>,
     serial: std::cell::Cell<u32>,
 }
@@ -388,6 +413,65 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
+/// Makes one of each kind of thing as `owner` and returns their ids. Its own lists show
+/// them (the control for the absence checks: a list that shows nothing proves nothing).
+async fn owned_by(owner: &Api) -> Vec<String> {
+    let project = owner.create_project("b-project").await;
+    let job = owner
+        .create_job(
+            &project,
+            json!({"name": "b-job", "target": {"kind": "command", "command": ["true"]}}),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = owner.trigger(&job, json!({"b": true})).await;
+    let created = |reply: crate::harness::Reply| {
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["id"].as_str().unwrap().to_string()
+    };
+    let webhook = created(
+        owner
+            .post(&format!("/api/v1/jobs/{job}/webhooks"), json!({}))
+            .await,
+    );
+    let token = created(owner.post("/api/v1/tokens", json!({"name": "b"})).await);
+    let notification = created(
+        owner
+            .post(
+                &format!("/api/v1/projects/{project}/notifications"),
+                notification_body(),
+            )
+            .await,
+    );
+    for (list, id) in [
+        ("/api/v1/projects".to_string(), &project),
+        (format!("/api/v1/projects/{project}/jobs"), &job),
+        ("/api/v1/runs".to_string(), &run),
+        (format!("/api/v1/jobs/{job}/webhooks"), &webhook),
+        ("/api/v1/tokens".to_string(), &token),
+        (
+            format!("/api/v1/projects/{project}/notifications"),
+            &notification,
+        ),
+    ] {
+        let reply = owner.get(&list).await;
+        assert!(
+            reply.body.to_string().contains(id.as_str()),
+            "{list} lacks {id}: {reply:?}"
+        );
+    }
+    vec![project, job, run, webhook, token, notification]
+}
+
+/// Which of `ids` a reply shows.
+fn leaked<'a>(reply: &str, ids: &'a [String]) -> Vec<&'a String> {
+    ids.iter()
+        .filter(|id| reply.contains(id.as_str()))
+        .collect()
+}
+
 async fn world(app: &Component) -> World {
     let admin = Api::login_admin(app).await;
     let a_id = admin.create_user("dev-a", PASSWORD, "developer").await;
@@ -418,6 +502,8 @@ async fn world(app: &Component) -> World {
         204
     );
 
+    let b_ids = owned_by(&b).await;
+
     let now = chrono::Utc::now().timestamp();
     // Control: the forging is right, so the tokens below fail for the one reason each.
     let genuine = forged_jwt(&a_id, JWT_SECRET.as_bytes(), now, now + 600);
@@ -441,6 +527,7 @@ async fn world(app: &Component) -> World {
         a,
         admin,
         a_name: "dev-a".into(),
+        b_ids,
         callers,
         serial: std::cell::Cell::new(0),
     }
@@ -494,6 +581,20 @@ async fn every_route_answers_every_caller_as_expected() {
                 &[]
             };
             let reply = api.request(method, &path, headers, body).await;
+            if method == "GET" && reply.status == 200 {
+                let others = match who {
+                    Who::DeveloperA => world.b_ids.clone(),
+                    Who::DeveloperB => [shared.ids(), fixture.ids()].concat(),
+                    _ => Vec::new(),
+                };
+                let seen = leaked(&reply.body.to_string(), &others);
+                if !seen.is_empty() {
+                    failures.push(format!(
+                        "{method} {template} as {who:?} shows another owner's {seen:?}: {}",
+                        reply.body
+                    ));
+                }
+            }
             let want = expected(expect, *who);
             row.push_str(&format!(" {who:?}={}", reply.status));
             if reply.status != want {
