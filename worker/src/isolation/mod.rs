@@ -176,7 +176,7 @@ impl Isolation {
 
     /// Whether memory is limited by a cgroup (else by RLIMIT_AS).
     pub fn limits_memory(&self) -> bool {
-        !self.cgroups.is_empty()
+        self.cgroups.iter().any(Option::is_some)
     }
 
     /// A sandbox for one run; fails only when every uid is taken.
