@@ -17,6 +17,7 @@ mod pagination;
 pub mod routes;
 mod run_events;
 pub mod state;
+mod tagged_union;
 mod trigger;
 
 use actix_web::{web, App, HttpServer};

@@ -2,13 +2,11 @@
 //!
 //! Architecture invariant: only this crate knows the wire format. `Target` and
 //! `ScheduleSpec` mirror core's types field for field so the OpenAPI document can
-//! describe them; the conversions below are the only bridge.
+//! describe them; the conversions here and in `target` and `schedule` are the only bridge.
 
 use chrono::{DateTime, Utc};
 use jobcenter_core::firing::CatchUp;
 use jobcenter_core::sandbox::{Network, SandboxReport};
-use jobcenter_core::schedule::{DstGap, DstRepeat, ScheduleSpec};
-use jobcenter_core::target::{BinaryTarget, HttpRequest, Target};
 use jobcenter_sql::job_children::{Child, Condition};
 use jobcenter_sql::{jobs::Job, projects::Project, runs::Run};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -16,6 +14,14 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+
+mod page;
+mod schedule;
+mod target;
+
+pub use page::Page;
+pub use schedule::*;
+pub use target::*;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,241 +45,6 @@ pub struct MeResponse {
     pub username: String,
     /// `admin` or `developer`.
     pub role: String,
-}
-
-/// What a job runs.
-// Its `Debug` is the core target's, which hides HTTP header values.
-#[derive(Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TargetBody {
-    /// Runs `command[0]` with the rest as arguments, without a shell unless you name one.
-    Command { command: Vec<String> },
-    /// Sends one HTTP request (default method GET); a 2xx answer is success. The run's
-    /// result is `{"status": N, "body": "<start of the body>"}`. Link-local and cloud
-    /// metadata addresses are refused, private ones unless the admin allows them.
-    Http {
-        #[serde(default = "http_get")]
-        method: String,
-        url: String,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        #[serde(default)]
-        body: Option<String>,
-    },
-    /// Runs an uploaded artifact of the project: `version` null follows the latest version
-    /// when the run starts, a number pins it. A bundle (.tar.gz, .zip) names the
-    /// `entrypoint` to run inside it. The version that ran is the run's `artifact_version`.
-    Binary {
-        artifact: String,
-        #[serde(default)]
-        version: Option<i32>,
-        #[serde(default)]
-        args: Vec<String>,
-        #[serde(default)]
-        entrypoint: Option<String>,
-    },
-}
-
-fn http_get() -> String {
-    "GET".to_string()
-}
-
-impl std::fmt::Debug for TargetBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Target::from(self.clone()).fmt(f)
-    }
-}
-
-impl From<TargetBody> for Target {
-    fn from(body: TargetBody) -> Self {
-        match body {
-            TargetBody::Command { command } => Target::Command { command },
-            TargetBody::Http {
-                method,
-                url,
-                headers,
-                body,
-            } => Target::Http(HttpRequest {
-                method,
-                url,
-                headers,
-                body,
-            }),
-            TargetBody::Binary {
-                artifact,
-                version,
-                args,
-                entrypoint,
-            } => Target::Binary(BinaryTarget {
-                artifact,
-                version,
-                args,
-                entrypoint,
-            }),
-        }
-    }
-}
-
-impl From<Target> for TargetBody {
-    fn from(target: Target) -> Self {
-        match target {
-            Target::Command { command } => TargetBody::Command { command },
-            Target::Http(HttpRequest {
-                method,
-                url,
-                headers,
-                body,
-            }) => TargetBody::Http {
-                method,
-                url,
-                headers,
-                body,
-            },
-            Target::Binary(BinaryTarget {
-                artifact,
-                version,
-                args,
-                entrypoint,
-            }) => TargetBody::Binary {
-                artifact,
-                version,
-                args,
-                entrypoint,
-            },
-        }
-    }
-}
-
-/// When a job runs by itself.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ScheduleBody {
-    /// Only when triggered.
-    Manual,
-    /// Every `every_seconds` seconds.
-    Interval { every_seconds: u64 },
-    /// A 5-field cron expression, or 6 fields with seconds first, in an IANA time zone.
-    Cron {
-        expression: String,
-        #[serde(default = "utc")]
-        timezone: String,
-        #[serde(default, deserialize_with = "dst_gap_field")]
-        dst_gap: DstGapBody,
-        #[serde(default, deserialize_with = "dst_repeat_field")]
-        dst_repeat: DstRepeatBody,
-    },
-}
-
-/// Fields inside an internally tagged enum lose their JSON path in serde: these name
-/// themselves (`invalid field `…``), so that a 400 names `schedule.dst_gap`.
-fn dst_gap_field<'de, D: Deserializer<'de>>(de: D) -> Result<DstGapBody, D::Error> {
-    DstGapBody::deserialize(de)
-        .map_err(|e| serde::de::Error::custom(format!("invalid field `dst_gap`: {e}")))
-}
-
-fn dst_repeat_field<'de, D: Deserializer<'de>>(de: D) -> Result<DstRepeatBody, D::Error> {
-    DstRepeatBody::deserialize(de)
-        .map_err(|e| serde::de::Error::custom(format!("invalid field `dst_repeat`: {e}")))
-}
-
-fn utc() -> String {
-    "UTC".to_string()
-}
-
-/// A matching local time that does not exist (spring-forward gap): `next` runs at the
-/// first valid instant after the gap (default), `skip` does not run.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DstGapBody {
-    #[default]
-    Next,
-    Skip,
-}
-
-/// A matching local time that occurs twice (fall-back): `once` runs at its first
-/// occurrence (default), `twice` at both.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DstRepeatBody {
-    #[default]
-    Once,
-    Twice,
-}
-
-impl From<DstGapBody> for DstGap {
-    fn from(body: DstGapBody) -> Self {
-        match body {
-            DstGapBody::Next => DstGap::Next,
-            DstGapBody::Skip => DstGap::Skip,
-        }
-    }
-}
-
-impl From<DstGap> for DstGapBody {
-    fn from(gap: DstGap) -> Self {
-        match gap {
-            DstGap::Next => DstGapBody::Next,
-            DstGap::Skip => DstGapBody::Skip,
-        }
-    }
-}
-
-impl From<DstRepeatBody> for DstRepeat {
-    fn from(body: DstRepeatBody) -> Self {
-        match body {
-            DstRepeatBody::Once => DstRepeat::Once,
-            DstRepeatBody::Twice => DstRepeat::Twice,
-        }
-    }
-}
-
-impl From<DstRepeat> for DstRepeatBody {
-    fn from(repeat: DstRepeat) -> Self {
-        match repeat {
-            DstRepeat::Once => DstRepeatBody::Once,
-            DstRepeat::Twice => DstRepeatBody::Twice,
-        }
-    }
-}
-
-impl From<ScheduleBody> for ScheduleSpec {
-    fn from(body: ScheduleBody) -> Self {
-        match body {
-            ScheduleBody::Manual => ScheduleSpec::Manual,
-            ScheduleBody::Interval { every_seconds } => ScheduleSpec::Interval { every_seconds },
-            ScheduleBody::Cron {
-                expression,
-                timezone,
-                dst_gap,
-                dst_repeat,
-            } => ScheduleSpec::Cron {
-                expression,
-                timezone,
-                dst_gap: dst_gap.into(),
-                dst_repeat: dst_repeat.into(),
-            },
-        }
-    }
-}
-
-impl From<ScheduleSpec> for ScheduleBody {
-    fn from(spec: ScheduleSpec) -> Self {
-        match spec {
-            ScheduleSpec::Manual => ScheduleBody::Manual,
-            ScheduleSpec::Interval { every_seconds } => ScheduleBody::Interval { every_seconds },
-            ScheduleSpec::Cron {
-                expression,
-                timezone,
-                dst_gap,
-                dst_repeat,
-            } => ScheduleBody::Cron {
-                expression,
-                timezone,
-                dst_gap: dst_gap.into(),
-                dst_repeat: dst_repeat.into(),
-            },
-        }
-    }
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -772,11 +543,4 @@ pub struct PageQuery {
     /// The `next` of the previous page.
     #[param(pattern = r"^[0-9]{1,16}_[0-9a-f-]{36}$")]
     pub cursor: Option<String>,
-}
-
-/// One page of a collection; `next` is the cursor of the following page, if any.
-#[derive(Serialize, ToSchema)]
-pub struct Page<T: ToSchema> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
 }

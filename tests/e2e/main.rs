@@ -8,6 +8,8 @@ mod bad_input;
 mod binaries;
 mod catch_up;
 mod chaos;
+mod client_tools;
+mod clients;
 mod execution;
 mod faults;
 mod group_commit;

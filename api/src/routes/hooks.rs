@@ -261,7 +261,12 @@ async fn read_capped(
         ("Idempotency-Key" = Option<String>, Header, description = "like X-GitHub-Delivery (GitLab sends it)"),
         ("X-Gitlab-Event-UUID" = Option<String>, Header, description = "the input's `delivery` when neither of the above is sent (not a replay key)"),
     ),
-    request_body(content = String, description = "any body, at most JOBCENTER_WEBHOOK_MAX_BODY_BYTES; JSON becomes the input (an object gains `event` and `delivery`), anything else a string"),
+    // The body is read as bytes whatever its Content-Type: JSON (what GitHub and GitLab
+    // send) or any other bytes.
+    request_body(
+        description = "any body, at most JOBCENTER_WEBHOOK_MAX_BODY_BYTES, whatever its Content-Type; JSON becomes the input (an object gains `event` and `delivery`), anything else a string",
+        content((serde_json::Value = "application/json"), (Vec<u8> = "application/octet-stream")),
+    ),
     responses(
         (status = 202, body = HookAccepted, description = "a run queued, or for a repeated delivery id the first delivery's run (header Idempotent-Replayed: true)"),
         (status = 200, body = HookSkipped, description = "GitHub's ping, or a delivery the webhook's filters leave out: nothing queued"),
