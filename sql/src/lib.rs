@@ -25,6 +25,7 @@ pub mod run_idempotency_keys;
 pub mod run_logs;
 pub mod run_outcomes;
 pub mod runs;
+pub mod savepoint;
 pub mod states;
 pub mod stats;
 pub mod users;

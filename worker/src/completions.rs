@@ -261,20 +261,15 @@ async fn claim_next(
         return Ok(Vec::new());
     }
     let lease_ms = claims.lease.as_millis() as i64;
-    // Sent together: one round trip.
-    let (savepoint, claimed) = futures_util::future::join(
-        tx.batch_execute("SAVEPOINT claim_next"),
-        jobcenter_sql::runs::claim(tx, claims.worker_id, &claims.group, wanted as i64, lease_ms),
-    )
-    .await;
-    let failed = match (savepoint, claimed) {
-        (Ok(()), Ok(runs)) => return Ok(runs),
-        (Err(e), _) => jobcenter_sql::Error::from(e),
-        (Ok(()), Err(e)) => e,
-    };
-    tracing::debug!(error = %failed, "no runs claimed with the outcomes; the claim loop will");
-    tx.batch_execute("ROLLBACK TO SAVEPOINT claim_next").await?;
-    Ok(Vec::new())
+    let claim =
+        jobcenter_sql::runs::claim(tx, claims.worker_id, &claims.group, wanted as i64, lease_ms);
+    match jobcenter_sql::savepoint::attempt(tx, claim).await? {
+        Ok(runs) => Ok(runs),
+        Err(e) => {
+            tracing::debug!(error = %e, "no runs claimed with the outcomes; the claim loop will");
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Puts a claimed run that will not be executed here back in the queue.
