@@ -152,4 +152,12 @@ async fn a_failed_pipelined_group_commit_writes_nothing_and_a_good_one_everythin
         "running",
         "claimed, left to its lease"
     );
+    // Handed back, as a worker shutting down would: no run is left running.
+    let odd_run: Uuid = odd_run.parse().unwrap();
+    let lease: Uuid = client
+        .query_one("SELECT lease_id FROM runs WHERE id = $1", &[&odd_run])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(runs::hand_back(&client, odd_run, lease).await.unwrap());
 }

@@ -173,15 +173,46 @@ impl TestDb {
     }
 }
 
+/// Runs left `running` in the database at `url` (none where it has no `runs` table yet).
+fn left_running(url: String) -> Vec<String> {
+    blocking(async move {
+        let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+        else {
+            return Vec::new();
+        };
+        tokio::spawn(connection);
+        client
+            .query(
+                "SELECT id::text || ' of job ' || job_id::text FROM runs
+                 WHERE state = 'running' LIMIT 10",
+                &[],
+            )
+            .await
+            .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+            .unwrap_or_default()
+    })
+}
+
 impl Drop for TestDb {
+    /// The teardown check: no test ends with a run left `running` (its components are
+    /// gone by now, so such a run would be held by nobody until a lease ran out).
     fn drop(&mut self) {
         if self.name.is_empty() {
             return;
         }
+        let running = if std::thread::panicking() {
+            Vec::new()
+        } else {
+            left_running(self.url.clone())
+        };
         let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         blocking(async move {
             let _ = admin_client().await.batch_execute(&drop).await;
         });
+        assert!(
+            running.is_empty(),
+            "the test ended with runs left running: {running:?}"
+        );
     }
 }
 
@@ -526,6 +557,21 @@ impl Api {
             (state != "queued" && state != "running").then_some(reply.body)
         })
         .await
+    }
+
+    /// Cancels every unfinished run of `job` and waits until each has ended: a test that
+    /// leaves runs running fails the teardown check.
+    pub async fn cancel_all(&self, job: &str) {
+        for run in self.runs_of(job).await {
+            if ["queued", "running"].contains(&run["state"].as_str().unwrap_or_default()) {
+                let id = run["id"].as_str().unwrap();
+                let reply = self
+                    .post(&format!("/api/v1/runs/{id}/cancel"), json!({}))
+                    .await;
+                assert!(reply.status < 300 || reply.status == 409, "{reply:?}");
+                self.wait_finished(id).await;
+            }
+        }
     }
 
     /// Every run of a job (up to 200), newest first.

@@ -47,9 +47,23 @@ async fn disabling_cancels_queued_runs_and_stops_the_schedule() {
         .await
         .assert_problem(409);
 
-    // The schedule stays stopped: wait past two tick instants.
+    // The schedule stays stopped: an enabled job on the same schedule, made now, is the
+    // witness that the scheduler went on firing past two tick instants.
     let count = runs.len();
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let witness = api
+        .create_job(
+            &project,
+            json!({"name": "witness", "target": command("true"),
+                   "schedule": {"kind": "cron", "expression": "* * * * * *"}}),
+        )
+        .await;
+    let witness_id = witness["id"].as_str().unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "two ticks of the witness",
+        || async { (api.runs_of(witness_id).await.len() >= 2).then_some(()) },
+    )
+    .await;
     assert_eq!(
         api.runs_of(job_id).await.len(),
         count,

@@ -169,6 +169,35 @@ async fn all_delivered(api: &Api, channel: &str, count: usize) -> Vec<Value> {
     .await
 }
 
+/// Waits until nothing is left that could still send to `path` on `channel`: every run
+/// outcome processed (no delivery left to create), every delivery of the channel
+/// delivered, and each attempt it recorded received. Then returns what was received.
+async fn settled(
+    db: &TestDb,
+    api: &Api,
+    receiver: &Receiver,
+    channel: &str,
+    path: &str,
+) -> Vec<Received> {
+    eventually(
+        Duration::from_secs(60),
+        "the notifier to settle",
+        || async {
+            let pending = db
+                .count("SELECT count(*) FROM run_outcomes WHERE processed_at IS NULL")
+                .await;
+            let items = deliveries(api, channel).await;
+            let attempts: i64 = items.iter().filter_map(|d| d["attempts"].as_i64()).sum();
+            let seen = receiver.seen(path);
+            (pending == 0
+                && items.iter().all(|d| d["delivered_at"].is_string())
+                && seen.len() as i64 == attempts)
+                .then_some(seen)
+        },
+    )
+    .await
+}
+
 fn verify_signature(secret: &str, received: &Received) {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(&received.body);
@@ -315,8 +344,7 @@ async fn notifications_are_signed_and_fire_on_exactly_the_right_events() {
     assert!(refused["delivered_at"].is_null() && refused["last_status"].is_null());
     let chat_rows = all_delivered(&api, &chat, 4).await;
     // Nothing more arrives.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let got = receiver.seen("/alerts");
+    let got = settled(&db, &api, &receiver, &alerts, "/alerts").await;
     assert_eq!(got.len(), 3, "{got:#?}");
     let events: Vec<(String, String)> = got
         .iter()
@@ -468,8 +496,7 @@ async fn a_receiver_down_for_a_while_gets_each_event_once() {
     );
     receiver.set(Mode::Ok);
     let rows = all_delivered(&api, &alerts, 2).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let got = receiver.seen("/alerts");
+    let got = settled(&db, &api, &receiver, &alerts, "/alerts").await;
     let accepted: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
     let ids: BTreeSet<&str> = accepted.iter().map(|r| r.id()).collect();
     assert_eq!(ids.len(), 2, "{accepted:#?}");

@@ -62,6 +62,7 @@ async fn wait_answers_the_finished_run_or_the_running_one() {
         )
         .await;
     assert_eq!(reply.assert_problem(400).as_deref(), Some("wait"));
+    api.cancel_all(slow["id"].as_str().unwrap()).await;
 }
 
 #[tokio::test]
@@ -579,6 +580,7 @@ async fn a_followed_log_ends_when_the_callers_api_token_is_revoked() {
         run.body["state"], "running",
         "it ended with the token, not the run"
     );
+    api.cancel_all(job["id"].as_str().unwrap()).await;
 }
 
 #[tokio::test]
