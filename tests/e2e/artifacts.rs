@@ -9,6 +9,7 @@ use std::time::Duration;
 crate::on_both_stores!(versions_round_trip);
 crate::on_both_stores!(oversized_and_aborted_uploads_leave_nothing);
 crate::on_both_stores!(a_100_mib_upload_streams_through_the_api);
+crate::on_both_stores!(the_orphan_sweep_pages_through_the_whole_store);
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -491,9 +492,7 @@ async fn orphan_objects_are_swept_and_live_ones_kept() {
     assert!(!keys[0].contains("ghost"), "{keys:?}");
 }
 
-#[tokio::test]
-async fn the_orphan_sweep_pages_through_the_whole_store() {
-    let backend = ArtifactBackend::local();
+async fn the_orphan_sweep_pages_through_the_whole_store(backend: ArtifactBackend) {
     let db = TestDb::new();
     let app = Component::start("api", &db, &backend.env());
     let api = Api::login_admin(&app).await;
