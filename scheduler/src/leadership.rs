@@ -76,7 +76,24 @@ impl Lease {
 
     /// True while the lock connection answers and still holds the lock.
     pub async fn still_held(&self) -> bool {
-        let check = sql::holds_lock(&self.client, LEADER_LOCK_KEY);
+        self.fence().still_held().await
+    }
+
+    /// The question [`Lease::still_held`] asks, for the tasks of a term to ask it too.
+    pub fn fence(&self) -> Fence {
+        Fence(self.client.clone())
+    }
+}
+
+/// The lock connection, to ask right before acting whether leadership still holds.
+#[derive(Clone)]
+pub struct Fence(Arc<Client>);
+
+impl Fence {
+    /// True while the lock connection answers within [`CHECK_TIMEOUT`] and still holds
+    /// the lock.
+    pub async fn still_held(&self) -> bool {
+        let check = sql::holds_lock(&self.0, LEADER_LOCK_KEY);
         match tokio::time::timeout(CHECK_TIMEOUT, check).await {
             Ok(Ok(held)) => held,
             Ok(Err(e)) => {

@@ -22,27 +22,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// Lease beyond the request timeout before a claimed delivery may be sent again.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-/// Aborts the dispatcher (and its requests in flight) when dropped: at the end of a term.
-pub struct Dispatcher(tokio::task::JoinHandle<()>);
-
-impl Drop for Dispatcher {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Starts sending due deliveries until the returned guard is dropped.
-pub fn spawn(
-    pool: Pool,
-    notify: NotifyConfig,
-    public_url: String,
-    allow_private: bool,
-) -> Dispatcher {
+/// Sends due deliveries, a task of the term: aborted with its requests in flight when
+/// the term ends (a delivery's lease then expires and the next leader sends it).
+pub(crate) async fn run(pool: Pool, notify: NotifyConfig, public_url: String, allow_private: bool) {
     let client = Client::new(allow_private, notify.timeout);
-    Dispatcher(tokio::spawn(run(pool, notify, public_url, client)))
-}
-
-async fn run(pool: Pool, notify: NotifyConfig, public_url: String, client: Client) {
     let lease = notify.timeout + LEASE_MARGIN;
     let mut in_flight = JoinSet::new();
     loop {

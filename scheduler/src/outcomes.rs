@@ -15,6 +15,16 @@ use serde_json::json;
 /// Outcomes handled per call (the rest wait for the next tick).
 const BATCH: i64 = 100;
 
+/// The leader's handling of outcomes, a task of the term: a call every `tick`.
+pub(crate) async fn run(term: crate::term::Term, pool: Pool, tick: std::time::Duration) {
+    while term.still_held().await {
+        if let Err(e) = process_pending(&pool).await {
+            tracing::warn!(error = %e, "acting on run outcomes failed; retrying next tick");
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
 /// Handles the pending outcomes, oldest first; returns how many.
 pub async fn process_pending(pool: &Pool) -> Result<usize, crate::Error> {
     let mut handled = 0;

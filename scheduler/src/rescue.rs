@@ -15,6 +15,24 @@ use jobcenter_sql::Pool;
 /// Runs rescued per transaction; a bigger backlog is handled on the next ticks.
 const BATCH: i64 = 100;
 
+/// The leader's rescue, a task of the term: after `lease` (the time live workers need
+/// to renew their leases under a new leader), a call every `tick`.
+pub(crate) async fn run(
+    term: crate::term::Term,
+    pool: Pool,
+    retry: RetryPolicy,
+    lease: std::time::Duration,
+    tick: std::time::Duration,
+) {
+    tokio::time::sleep(lease).await;
+    while term.still_held().await {
+        if let Err(e) = rescue_expired(&pool, &retry).await {
+            tracing::warn!(error = %e, "rescuing runs of lost workers failed; retrying next tick");
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
 /// Rescues the runs whose lease expired; returns how many.
 pub async fn rescue_expired(pool: &Pool, retry: &RetryPolicy) -> Result<usize, Error> {
     let mut client = pool.get().await?;

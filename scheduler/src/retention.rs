@@ -59,26 +59,16 @@ impl Settings {
     }
 }
 
-/// Aborts the retention task (between or within statements) when dropped: at the end of
-/// a term. What it deleted is committed; what it did not is found by the next leader.
-pub struct Retention(tokio::task::JoinHandle<()>);
-
-impl Drop for Retention {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Starts retention passes until the returned guard is dropped.
-pub fn spawn(pool: Pool, settings: Settings) -> Retention {
-    Retention(tokio::spawn(async move {
-        loop {
-            if let Err(e) = pass(&pool, &settings).await {
-                tracing::warn!(error = %e, "retention failed; retrying later");
-            }
-            tokio::time::sleep(EVERY).await;
+/// Retention passes, a task of the term, aborted (between or within statements) when
+/// the term ends. What it deleted is committed; what it did not is found by the next
+/// leader.
+pub(crate) async fn run(term: crate::term::Term, pool: Pool, settings: Settings) {
+    while term.still_held().await {
+        if let Err(e) = pass(&pool, &settings).await {
+            tracing::warn!(error = %e, "retention failed; retrying later");
         }
-    }))
+        tokio::time::sleep(EVERY).await;
+    }
 }
 
 /// One pass: everything due is deleted when it returns.

@@ -155,15 +155,25 @@ pub async fn mark_deleted(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// True when a live version names this storage key (else the object is an orphan: a
-/// crash between object and row, or a deletion whose object removal failed).
-pub async fn key_is_live(c: &impl GenericClient, storage_key: &str) -> Result<bool, Error> {
+/// Which of `storage_keys` a live version names (the others are orphans: a crash
+/// between object and row, or a deletion whose object removal failed). Storage keys are
+/// unique, so at most as many rows as keys come back.
+pub async fn live_keys(
+    c: &impl GenericClient,
+    storage_keys: &[String],
+) -> Result<Vec<String>, Error> {
     let stmt = c
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM artifacts WHERE storage_key = $1 AND deleted_at IS NULL)",
+            "SELECT storage_key FROM artifacts
+             WHERE storage_key = ANY($1) AND deleted_at IS NULL
+             LIMIT cardinality($1)",
         )
         .await?;
-    Ok(c.query_one(&stmt, &[&storage_key]).await?.get(0))
+    Ok(c.query(&stmt, &[&storage_keys])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// The sha256 of every live version (at most `limit`): what a worker's cache may keep.

@@ -9,6 +9,7 @@ use std::time::Duration;
 crate::on_both_stores!(versions_round_trip);
 crate::on_both_stores!(oversized_and_aborted_uploads_leave_nothing);
 crate::on_both_stores!(a_100_mib_upload_streams_through_the_api);
+crate::on_both_stores!(the_orphan_sweep_pages_through_the_whole_store);
 
 fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -476,20 +477,56 @@ async fn orphan_objects_are_swept_and_live_ones_kept() {
     assert_eq!(backend.object_keys().await.len(), 2);
 
     let pool = jobcenter_sql::new_pool(&db.url, 2).unwrap();
-    let young = jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::from_secs(3600))
-        .await
-        .unwrap();
+    let page_size = jobcenter_scheduler::orphans::PAGE_SIZE;
+    let young =
+        jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::from_secs(3600), page_size)
+            .await
+            .unwrap();
     assert_eq!(
         young, 0,
         "objects younger than the grace period are left alone"
     );
-    let swept = jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::ZERO)
+    let swept = jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::ZERO, page_size)
         .await
         .unwrap();
     assert_eq!(swept, 1);
     let keys = backend.object_keys().await;
     assert_eq!(keys.len(), 1);
     assert!(!keys[0].contains("ghost"), "{keys:?}");
+}
+
+async fn the_orphan_sweep_pages_through_the_whole_store(backend: ArtifactBackend) {
+    let db = TestDb::new();
+    let app = Component::start("api", &db, &backend.env());
+    let api = Api::login_admin(&app).await;
+    let project = api.create_project("demo").await;
+    for name in ["b-live", "d-live", "f-live"] {
+        let reply = put(&api, &project, name, name.as_bytes().to_vec()).await;
+        assert_eq!(reply.status, 201);
+    }
+    // Orphans before, between and after the live objects in key order.
+    let store = jobcenter_core::artifacts::ArtifactStore::open(&backend.location, &backend.s3)
+        .await
+        .unwrap();
+    for name in ["a", "c", "e", "g", "h", "i", "j"] {
+        let orphan = format!("projects/{project}/{name}-ghost/{}", uuid::Uuid::new_v4());
+        let body = stream::iter(vec![Ok::<_, std::io::Error>(bytes_of(b"ghost"))]);
+        store.put(&orphan, body, 1 << 20).await.unwrap();
+    }
+    assert_eq!(backend.object_keys().await.len(), 10);
+
+    // Pages of two: most orphans lie beyond the first page.
+    let pool = jobcenter_sql::new_pool(&db.url, 2).unwrap();
+    let swept = jobcenter_scheduler::orphans::sweep(&pool, &store, Duration::ZERO, 2)
+        .await
+        .unwrap();
+    assert_eq!(swept, 7);
+    let mut keys = backend.object_keys().await;
+    keys.sort();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    for (key, name) in keys.iter().zip(["b-live", "d-live", "f-live"]) {
+        assert!(key.contains(&format!("/{name}/")), "{keys:?}");
+    }
 }
 
 fn bytes_of(bytes: &[u8]) -> bytes::Bytes {

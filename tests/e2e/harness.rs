@@ -656,7 +656,7 @@ impl ArtifactBackend {
             .await
             .expect("the test's store opens");
         store
-            .list("", 10_000)
+            .list("", None, 10_000)
             .await
             .unwrap()
             .into_iter()

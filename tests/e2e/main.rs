@@ -19,6 +19,7 @@ mod http_targets;
 mod isolation;
 mod job_lifecycle;
 mod leader_hang;
+mod leader_maintenance;
 mod leader_network;
 mod leadership;
 mod migrations;

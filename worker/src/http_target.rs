@@ -1,5 +1,6 @@
 //! HTTP targets: one request (hyper 1), redirects followed up to a bound, every hop's
-//! addresses checked against the SSRF rules ([`jobcenter_core::ssrf`]) and connected to directly.
+//! addresses checked against the SSRF rules and connected to directly
+//! ([`jobcenter_net::Connector`]).
 //!
 //! Connections are kept alive for the next call to the same place ([`IdleConnections`]):
 //! a call resolves and vets its address as always, and takes an idle connection only if
@@ -7,17 +8,13 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use jobcenter_core::target::HttpRequest;
+use jobcenter_net::{Connector, Endpoint, Sender, Vetted};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// Redirects followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
@@ -33,27 +30,9 @@ pub struct Reply {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("invalid URL {0:?}")]
-    Url(String),
-    #[error("refused: {0}")]
-    Refused(String),
-    #[error("cannot resolve {host}: {source}")]
-    Resolve {
-        host: String,
-        source: std::io::Error,
-    },
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("TLS with {host} failed: {source}")]
-    Tls {
-        host: String,
-        source: std::io::Error,
-    },
-    #[error("HTTP exchange failed: {0}")]
-    Http(#[from] hyper::Error),
+    /// The URL, its addresses, the connection or the exchange.
+    #[error(transparent)]
+    Net(#[from] jobcenter_net::Error),
     #[error("invalid request: {0}")]
     Request(String),
     #[error("more than {MAX_REDIRECTS} redirects")]
@@ -62,23 +41,31 @@ pub enum CallError {
     Downgrade(String),
 }
 
+impl From<hyper::Error> for CallError {
+    fn from(e: hyper::Error) -> Self {
+        CallError::Net(e.into())
+    }
+}
+
+fn invalid_url(url: impl ToString) -> CallError {
+    CallError::Net(jobcenter_net::Error::Url(url.to_string()))
+}
+
 /// What every HTTP call of this worker shares.
 #[derive(Clone)]
 pub struct HttpOptions {
-    /// May private addresses be reached (`JOBCENTER_HTTP_ALLOW_PRIVATE`)?
-    pub allow_private: bool,
     /// How much of a response body is kept (the start of it).
     pub preview_bytes: usize,
-    pub tls: Arc<rustls::ClientConfig>,
+    /// The address rules (`JOBCENTER_HTTP_ALLOW_PRIVATE`) and TLS.
+    pub connector: Connector,
     pub idle: Arc<IdleConnections>,
 }
 
 impl HttpOptions {
     pub fn new(allow_private: bool, preview_bytes: usize) -> Self {
         HttpOptions {
-            allow_private,
             preview_bytes,
-            tls: tls_config(),
+            connector: Connector::new(allow_private),
             idle: Arc::default(),
         }
     }
@@ -86,7 +73,7 @@ impl HttpOptions {
 
 /// Where a connection leads: TLS or not, the Host header, the address vetted when it
 /// was opened.
-type ConnectionKey = (bool, String, SocketAddr);
+type ConnectionKey = (bool, String, Vetted);
 
 /// How long a connection may wait for its next call: shorter than the keep-alive
 /// timeouts of common servers, so that a server rarely closes one as it is reused.
@@ -94,7 +81,7 @@ const IDLE_AT_MOST: Duration = Duration::from_secs(4);
 /// Idle connections kept per place.
 const IDLE_PER_KEY: usize = 16;
 
-type Idle = HashMap<ConnectionKey, Vec<(Instant, SendRequest<Full<Bytes>>)>>;
+type Idle = HashMap<ConnectionKey, Vec<(Instant, Sender)>>;
 
 /// Keep-alive connections waiting for the next call, by where they lead. Connections
 /// idle for longer than [`IDLE_AT_MOST`] are closed at the next call after that.
@@ -105,7 +92,7 @@ pub struct IdleConnections {
 
 impl IdleConnections {
     /// The most recently used idle connection to `key` that is still open, if any.
-    async fn take(&self, key: &ConnectionKey) -> Option<SendRequest<Full<Bytes>>> {
+    async fn take(&self, key: &ConnectionKey) -> Option<Sender> {
         loop {
             let (since, mut sender) = self
                 .by_key
@@ -125,7 +112,7 @@ impl IdleConnections {
         }
     }
 
-    fn put(&self, key: ConnectionKey, sender: SendRequest<Full<Bytes>>) {
+    fn put(&self, key: ConnectionKey, sender: Sender) {
         if sender.is_closed() {
             return;
         }
@@ -149,7 +136,7 @@ impl IdleConnections {
 /// A response, and the connection it came on (to be kept if its body is read to the end).
 struct Answer {
     response: Response<hyper::body::Incoming>,
-    connection: (ConnectionKey, SendRequest<Full<Bytes>>),
+    connection: (ConnectionKey, Sender),
 }
 
 /// Sends `request`, following redirects, and reads the start of the body.
@@ -157,10 +144,7 @@ pub async fn call(request: &HttpRequest, options: &HttpOptions) -> Result<Reply,
     let mut method = Method::from_bytes(request.method.as_bytes())
         .map_err(|e| CallError::Request(e.to_string()))?;
     let mut body = request.body.clone().unwrap_or_default();
-    let mut url: Uri = request
-        .url
-        .parse()
-        .map_err(|_| CallError::Url(request.url.clone()))?;
+    let mut url: Uri = request.url.parse().map_err(|_| invalid_url(&request.url))?;
     // The job's headers (its `Authorization`, cookies, anything custom) go to the origin
     // it named and to no other: a redirect elsewhere drops them all.
     let no_headers: std::collections::BTreeMap<String, String> = Default::default();
@@ -227,7 +211,7 @@ fn origin(url: &Uri) -> (String, String, u16) {
 }
 
 fn resolve_location(base: &Uri, location: &str) -> Result<Uri, CallError> {
-    let invalid = || CallError::Url(location.to_string());
+    let invalid = || invalid_url(location);
     if location.starts_with("http://") || location.starts_with("https://") {
         return location.parse().map_err(|_| invalid());
     }
@@ -248,22 +232,11 @@ async fn send_once(
     body: &str,
     options: &HttpOptions,
 ) -> Result<Answer, CallError> {
-    let https = match url.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => return Err(CallError::Url(url.to_string())),
-    };
-    let host = url
-        .host()
-        .ok_or_else(|| CallError::Url(url.to_string()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let addr = vetted_address(&host, port, options.allow_private).await?;
+    let endpoint = Endpoint::of(url)?;
+    let addr = options.connector.vet(&endpoint).await?;
     let host_header = url
         .authority()
-        .map_or(host.as_str(), |a| a.as_str())
+        .map_or(endpoint.host.as_str(), |a| a.as_str())
         .to_string();
     let build = || -> Result<Request<Full<Bytes>>, CallError> {
         let mut builder = Request::builder()
@@ -283,7 +256,7 @@ async fn send_once(
             .body(Full::new(Bytes::from(body.to_owned())))
             .map_err(|e| CallError::Request(e.to_string()))
     };
-    let key: ConnectionKey = (https, host_header.clone(), addr);
+    let key: ConnectionKey = (endpoint.https(), host_header.clone(), addr);
     if let Some(mut sender) = options.idle.take(&key).await {
         match sender.send_request(build()?).await {
             Ok(response) => {
@@ -298,20 +271,7 @@ async fn send_once(
             Err(e) => return Err(e.into()),
         }
     }
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|source| CallError::Connect { addr, source })?;
-    let mut sender = if https {
-        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|_| CallError::Url(url.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(options.tls.clone())
-            .connect(server_name, tcp)
-            .await
-            .map_err(|source| CallError::Tls { host, source })?;
-        handshake(tls).await?
-    } else {
-        handshake(tcp).await?
-    };
+    let mut sender = options.connector.connect(&endpoint, addr).await?;
     let response = sender.send_request(build()?).await?;
     Ok(Answer {
         response,
@@ -334,41 +294,6 @@ fn safe_to_repeat(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Resolves `host` and checks every address; the first one is used.
-async fn vetted_address(
-    host: &str,
-    port: u16,
-    allow_private: bool,
-) -> Result<SocketAddr, CallError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| CallError::Resolve {
-            host: host.to_string(),
-            source,
-        })?
-        .collect();
-    for addr in &addrs {
-        jobcenter_core::ssrf::check(addr.ip(), allow_private).map_err(CallError::Refused)?;
-    }
-    addrs.first().copied().ok_or_else(|| CallError::Resolve {
-        host: host.to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
-    })
-}
-
-/// An HTTP/1 connection over `io`, driven by its own task until it closes.
-async fn handshake<S>(io: S) -> Result<SendRequest<Full<Bytes>>, CallError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
-        // Ends when the server closes it or the last sender is dropped.
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
 /// Reads at most `cap` bytes of the body, leaving the rest unread; true if the body
 /// was read to its end (the connection can carry another request).
 async fn read_start(
@@ -389,21 +314,6 @@ async fn read_start(
         }
     }
     Ok((start, hyper::body::Body::is_end_stream(&body)))
-}
-
-/// TLS with the Mozilla root certificates (webpki-roots), ring as the crypto provider.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Arc::new(config)
 }
 
 #[cfg(test)]

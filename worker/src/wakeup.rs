@@ -6,73 +6,33 @@
 //! instant rather than at once.
 
 use crate::control::{Registry, Stop};
-use futures_util::{stream, StreamExt};
+use jobcenter_sql::listen::{self, Event};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
-use tokio_postgres::AsyncMessage;
 use uuid::Uuid;
 
-/// Keeps a LISTEN connection up forever, waking `notify` on each run queued for `group`
-/// and stopping held runs that are cancelled.
+/// Keeps a LISTEN connection up forever ([`listen::listen_forever`]), waking `notify` on
+/// each run queued for `group` and stopping held runs that are cancelled.
 pub async fn listen_forever(url: String, group: String, notify: Arc<Notify>, registry: Registry) {
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match listen_once(&url, &group, &notify, &registry).await {
-            Ok(()) => delay = Duration::from_millis(250),
-            Err(e) => {
-                tracing::warn!(error = %e, "run notifications interrupted; polling until reconnected");
-                delay = (delay * 2).min(Duration::from_secs(5));
+    let channels = [jobcenter_sql::RUNS_CHANNEL, jobcenter_sql::CANCEL_CHANNEL];
+    listen::listen_forever(url, &channels, |event| match event {
+        // Runs queued before LISTEN took effect are found by this claim.
+        Event::Listening => notify.notify_one(),
+        Event::Notification { channel, payload } if channel == jobcenter_sql::CANCEL_CHANNEL => {
+            if let Ok(run_id) = payload.parse::<Uuid>() {
+                registry.stop(run_id, Stop::Cancel);
             }
         }
-        tokio::time::sleep(delay).await;
-    }
-}
-
-async fn listen_once(
-    url: &str,
-    group: &str,
-    notify: &Arc<Notify>,
-    registry: &Registry,
-) -> Result<(), jobcenter_sql::Error> {
-    let (client, mut connection) = jobcenter_sql::db::connect_direct_with_connection(url).await?;
-    let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-    let listen_sql = format!(
-        "LISTEN {}; LISTEN {}",
-        jobcenter_sql::RUNS_CHANNEL,
-        jobcenter_sql::CANCEL_CHANNEL
-    );
-    let mut listen = Box::pin(client.batch_execute(&listen_sql));
-    let mut listening = false;
-    // The connection must be polled for LISTEN to complete: drive both together.
-    loop {
-        tokio::select! {
-            result = &mut listen, if !listening => {
-                result?;
-                listening = true;
-                // Runs queued before LISTEN took effect are found by this claim.
-                notify.notify_one();
-            }
-            message = messages.next() => match message {
-                Some(Ok(AsyncMessage::Notification(n))) => {
-                    if n.channel() == jobcenter_sql::CANCEL_CHANNEL {
-                        if let Ok(run_id) = n.payload().parse::<Uuid>() {
-                            registry.stop(run_id, Stop::Cancel);
-                        }
-                    } else {
-                        match wake_for(n.payload(), group) {
-                            Wake::Now => notify.notify_one(),
-                            Wake::At(at) => wake_at(notify, at),
-                            Wake::NotOurs => {}
-                        }
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(()),
-            },
-        }
-    }
+        Event::Notification { payload, .. } => match wake_for(payload, &group) {
+            Wake::Now => notify.notify_one(),
+            Wake::At(at) => wake_at(&notify, at),
+            Wake::NotOurs => {}
+        },
+        // The claim loop polls until LISTEN is back.
+        Event::Lost => {}
+    })
+    .await
 }
 
 /// What a notification on the runs channel asks of a worker of `group`.

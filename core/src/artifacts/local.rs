@@ -11,6 +11,20 @@ pub struct LocalStore {
     root: PathBuf,
 }
 
+/// An entry met while listing: a file's key, or a directory's key prefix.
+enum Walk {
+    File(String),
+    Dir(String),
+}
+
+impl Walk {
+    fn key(&self) -> &str {
+        match self {
+            Walk::File(key) | Walk::Dir(key) => key,
+        }
+    }
+}
+
 fn io_error(context: &str, e: std::io::Error) -> StoreError {
     StoreError::Unavailable(format!("{context}: {e}"))
 }
@@ -94,43 +108,79 @@ impl LocalStore {
         }
     }
 
-    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+    /// A walk of the tree in key order (a directory sorts as its name and a slash, as
+    /// its keys do), skipping the subtrees whose keys all come before `start_after`.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>, StoreError> {
+        let after = start_after.unwrap_or_default();
         let mut found = Vec::new();
-        let mut pending = vec![self.root.join(prefix)];
-        while let Some(dir) = pending.pop() {
-            let mut entries = match tokio::fs::read_dir(&dir).await {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("list", e)),
-            };
-            while let Some(entry) = entries
-                .next_entry()
-                .await
-                .map_err(|e| io_error("list", e))?
-            {
-                let meta = entry.metadata().await.map_err(|e| io_error("stat", e))?;
-                let path = entry.path();
-                if meta.is_dir() {
-                    if !path.ends_with(".incoming") {
-                        pending.push(path);
-                    }
-                    continue;
-                }
-                let key = path
-                    .strip_prefix(&self.root)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .into_owned();
-                found.push(Listed {
-                    key,
-                    modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-                });
-                if found.len() >= limit {
-                    return Ok(found);
+        let top = match prefix.trim_end_matches('/') {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
+        };
+        // What is left to visit, the next one last.
+        let mut pending = vec![Walk::Dir(top)];
+        while found.len() < limit {
+            let Some(next) = pending.pop() else { break };
+            match next {
+                Walk::File(key) => match tokio::fs::metadata(self.path(&key)).await {
+                    Ok(meta) => found.push(Listed {
+                        key,
+                        modified: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                    }),
+                    // Deleted since its directory was read.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("stat", e)),
+                },
+                Walk::Dir(dir) => {
+                    let mut children = self.children(&dir, after).await?;
+                    children.sort_by(|a, b| b.key().cmp(a.key()));
+                    pending.extend(children);
                 }
             }
         }
         Ok(found)
+    }
+
+    /// The entries of the directory `dir` (a key prefix ending in `/`, or empty) that
+    /// may hold keys after `after`; uploads in progress aside.
+    async fn children(&self, dir: &str, after: &str) -> Result<Vec<Walk>, StoreError> {
+        let mut entries = match tokio::fs::read_dir(self.root.join(dir)).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("list", e)),
+        };
+        let mut children = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("list", e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry
+                .file_type()
+                .await
+                .map_err(|e| io_error("stat", e))?
+                .is_dir();
+            if is_dir && name != ".incoming" {
+                let keys = format!("{dir}{name}/");
+                // Every key below starts with `keys`: all before `after` unless `after`
+                // lies below too or `keys` sorts after it.
+                if after.starts_with(&keys) || keys.as_str() > after {
+                    children.push(Walk::Dir(keys));
+                }
+            } else if !is_dir {
+                let key = format!("{dir}{name}");
+                if key.as_str() > after {
+                    children.push(Walk::File(key));
+                }
+            }
+        }
+        Ok(children)
     }
 
     /// Files of uploads in progress (or cut off by a crash).
@@ -154,5 +204,79 @@ impl LocalStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn put(store: &LocalStore, key: &str) {
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from("x"))]);
+        store.put(key, body, 10).await.unwrap();
+    }
+
+    async fn keys(store: &LocalStore, after: Option<&str>, limit: usize) -> Vec<String> {
+        let listed = store.list("projects", after, limit).await.unwrap();
+        listed.into_iter().map(|l| l.key).collect()
+    }
+
+    #[tokio::test]
+    async fn pages_follow_key_order_from_the_cursor_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path().to_str().unwrap())
+            .await
+            .unwrap();
+        // '-' sorts before '/': "a-b/…" comes before "a/…", as in S3's listing.
+        let mut all = vec!["projects/b/z/1", "projects/a/x/2", "projects/a-b/y/1"];
+        all.extend(["projects/a/x/1", "projects/a/x/10"]);
+        for key in &all {
+            put(&store, key).await;
+        }
+        all.sort();
+        assert_eq!(keys(&store, None, 100).await, all);
+
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = keys(&store, after.as_deref(), 2).await;
+            // Deleting what was listed moves no later key out of reach.
+            for key in &page {
+                store.delete(key).await.unwrap();
+            }
+            paged.extend(page.iter().cloned());
+            match page.last() {
+                Some(last) if page.len() == 2 => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        assert_eq!(paged, all);
+        assert!(keys(&store, None, 100).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cursor_inside_a_directory_skips_only_what_precedes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path().to_str().unwrap())
+            .await
+            .unwrap();
+        for key in [
+            "projects/a/x/1",
+            "projects/a/x/2",
+            "projects/a/y/1",
+            "projects/b/x/1",
+        ] {
+            put(&store, key).await;
+        }
+        assert_eq!(
+            keys(&store, Some("projects/a/x/1"), 2).await,
+            ["projects/a/x/2", "projects/a/y/1"]
+        );
+        assert_eq!(
+            keys(&store, Some("projects/a/y"), 10).await,
+            ["projects/a/y/1", "projects/b/x/1"]
+        );
+        assert!(keys(&store, Some("projects/b/x/1"), 10).await.is_empty());
+        assert!(keys(&store, None, 0).await.is_empty());
     }
 }

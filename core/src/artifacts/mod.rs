@@ -104,12 +104,18 @@ impl ArtifactStore {
         }
     }
 
-    /// Keys under `prefix` with their last modification, at most `limit` (for the
-    /// orphan sweeper and tests).
-    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+    /// Keys under `prefix` with their last modification, in byte order, the first
+    /// `limit` of those after `start_after` (a cursor: the last key of the previous page,
+    /// unmoved by deletions meanwhile). For the orphan sweeper and tests.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>, StoreError> {
         match self {
-            ArtifactStore::Local(store) => store.list(prefix, limit).await,
-            ArtifactStore::S3(store) => store.list(prefix, limit).await,
+            ArtifactStore::Local(store) => store.list(prefix, start_after, limit).await,
+            ArtifactStore::S3(store) => store.list(prefix, start_after, limit).await,
         }
     }
 

@@ -190,15 +190,24 @@ impl S3Store {
         Ok(())
     }
 
-    pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<Listed>, StoreError> {
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Listed>, StoreError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
-        loop {
+        let start_after = start_after.map(|key| self.object_key(key));
+        while found.len() < limit {
             let page = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.bucket)
                 .prefix(self.object_key(prefix))
+                // A continuation goes on from where the previous page ended.
+                .set_start_after(token.is_none().then(|| start_after.clone()).flatten())
+                .max_keys((limit - found.len()).min(1000) as i32)
                 .set_continuation_token(token.take())
                 .send()
                 .await
@@ -217,15 +226,14 @@ impl S3Store {
                     .and_then(|t| std::time::SystemTime::try_from(*t).ok())
                     .unwrap_or(std::time::UNIX_EPOCH);
                 found.push(Listed { key, modified });
-                if found.len() >= limit {
-                    return Ok(found);
-                }
             }
             match page.next_continuation_token() {
                 Some(next) => token = Some(next.to_string()),
-                None => return Ok(found),
+                None => break,
             }
         }
+        found.truncate(limit);
+        Ok(found)
     }
 
     pub async fn check(&self) -> Result<(), StoreError> {
