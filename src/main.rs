@@ -72,8 +72,8 @@ fn main() -> ExitCode {
 }
 
 /// glibc serves a large allocation from its heap once a freed one raised its dynamic
-/// mmap threshold, and keeps the memory after `free`: every password hash (argon2id,
-/// 19 MiB) would leave 19 MiB resident in the thread's heap for good. A fixed threshold
+/// mmap threshold, and keeps the memory after `free`: every password hash (argon2id's
+/// working memory) would stay resident in the thread's heap for good. A fixed threshold
 /// makes allocations of 1 MiB and more their own mappings, returned on free.
 fn return_large_allocations_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

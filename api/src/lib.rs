@@ -131,8 +131,8 @@ async fn serve_metrics_until_stopped(
 /// (`jobcenter api listening on http://ADDR`) so that port 0 can be used.
 ///
 /// Boxed, so that its state machine is compiled in this crate. An `async fn` is compiled
-/// where it is awaited: the `jobcenter` binary compiled the API, scheduler and worker
-/// again, alone, after every other crate (27 s at the end of a cold release build).
+/// where it is awaited: the `jobcenter` binary would compile the API, scheduler and
+/// worker again, alone, after every other crate, at the end of every release build.
 pub fn serve(
     config: &Config,
     pool: Pool,
@@ -224,7 +224,7 @@ async fn serve_until_stopped(
                 }),
             )
             // The page reads the document from /openapi.json: one copy per process,
-            // not one per server worker (4.5 MiB of the idle API each).
+            // not one per server worker (megabytes of the idle API each).
             .service(
                 web::resource("/docs")
                     .guard(actix_web::guard::Get())

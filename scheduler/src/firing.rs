@@ -26,9 +26,9 @@ use std::collections::{HashMap, HashSet};
 /// Jobs fired per transaction; a fuller backlog loops.
 const BATCH: i64 = 500;
 
-/// Transactions firing at once. On the 2-core machines of `make bench`, two: 1,000 jobs
-/// of one instant are queued in two transactions that run side by side (measured: one
-/// batch after the other, the second one committed 60 ms after the instant).
+/// Transactions firing at once: two, so that a crowded instant is queued in two
+/// transactions side by side rather than one batch after the other, which left the
+/// second batch late (BENCHMARKS.md, the schedule scenario).
 const LANES: usize = 2;
 
 /// How late ticks are handled, apart from each job's catch-up policy, and how early

@@ -10,12 +10,10 @@
 //! triggers' `queued_at → started_at` ends where the claim starts, and is printed beside
 //! it as the end-to-end view.
 //!
-//! Why beside, not before: measured one level after the other (empty, then 1 M, then
-//! 10 M, tens of seconds apart), the claim p99 of 400 idle triggers moved by more than
-//! 10% between levels from one run to the next, whichever level held the history, and
-//! one run's empty level had a p99 of 40 ms from a single stall. Truncated, the empty
-//! table is that of a new installation (emptied with `DELETE` and `VACUUM ANALYZE` the
-//! burn-downs compared the same, within the noise of ten runs).
+//! Why beside, not before: measured one level after the other, tens of seconds apart,
+//! the claim p99 moved between levels by more than the 10% being judged, whichever level
+//! held the history; side by side, both tables see the same stalls. Truncated, the empty
+//! table is that of a new installation.
 
 use super::burn_down::{burn_down, BurnDown};
 use super::history_claim::{claim_in_turns, ClaimTable};
@@ -25,18 +23,15 @@ use crate::report::Row;
 use crate::stats::{fmt_ms, Summary};
 use std::time::Duration;
 
-/// Triggers sent before the counted ones at each level, as far apart as them. The first
-/// claims after the burn-down and the settling pause were the slowest of a level at every
-/// level (three of the five slowest of 300 within the first 150 ms, at 0 and at 10 M),
-/// which made the comparison between levels a comparison of those few.
+/// Triggers sent before the counted ones at each level, as far apart as them: the first
+/// claims after the burn-down and the settling pause are a level's slowest, and would
+/// make the comparison between levels a comparison of those few.
 const HISTORY_WARM_UP: usize = 10;
 
-/// The spacing of the triggers of both tables together: each table's own are 16 ms
-/// apart, and a run of the stamp command takes a few ms, so both stay idle between
-/// them. The p99 (the 10th slowest of 1,000) of two identical empty tables measured this
-/// way was 68–126% of each other's in fifteen pairs on two hosts, their p95 88–105%
-/// (BENCHMARKS.md): the slowest idle claims come in stalls of a few, 2 to 25 ms, that
-/// fall on either table.
+/// The spacing of the triggers of both tables together: each table's own are twice as
+/// far apart, and a run of the stamp command takes a few ms, so both stay idle between
+/// them. Idle claims stall now and then on either table, which is why the tables take
+/// turns rather than being measured one after the other.
 const HISTORY_GAP: Duration = Duration::from_millis(8);
 
 /// One of the two databases, with its components and jobs.
@@ -123,7 +118,7 @@ pub async fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let count = levels.len();
     for (i, history) in levels.into_iter().enumerate() {
         // The judged level (the largest) gets the full count of claim statements, the
-        // others a fifth: each 10,000 takes about 20 s on the 2-core machine.
+        // others a fifth, which keeps the scenario's time in bounds.
         let claims = if i + 1 == count {
             ctx.sizes.history_claims
         } else {
