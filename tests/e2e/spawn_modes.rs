@@ -1,6 +1,6 @@
 //! `JOBCENTER_SPAWN=clone` and `command` start the same runs with the same observable
-//! results: exit code, logs, environment, working directory, the sandbox's view, timeouts
-//! and cancels that kill every process of the run.
+//! results: exit code, logs, environment, working directory, the sandbox (namespaces,
+//! mounts, cgroups, uid), timeouts and cancels that kill every process of the run.
 
 use crate::execution::processes_of;
 use crate::harness::{eventually, Api, Component, TestDb};
@@ -13,6 +13,7 @@ const LOOK_AROUND: &str = r#"
     echo "input=$input"
     echo "pwd=$(pwd) pid=$$ group=$(cut -d' ' -f5 /proc/$$/stat) uid=$(id -u)"
     echo "host=$(cat /proc/sys/kernel/hostname) files=$(ulimit -n) root=$(ls / | tr '\n' ' ')"
+    echo "mapped=$(awk '{print $3}' /proc/self/uid_map) cgroups=$(grep -c ':/jobcenter/[0-9]*$' /proc/self/cgroup)"
     env | sort | sed 's/^/env /'
     printf 'done' > "$JOBCENTER_RESULT_FILE"
     echo "to stderr" >&2
@@ -140,6 +141,8 @@ async fn clone_and_command_start_runs_alike() {
     // own user namespace, at /work, alone with its own processes.
     assert!(has("pwd=/work pid=1 group=1 uid=0"), "{logs:?}");
     assert!(has("host=jobcenter files=1024 root="), "{logs:?}");
+    // One uid mapped: the run's own user namespace. Its cgroups, where the host has them.
+    assert!(has("mapped=1 cgroups="), "{logs:?}");
     assert!(has("env JOBCENTER_RUN_ID=<run>"), "{logs:?}");
     assert!(has("env PATH="), "{logs:?}");
     assert!(has("to stderr"), "{logs:?}");
