@@ -1,7 +1,7 @@
 //! `JOBCENTER_SPAWN=clone` (the default): the child is started the way `posix_spawn`
 //! starts one, `clone(CLONE_VM | CLONE_VFORK)`, so it borrows the worker's memory until
-//! `execve` instead of copying its page tables (a `fork` of the multi-threaded worker cost
-//! a third of its CPU per run), and is born in the run's namespaces.
+//! `execve` instead of copying its page tables, as a `fork` of the worker does for every
+//! run, and is born in the run's namespaces.
 //!
 //! The child shares the worker's memory and runs while the worker's other threads run,
 //! so it only makes plain system calls on data prepared before the clone ([`super::child`]).

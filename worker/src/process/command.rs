@@ -66,8 +66,12 @@ pub fn spawn(spec: &Spec, stdio: [OwnedFd; 3]) -> io::Result<(u32, ForkingThread
         .start
         .enter
         .map_or(0, |enter| enter.clone_flags & !libc::CLONE_NEWPID);
-    // SAFETY: the hook runs in the forked child only, which has one thread: unshare,
-    // then `child::apply` with the setup whose pointers are alive (see SendSetup).
+    // SAFETY: pre_exec's contract: the hook runs in the forked copy of a multi-threaded
+    // process, where another thread may have held a lock at the fork, so it may only make
+    // async-signal-safe calls. It makes plain system calls on prepared data, with no
+    // allocation or lock (an `io::Error` from an errno allocates nothing); the setup's
+    // pointers are alive (see SendSetup); the child has one thread, as unshare and
+    // setns(CLONE_NEWUSER) require.
     unsafe {
         command.pre_exec(move || {
             let setup = &setup;
