@@ -48,6 +48,16 @@ pub struct BootstrapAdmin {
     pub password: Secret,
 }
 
+/// How a worker starts a run's process (`JOBCENTER_SPAWN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spawn {
+    /// `clone(CLONE_VM | CLONE_VFORK)`: no copy of the worker's memory per run.
+    #[default]
+    Clone,
+    /// `std::process::Command` (a fork), the safe reference for the clone path.
+    Command,
+}
+
 /// A variable that is present but unusable, or required but absent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}: {reason}")]
@@ -107,6 +117,8 @@ pub struct Config {
     /// Every command, binary and bundle run in a sandbox of its own (`JOBCENTER_SANDBOX`,
     /// on by default; off only for hosts without user namespaces).
     pub sandbox: bool,
+    /// How a run's process is started (`JOBCENTER_SPAWN`); the sandbox applies either way.
+    pub spawn: Spawn,
     /// The first host uid of the sandboxes' uid range (each worker on a host takes a
     /// block of 65,536 from there, each run one uid of the block).
     pub sandbox_uid_base: u32,
@@ -397,6 +409,16 @@ impl Config {
                     })
                 }
             },
+            spawn: match v.raw("JOBCENTER_SPAWN").unwrap_or("clone") {
+                "clone" => Spawn::Clone,
+                "command" => Spawn::Command,
+                other => {
+                    return Err(ConfigError {
+                        variable: "JOBCENTER_SPAWN",
+                        reason: format!("{other:?} is not clone or command"),
+                    })
+                }
+            },
             sandbox_uid_base: v.bounded(
                 "JOBCENTER_SANDBOX_UID_BASE",
                 2_000_000_000,
@@ -533,6 +555,9 @@ mod tests {
         assert!(config.jwt_secret.is_none());
         assert_eq!(config.run_retention, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(config.run_retention_keep_per_job, 100);
+        assert_eq!(config.spawn, Spawn::Clone);
+        let config = Config::from_vars(vars(&[("JOBCENTER_SPAWN", "command")])).unwrap();
+        assert_eq!(config.spawn, Spawn::Command);
     }
 
     #[test]
@@ -555,6 +580,8 @@ mod tests {
         assert_eq!(err.variable, "JOBCENTER_LISTEN");
         let err = Config::from_vars(vars(&[("JOBCENTER_WORKER_CAPACITY", "0")])).unwrap_err();
         assert!(err.reason.contains("1..=1024"), "{err}");
+        let err = Config::from_vars(vars(&[("JOBCENTER_SPAWN", "fork")])).unwrap_err();
+        assert_eq!(err.variable, "JOBCENTER_SPAWN");
     }
 
     #[test]

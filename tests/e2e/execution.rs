@@ -15,7 +15,7 @@ fn at(run: &Value, field: &str) -> DateTime<Utc> {
 }
 
 /// Pids of live processes whose environment names `run_id`.
-fn processes_of(run_id: &str) -> Vec<String> {
+pub(crate) fn processes_of(run_id: &str) -> Vec<String> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let pid = entry.file_name().to_string_lossy().to_string();

@@ -36,6 +36,7 @@ mod sandbox;
 mod schedule_policies;
 mod schedules;
 mod sessions;
+mod spawn_modes;
 mod sync_invoke;
 mod webhooks;
 mod worker_groups;

@@ -1,8 +1,7 @@
 //! Starting a run's process: a fresh working directory, a clean environment, its own
 //! process group (so that a timeout or cancel kills everything it started).
 
-use crate::process::{self, RunProcess, Spec};
-use crate::sandbox::Sandbox;
+use crate::process::{self, RunProcess, Spec, Start};
 use jobcenter_core::run_contract as contract;
 use jobcenter_sql::runs::ClaimedRun;
 use std::collections::BTreeMap;
@@ -29,13 +28,12 @@ impl RunFiles {
 }
 
 /// Spawns `argv` for `run` with the contract's environment and nothing of the worker's,
-/// in its own process group and working directory, under the sandbox.
+/// in its own process group and working directory, started and confined as `start` says.
 pub fn spawn(
     argv: &[String],
     run: &ClaimedRun,
     files: &RunFiles,
-    sandbox: Sandbox,
-    enter: Option<crate::isolation::Enter>,
+    start: Start,
 ) -> std::io::Result<RunProcess> {
     let program = argv
         .first()
@@ -80,8 +78,7 @@ pub fn spawn(
             .collect::<Result<_, _>>()?,
         envp,
         dir: c_string(path(&files.dir))?,
-        sandbox,
-        enter,
+        start,
     })
 }
 

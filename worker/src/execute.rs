@@ -290,7 +290,12 @@ async fn execute_command(
     with_secrets
         .project_config
         .extend(run.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let spawned = command::spawn(argv, &with_secrets, &files, ctx.sandbox, enter);
+    let start = crate::process::Start {
+        spawn: ctx.spawn,
+        sandbox: ctx.sandbox,
+        enter,
+    };
+    let spawned = command::spawn(argv, &with_secrets, &files, start);
     drop(plan);
     let ending = match spawned {
         Ok(child) => {

@@ -80,6 +80,8 @@ pub struct WorkerContext {
     pub registry: control::Registry,
     pub http: http_target::HttpOptions,
     pub sandbox: sandbox::Sandbox,
+    /// How a run's process is started (`JOBCENTER_SPAWN`).
+    pub spawn: jobcenter_core::config::Spawn,
     /// Each run's own namespaces, mounts, uid and cgroup; None: `JOBCENTER_SANDBOX=off`.
     pub isolation: Option<std::sync::Arc<isolation::Isolation>>,
     /// What this worker enforces, registered with it and shown by `GET /api/v1/workers`.
@@ -194,6 +196,7 @@ impl WorkerContext {
                 processes: config.run_processes_max,
                 run_as,
             },
+            spawn: config.spawn,
             sandbox_report,
             isolation,
         })

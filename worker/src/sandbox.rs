@@ -1,4 +1,4 @@
-//! Sandboxing of command and binary runs, applied in the child between clone and exec:
+//! Sandboxing of command and binary runs, applied in the child between spawn and exec:
 //! resource limits (address space, open files, processes) and, optionally, an
 //! unprivileged user to run as. The clean environment, own process group and own
 //! working directory (removed afterwards) are set up by [`crate::command`].
@@ -21,8 +21,8 @@ impl Sandbox {
     /// credential change clears it) to the calling process.
     ///
     /// # Safety
-    /// Runs in the child between clone and exec, sharing the worker's memory
-    /// ([`crate::process`]): plain system calls only, no allocation. The user switch is
+    /// Runs in the child between spawn and exec, which may share the worker's memory
+    /// (`crate::process::child`): plain system calls only, no allocation. The user switch is
     /// issued as raw system calls: glibc's setuid would signal the worker's threads.
     pub unsafe fn apply_in_child(&self) -> Result<(), ()> {
         let limits = [

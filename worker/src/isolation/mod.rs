@@ -12,6 +12,7 @@
 //! A worker that is not root first becomes root of a user namespace of its own
 //! ([`rootless`]). What this host cannot enforce is reported at start-up and shown by
 //! `GET /api/v1/workers`; `JOBCENTER_SANDBOX=off` turns it all off.
+#![warn(clippy::undocumented_unsafe_blocks, unsafe_op_in_unsafe_fn)]
 
 pub mod cgroups;
 pub mod firewall;

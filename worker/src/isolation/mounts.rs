@@ -1,11 +1,11 @@
-//! A run's file system view, built in the child between clone and exec (it is root in
+//! A run's file system view, built in the child between spawn and exec (it is root in
 //! a fresh mount namespace there): a small read-only tmpfs as `/` holding the host's
 //! system directories bound read-only, a few of the host's device nodes, its own `/proc`, its own
 //! `/tmp`, the run directory at `/work`, the artifact read-only at `/var/task`; then
 //! `pivot_root` into it, the old root detached. Nothing else of the host exists there.
 //!
 //! The worker prepares the steps as a [`Plan`] of raw pointers into strings it owns;
-//! the child only walks them with plain system calls (see `crate::process`).
+//! the child only walks them with plain system calls (see `crate::process::child`).
 
 use std::ffi::{c_char, c_ulong, CString};
 use std::io;
@@ -84,8 +84,9 @@ pub struct Plan {
 }
 
 // SAFETY: the pointers point into `strings`, owned by the plan and never changed after
-// it is built; the plan is only read.
+// it is built (moving a CString moves its handle, not its bytes); the plan is only read.
 unsafe impl Send for Plan {}
+// SAFETY: as for Send: nothing reachable through a shared plan is ever written.
 unsafe impl Sync for Plan {}
 
 const NONE: *const c_char = std::ptr::null();
@@ -279,24 +280,46 @@ impl Plan {
 /// Walks the steps; on failure, the index of the step that failed (errno is set).
 ///
 /// # Safety
-/// Runs in the child between clone and exec ([`crate::process`]): plain system calls
-/// on the plan's strings, which the parent keeps alive while the child runs.
+/// Runs in the child between spawn and exec (`crate::process::child`), root of fresh
+/// mount and PID namespaces: `ops` point into a [`Plan`]'s strings, which the worker
+/// keeps alive until the spawn has returned.
 pub unsafe fn apply(ops: &[Op]) -> Result<(), usize> {
     let dot = c".".as_ptr();
     let slash = c"/".as_ptr();
     // Nothing done here may propagate back to the host's mounts.
-    if libc::mount(
-        NONE,
-        slash,
-        NONE,
-        libc::MS_REC | libc::MS_PRIVATE,
-        std::ptr::null(),
-    ) != 0
-    {
+    // SAFETY: mount reads the static strings we pass; null is allowed for the others.
+    let private = unsafe {
+        libc::mount(
+            NONE,
+            slash,
+            NONE,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if private != 0 {
         return Err(0);
     }
     for (index, op) in ops.iter().enumerate() {
-        let ok = match *op {
+        // SAFETY: each pointer is null where the call allows it or a NUL-terminated
+        // string of the plan, alive as this function's contract says; the calls change
+        // only this process's (new) mount namespace and its own descriptors.
+        let ok = unsafe { step(*op, dot, slash) };
+        if !ok {
+            return Err(index + 1);
+        }
+    }
+    Ok(())
+}
+
+/// One step; false (with errno set) if it failed.
+///
+/// # Safety
+/// As [`apply`]'s, for `op`; `dot` and `slash` are `"."` and `"/"`.
+unsafe fn step(op: Op, dot: *const c_char, slash: *const c_char) -> bool {
+    // SAFETY: this function's contract: valid strings, in the run's own namespaces.
+    unsafe {
+        match op {
             Op::Mount {
                 source,
                 target,
@@ -322,10 +345,6 @@ pub unsafe fn apply(ops: &[Op]) -> Result<(), usize> {
                     && libc::umount2(dot, libc::MNT_DETACH) == 0
                     && libc::chdir(slash) == 0
             }
-        };
-        if !ok {
-            return Err(index + 1);
         }
     }
-    Ok(())
 }

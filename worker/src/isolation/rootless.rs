@@ -112,14 +112,17 @@ fn map_with_helpers(
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: both descriptors are new and nobody else owns them.
     let (mut ready_read, mut ready_write) = unsafe {
         (
             std::fs::File::from_raw_fd(fds[0]),
             std::fs::File::from_raw_fd(fds[1]),
         )
     };
-    // SAFETY: getpid has no failure mode; fork in a single-threaded process.
+    // SAFETY: getpid has no failure mode.
     let parent = unsafe { libc::getpid() };
+    // SAFETY: the process is single-threaded here (before any thread starts), so the
+    // child may run any code, not only async-signal-safe calls.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
@@ -161,7 +164,7 @@ fn map_with_helpers(
             let _ = ready_write.write_all(if unshared { b"1" } else { b"0" });
             drop(ready_write);
             let mut status = 0;
-            // SAFETY: waits for the child we forked.
+            // SAFETY: waits for the child we forked, writing into a live local.
             unsafe { libc::waitpid(child, &mut status, 0) };
             if !unshared {
                 return Err(error);
