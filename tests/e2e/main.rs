@@ -33,6 +33,7 @@ mod sandbox;
 mod schedule_policies;
 mod schedules;
 mod sessions;
+mod statements;
 mod sync_invoke;
 mod webhooks;
 mod worker_groups;

@@ -7,6 +7,7 @@
 
 use crate::control::{Registry, Stop};
 use futures_util::{stream, StreamExt};
+use jobcenter_sql::listen::Channel;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -37,12 +38,10 @@ async fn listen_once(
 ) -> Result<(), jobcenter_sql::Error> {
     let (client, mut connection) = jobcenter_sql::db::connect_direct_with_connection(url).await?;
     let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-    let listen_sql = format!(
-        "LISTEN {}; LISTEN {}",
-        jobcenter_sql::RUNS_CHANNEL,
-        jobcenter_sql::CANCEL_CHANNEL
-    );
-    let mut listen = Box::pin(client.batch_execute(&listen_sql));
+    let mut listen = Box::pin(jobcenter_sql::listen::listen_to(
+        &client,
+        &[Channel::Runs, Channel::Cancel],
+    ));
     let mut listening = false;
     // The connection must be polled for LISTEN to complete: drive both together.
     loop {
