@@ -7,8 +7,7 @@
 
 use crate::auth_cache::AuthCache;
 use crate::run_events::RunEvents;
-use jobcenter_sql::listen::listen_forever;
-use jobcenter_sql::{RUN_FINISHED_CHANNEL, RUN_LOGS_CHANNEL, USERS_CHANGED_CHANNEL};
+use jobcenter_sql::listen::{listen_forever, Channel};
 use std::sync::Arc;
 
 /// Starts the listener task; each event goes to both consumers, which pick their channels.
@@ -17,9 +16,9 @@ pub fn spawn(database_url: String, events: RunEvents, auth_cache: Arc<AuthCache>
         listen_forever(
             database_url,
             &[
-                RUN_FINISHED_CHANNEL,
-                RUN_LOGS_CHANNEL,
-                USERS_CHANGED_CHANNEL,
+                Channel::RunFinished,
+                Channel::RunLogs,
+                Channel::UsersChanged,
             ],
             |event| {
                 events.on_event(&event);

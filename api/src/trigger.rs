@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use actix_web::http::header::HeaderMap;
 use deadpool_postgres::Object;
 use jobcenter_sql::run_idempotency_keys as keys;
-use jobcenter_sql::runs::{self, NewRun, Run};
+use jobcenter_sql::runs::{self, Guard, QueuedBy, Run, RunInsert};
 use jobcenter_sql::states::RunTrigger;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -44,13 +44,8 @@ pub async fn queue_run_if_open(
         return Ok(None);
     }
     let detail = audit_detail(request);
-    let run = runs::insert_audited_open(
-        client,
-        &new_run(request),
-        &queued_by(request, &detail),
-        owner,
-    )
-    .await?;
+    let insert = run_insert(request, Guard::OpenJob { owner }, &detail);
+    let run = runs::insert(client, &insert).await?;
     Ok(run.map(|run| Queued {
         run,
         replayed: false,
@@ -69,11 +64,14 @@ pub async fn queue_run(
     request: &QueueRun<'_>,
     job_skips: bool,
 ) -> Result<Queued, ApiError> {
-    let new = new_run(request);
     let detail = audit_detail(request);
-    let by = queued_by(request, &detail);
     let Some(key) = request.idempotency_key else {
-        let run = runs::insert_audited(client, &new, &by, job_skips)
+        let guard = if job_skips {
+            Guard::QueueLockCommitted
+        } else {
+            Guard::Unlocked
+        };
+        let run = runs::insert(client, &run_insert(request, guard, &detail))
             .await?
             .ok_or(ApiError::NotFound("job"))?;
         return Ok(Queued {
@@ -94,7 +92,7 @@ pub async fn queue_run(
         }
         // The run and its audit record, under the job's queue lock (so that the skip
         // policy sees every run): one round trip.
-        let run = runs::insert_locked(&tx, &new, Some(&by))
+        let run = runs::insert(&tx, &run_insert(request, Guard::QueueLock, &detail))
             .await?
             .ok_or(ApiError::NotFound("job"))?;
         if !keys::claim(&tx, request.job_id, key, run.id).await? {
@@ -111,14 +109,21 @@ pub async fn queue_run(
     ))
 }
 
-fn new_run<'a>(request: &QueueRun<'a>) -> NewRun<'a> {
-    NewRun {
+/// The run `request` queues under `guard`, with its audit record (`detail`).
+fn run_insert<'a>(request: &QueueRun<'a>, guard: Guard, detail: &'a Value) -> RunInsert<'a> {
+    RunInsert {
         job_id: request.job_id,
         trigger: request.trigger,
         input: request.input,
         scheduled_for: None,
         retry_of: None,
         parent_run_id: None,
+        guard,
+        audit: Some(QueuedBy {
+            actor_id: request.actor_id,
+            action: "run.trigger",
+            detail,
+        }),
     }
 }
 
@@ -130,14 +135,6 @@ fn audit_detail(request: &QueueRun<'_>) -> Value {
         detail.extend(extra.clone());
     }
     detail
-}
-
-fn queued_by<'a>(request: &QueueRun<'_>, detail: &'a Value) -> runs::QueuedBy<'a> {
-    runs::QueuedBy {
-        actor_id: request.actor_id,
-        action: "run.trigger",
-        detail,
-    }
 }
 
 /// The first of `names` present in `headers`, validated as an idempotency key.

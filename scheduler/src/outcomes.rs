@@ -7,7 +7,7 @@
 //! parent run (`runs_one_child_per_parent_idx`), so even a repeat starts nothing twice.
 
 use jobcenter_sql::run_outcomes::{self, PendingOutcome};
-use jobcenter_sql::runs::{self, NewRun};
+use jobcenter_sql::runs::{self, Guard, RunInsert};
 use jobcenter_sql::states::{RunState, RunTrigger};
 use jobcenter_sql::{audit, job_children, jobs, GenericClient, Pool};
 use serde_json::json;
@@ -60,15 +60,17 @@ async fn start_children(
         "parent_result": outcome.result,
     });
     for child_job_id in children {
-        let new = NewRun {
+        let new = RunInsert {
             job_id: child_job_id,
             trigger: RunTrigger::Parent,
             input: &input,
             scheduled_for: None,
             retry_of: None,
             parent_run_id: Some(outcome.run_id),
+            guard: Guard::QueueLock,
+            audit: None,
         };
-        if let Some(run) = runs::insert_locked(tx, &new, None).await? {
+        if let Some(run) = runs::insert(tx, &new).await? {
             tracing::info!(parent = %outcome.run_id, child = %run.id, job = %child_job_id, "started a child job");
         }
     }

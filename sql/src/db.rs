@@ -14,6 +14,15 @@ mod embedded {
 /// Arbitrary constant: the advisory lock key that serializes migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x6a6f_6263_6d69_6772; // "jobcmigr"
 
+statements! {
+    /// Takes the session advisory lock `$1` (the migrations').
+    pub(crate) const LOCK: Statement = "SELECT pg_advisory_lock($1)";
+    /// Releases the session advisory lock `$1`.
+    pub(crate) const UNLOCK: Statement = "SELECT pg_advisory_unlock($1)";
+    /// The latest migration applied (SQLSTATE 42P01 while the history table does not exist).
+    pub(crate) const LATEST_MIGRATION: Statement = "SELECT max(version) FROM refinery_schema_history WHERE to_regclass('refinery_schema_history') IS NOT NULL";
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database unavailable: {0}")]
@@ -133,16 +142,12 @@ async fn connect_with(
 /// makes components that start at once against an empty database take turns.
 pub async fn migrate(url: &str) -> Result<usize, Error> {
     let mut client = connect_direct(url).await?;
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
-        .await?;
+    client.execute(LOCK, &[&MIGRATION_LOCK_KEY]).await?;
     let report = embedded::migrations::runner()
         .set_grouped(false)
         .run_async(&mut client)
         .await;
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
-        .await?;
+    client.execute(UNLOCK, &[&MIGRATION_LOCK_KEY]).await?;
     Ok(report?.applied_migrations().len())
 }
 
@@ -154,12 +159,7 @@ pub async fn migrations_applied(client: &impl crate::GenericClient) -> Result<bo
         .map(|m| m.version())
         .max()
         .unwrap_or(0);
-    let row = client
-        .query_opt(
-            "SELECT max(version) FROM refinery_schema_history WHERE to_regclass('refinery_schema_history') IS NOT NULL",
-            &[],
-        )
-        .await;
+    let row = client.query_opt(LATEST_MIGRATION, &[]).await;
     match row {
         Ok(Some(row)) => Ok(row.get::<_, Option<i32>>(0).unwrap_or(0) >= latest),
         Ok(None) => Ok(false),

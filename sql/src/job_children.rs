@@ -7,6 +7,42 @@
 use crate::{Error, GenericClient};
 use uuid::Uuid;
 
+statements! {
+    /// Serializes changes to the job graph until the transaction ends.
+    pub(crate) const LOCK_GRAPH: Statement =
+        "SELECT pg_advisory_xact_lock(hashtextextended('jobcenter job graph', 0))";
+    /// The children of job `$1`, ordered.
+    pub(crate) const LIST: Statement =
+        "SELECT child_job_id, condition::text AS condition FROM job_children WHERE job_id = $1
+         ORDER BY condition, child_job_id";
+    /// Deletes the children of job `$1`.
+    pub(crate) const DELETE: Statement = "DELETE FROM job_children WHERE job_id = $1";
+    /// Gives job `$1` the children `$2` with conditions `$3`.
+    pub(crate) const INSERT: Statement =
+        "INSERT INTO job_children (job_id, child_job_id, condition)
+         SELECT $1, child, condition::child_condition
+         FROM unnest($2::uuid[], $3::text[]) AS t (child, condition)
+         ON CONFLICT DO NOTHING";
+    /// The edges reachable from jobs `$2`, leaving job `$1` (see [`find_cycle`]).
+    pub(crate) const REACHABLE_EDGES: Statement = "WITH RECURSIVE reach (job_id) AS (
+               SELECT unnest($2::uuid[])
+               UNION
+               SELECT e.child_job_id FROM reach r JOIN job_children e ON e.job_id = r.job_id
+               WHERE r.job_id <> $1
+             )
+             SELECT e.job_id, e.child_job_id FROM job_children e
+             WHERE e.job_id IN (SELECT job_id FROM reach) AND e.job_id <> $1";
+    /// The live, enabled children that a run of job `$1` ending in state `$2` triggers.
+    pub(crate) const TRIGGERED_BY: Statement = "SELECT DISTINCT j.id FROM job_children e
+             JOIN jobs j ON j.id = e.child_job_id
+             WHERE e.job_id = $1 AND j.deleted_at IS NULL AND j.enabled
+               AND CASE e.condition
+                     WHEN 'on_success' THEN $2 = 'succeeded'
+                     WHEN 'on_failure' THEN $2 IN ('failed', 'timed_out')
+                     ELSE $2 IN ('succeeded', 'failed', 'timed_out')
+                   END";
+}
+
 /// When a child runs, relative to its parent run's final state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Condition {
@@ -48,28 +84,21 @@ pub struct Child {
 
 /// Serializes changes to the job graph until the transaction ends.
 pub async fn lock_graph(c: &impl GenericClient) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended('jobcenter job graph', 0))")
-        .await?;
+    let stmt = c.prepare_cached(LOCK_GRAPH).await?;
     c.execute(&stmt, &[]).await?;
     Ok(())
 }
 
 /// The children of `job_id`, ordered.
 pub async fn list(c: &impl GenericClient, job_id: Uuid) -> Result<Vec<Child>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT child_job_id, condition::text FROM job_children WHERE job_id = $1
-             ORDER BY condition, child_job_id",
-        )
-        .await?;
+    let stmt = c.prepare_cached(LIST).await?;
     c.query(&stmt, &[&job_id])
         .await?
         .iter()
         .map(|row| {
-            let text: String = row.get(1);
+            let text: String = row.try_get("condition")?;
             Ok(Child {
-                job_id: row.get(0),
+                job_id: row.try_get("child_job_id")?,
                 condition: Condition::parse(&text).ok_or(Error::Corrupt {
                     column: "job_children.condition",
                     reason: text,
@@ -85,22 +114,13 @@ pub async fn replace(
     job_id: Uuid,
     children: &[Child],
 ) -> Result<(), Error> {
-    let delete = c
-        .prepare_cached("DELETE FROM job_children WHERE job_id = $1")
-        .await?;
+    let delete = c.prepare_cached(DELETE).await?;
     c.execute(&delete, &[&job_id]).await?;
     let (ids, conditions): (Vec<Uuid>, Vec<&str>) = children
         .iter()
         .map(|child| (child.job_id, child.condition.as_str()))
         .unzip();
-    let insert = c
-        .prepare_cached(
-            "INSERT INTO job_children (job_id, child_job_id, condition)
-             SELECT $1, child, condition::child_condition
-             FROM unnest($2::uuid[], $3::text[]) AS t (child, condition)
-             ON CONFLICT DO NOTHING",
-        )
-        .await?;
+    let insert = c.prepare_cached(INSERT).await?;
     c.execute(&insert, &[&job_id, &ids, &conditions]).await?;
     Ok(())
 }
@@ -116,24 +136,13 @@ pub async fn find_cycle(
     job_id: Uuid,
     children: &[Uuid],
 ) -> Result<Option<Vec<Uuid>>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "WITH RECURSIVE reach (job_id) AS (
-               SELECT unnest($2::uuid[])
-               UNION
-               SELECT e.child_job_id FROM reach r JOIN job_children e ON e.job_id = r.job_id
-               WHERE r.job_id <> $1
-             )
-             SELECT e.job_id, e.child_job_id FROM job_children e
-             WHERE e.job_id IN (SELECT job_id FROM reach) AND e.job_id <> $1",
-        )
-        .await?;
+    let stmt = c.prepare_cached(REACHABLE_EDGES).await?;
     let edges: Vec<(Uuid, Uuid)> = c
         .query(&stmt, &[&job_id, &children])
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
+        .map(|row| Ok((row.try_get("job_id")?, row.try_get("child_job_id")?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
     Ok(shortest_path_back(job_id, children, &edges))
 }
 
@@ -179,18 +188,7 @@ pub async fn triggered_by(
     job_id: Uuid,
     state: crate::states::RunState,
 ) -> Result<Vec<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT DISTINCT j.id FROM job_children e
-             JOIN jobs j ON j.id = e.child_job_id
-             WHERE e.job_id = $1 AND j.deleted_at IS NULL AND j.enabled
-               AND CASE e.condition
-                     WHEN 'on_success' THEN $2 = 'succeeded'
-                     WHEN 'on_failure' THEN $2 IN ('failed', 'timed_out')
-                     ELSE $2 IN ('succeeded', 'failed', 'timed_out')
-                   END",
-        )
-        .await?;
+    let stmt = c.prepare_cached(TRIGGERED_BY).await?;
     Ok(c.query(&stmt, &[&job_id, &state.as_str()])
         .await?
         .iter()

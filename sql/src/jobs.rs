@@ -81,22 +81,102 @@ pub struct DueJob {
     pub jitter_seconds: i32,
 }
 
-const COLUMNS: &str = "j.id, j.project_id, j.name, j.target, j.schedule, j.starts_at, j.ends_at,
-    j.concurrency::text, j.timeout_seconds, j.max_attempts, j.env, j.worker_group, j.enabled,
-    j.next_fire_at, j.deleted_at, j.created_at, j.updated_at, j.catch_up::text,
-    j.jitter_seconds, j.pause_after_failures, j.paused_at, j.paused_reason, j.resumed_at,
-    j.resumed_by,
-    (SELECT coalesce(array_agg(c.child_job_id::text || ' ' || c.condition::text
-                               ORDER BY c.condition, c.child_job_id), '{}')
-     FROM job_children c WHERE c.job_id = j.id),
-    j.network";
+/// The columns of a [`Job`], read by [`from_row`] by name: `j` is the job. Its children
+/// are one array of `"<job id> <condition>"` strings.
+macro_rules! columns {
+    () => {
+        "j.id, j.project_id, j.name, j.target, j.schedule, j.starts_at, j.ends_at,
+         j.concurrency::text AS concurrency, j.timeout_seconds, j.max_attempts, j.env,
+         j.worker_group, j.enabled, j.next_fire_at, j.deleted_at, j.created_at, j.updated_at,
+         j.catch_up::text AS catch_up, j.jitter_seconds, j.pause_after_failures, j.paused_at,
+         j.paused_reason, j.resumed_at, j.resumed_by,
+         (SELECT coalesce(array_agg(c.child_job_id::text || ' ' || c.condition::text
+                                    ORDER BY c.condition, c.child_job_id), '{}')
+          FROM job_children c WHERE c.job_id = j.id) AS children,
+         j.network"
+    };
+}
+
+/// Job `$1`, owned by `$2` (when not null), deleted too when `$3`.
+macro_rules! scoped_by_id {
+    () => {
+        " FROM jobs j JOIN projects p ON p.id = j.project_id
+         WHERE j.id = $1 AND ($2::uuid IS NULL OR p.owner_id = $2) AND ($3 OR j.deleted_at IS NULL)"
+    };
+}
+
+statements! {
+    /// A new job of project `$1`; `$2` to `$17` are its fields, in the order of
+    /// [`JobFields`] as [`insert`] passes them.
+    pub(crate) const INSERT: Statement = concat!(
+        "INSERT INTO jobs AS j (project_id, name, target, schedule, starts_at, ends_at,
+            concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at,
+            catch_up, jitter_seconds, pause_after_failures, network)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13,
+                 $14::text::catch_up_policy, $15, $16, $17)
+         RETURNING ",
+        columns!()
+    );
+    /// Job `$1` gets the fields `$2` to `$17` (as for [`INSERT`]).
+    pub(crate) const UPDATE: Statement = concat!(
+        "UPDATE jobs AS j SET name = $2, target = $3, schedule = $4, starts_at = $5,
+            ends_at = $6, concurrency = $7::text::concurrency_policy, timeout_seconds = $8,
+            max_attempts = $9, env = $10, worker_group = $11, enabled = $12,
+            next_fire_at = $13, catch_up = $14::text::catch_up_policy, jitter_seconds = $15,
+            pause_after_failures = $16, network = $17, updated_at = now()
+         WHERE j.id = $1 RETURNING ",
+        columns!()
+    );
+    /// Job `$1`, owned by `$2` (when not null), deleted too when `$3`.
+    pub(crate) const GET: Statement = concat!("SELECT ", columns!(), scoped_by_id!());
+    /// [`GET`], locking the row.
+    pub(crate) const LOCK: Statement =
+        concat!("SELECT ", columns!(), scoped_by_id!(), " FOR UPDATE OF j");
+    /// Project `$1`'s live jobs older than the cursor (`$2`, `$3`), newest first, at most
+    /// `$4`.
+    pub(crate) const LIST_BY_PROJECT: Statement = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM jobs j
+         WHERE j.project_id = $1 AND j.deleted_at IS NULL
+           AND ($2::timestamptz IS NULL OR (j.created_at, j.id) < ($2, $3))
+         ORDER BY j.created_at DESC, j.id DESC LIMIT $4"
+    );
+    /// Marks job `$1` deleted.
+    pub(crate) const SOFT_DELETE: Statement =
+        "UPDATE jobs SET deleted_at = now(), updated_at = now() WHERE id = $1";
+    /// Undeletes job `$1`, next firing at `$2`.
+    pub(crate) const RESTORE: Statement =
+        "UPDATE jobs SET deleted_at = NULL, next_fire_at = $2, updated_at = now()
+             WHERE id = $1";
+    /// Pauses enabled job `$1` for reason `$2`.
+    pub(crate) const PAUSE: Statement =
+        "UPDATE jobs SET enabled = false, next_fire_at = NULL, paused_at = now(),
+                    paused_reason = $2, updated_at = now()
+             WHERE id = $1 AND enabled AND deleted_at IS NULL";
+    /// User `$2` ended job `$1`'s pause.
+    pub(crate) const RECORD_RESUME: Statement =
+        "UPDATE jobs SET resumed_at = now(), resumed_by = $2 WHERE id = $1";
+    /// The earliest next fire time of a live, enabled job.
+    pub(crate) const EARLIEST_FIRE: Statement = "SELECT min(next_fire_at) FROM jobs
+             WHERE enabled AND deleted_at IS NULL AND next_fire_at IS NOT NULL";
+    /// Up to `$2` jobs due by `$1`, locked.
+    pub(crate) const LOCK_DUE: Statement =
+        "SELECT id, schedule, next_fire_at, ends_at, worker_group, catch_up::text AS catch_up,
+                    jitter_seconds FROM jobs
+             WHERE enabled AND deleted_at IS NULL AND next_fire_at <= $1
+             ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+    /// Jobs `$1` next fire at `$2` (one each).
+    pub(crate) const SET_NEXT_FIRES: Statement = "UPDATE jobs SET next_fire_at = n.at
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS n(id, at) WHERE jobs.id = n.id";
+}
 
 fn json_column<T: serde::de::DeserializeOwned>(
     row: &Row,
-    index: usize,
+    name: &str,
     column: &'static str,
 ) -> Result<T, Error> {
-    serde_json::from_value(row.get(index)).map_err(|e| Error::Corrupt {
+    serde_json::from_value(row.try_get(name)?).map_err(|e| Error::Corrupt {
         column,
         reason: e.to_string(),
     })
@@ -137,41 +217,41 @@ fn children(texts: Vec<String>) -> Result<Vec<crate::job_children::Child>, Error
 }
 
 fn from_row(row: &Row) -> Result<Job, Error> {
-    let concurrency: String = row.get(7);
+    let concurrency: String = row.try_get("concurrency")?;
     Ok(Job {
-        id: row.get(0),
-        project_id: row.get(1),
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
         fields: JobFields {
-            name: row.get(2),
-            target: json_column(row, 3, "jobs.target")?,
-            schedule: json_column(row, 4, "jobs.schedule")?,
-            starts_at: row.get(5),
-            ends_at: row.get(6),
+            name: row.try_get("name")?,
+            target: json_column(row, "target", "jobs.target")?,
+            schedule: json_column(row, "schedule", "jobs.schedule")?,
+            starts_at: row.try_get("starts_at")?,
+            ends_at: row.try_get("ends_at")?,
             concurrency: Concurrency::parse(&concurrency).ok_or(Error::Corrupt {
                 column: "jobs.concurrency",
                 reason: concurrency,
             })?,
-            catch_up: catch_up(row.get(17))?,
-            timeout_seconds: row.get(8),
-            max_attempts: row.get(9),
-            env: json_column(row, 10, "jobs.env")?,
-            worker_group: row.get(11),
-            network: network(row.get(25))?,
-            enabled: row.get(12),
-            next_fire_at: row.get(13),
-            jitter_seconds: row.get(18),
-            pause_after_failures: row.get(19),
+            catch_up: catch_up(row.try_get("catch_up")?)?,
+            timeout_seconds: row.try_get("timeout_seconds")?,
+            max_attempts: row.try_get("max_attempts")?,
+            env: json_column(row, "env", "jobs.env")?,
+            worker_group: row.try_get("worker_group")?,
+            network: network(row.try_get("network")?)?,
+            enabled: row.try_get("enabled")?,
+            next_fire_at: row.try_get("next_fire_at")?,
+            jitter_seconds: row.try_get("jitter_seconds")?,
+            pause_after_failures: row.try_get("pause_after_failures")?,
         },
-        children: children(row.get(24))?,
+        children: children(row.try_get("children")?)?,
         pause: Pause {
-            paused_at: row.get(20),
-            reason: row.get(21),
-            resumed_at: row.get(22),
-            resumed_by: row.get(23),
+            paused_at: row.try_get("paused_at")?,
+            reason: row.try_get("paused_reason")?,
+            resumed_at: row.try_get("resumed_at")?,
+            resumed_by: row.try_get("resumed_by")?,
         },
-        deleted_at: row.get(14),
-        created_at: row.get(15),
-        updated_at: row.get(16),
+        deleted_at: row.try_get("deleted_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -180,15 +260,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> Result<Job, Error> {
-    let sql = format!(
-        "INSERT INTO jobs AS j (project_id, name, target, schedule, starts_at, ends_at,
-            concurrency, timeout_seconds, max_attempts, env, worker_group, enabled, next_fire_at,
-            catch_up, jitter_seconds, pause_after_failures, network)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::text::concurrency_policy, $8, $9, $10, $11, $12, $13,
-                 $14::text::catch_up_policy, $15, $16, $17)
-         RETURNING {COLUMNS}"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(INSERT).await?;
     let row = c
         .query_one(
             &stmt,
@@ -218,15 +290,7 @@ pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> 
 
 /// Replaces every owner-set field of a job (the API merges a PATCH first).
 pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<Job, Error> {
-    let sql = format!(
-        "UPDATE jobs AS j SET name = $2, target = $3, schedule = $4, starts_at = $5,
-            ends_at = $6, concurrency = $7::text::concurrency_policy, timeout_seconds = $8,
-            max_attempts = $9, env = $10, worker_group = $11, enabled = $12,
-            next_fire_at = $13, catch_up = $14::text::catch_up_policy, jitter_seconds = $15,
-            pause_after_failures = $16, network = $17, updated_at = now()
-         WHERE j.id = $1 RETURNING {COLUMNS}"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(UPDATE).await?;
     let row = c
         .query_one(
             &stmt,
@@ -270,8 +334,7 @@ pub async fn get(
     owner: Option<Uuid>,
     including: Including,
 ) -> Result<Option<Job>, Error> {
-    let sql = format!("SELECT {COLUMNS} {SCOPED_BY_ID}");
-    fetch_one(c, &sql, id, owner, including).await
+    fetch_one(c, GET, id, owner, including).await
 }
 
 /// Like [`get`], and locks the row for a read-modify-write transaction.
@@ -281,16 +344,12 @@ pub async fn lock(
     owner: Option<Uuid>,
     including: Including,
 ) -> Result<Option<Job>, Error> {
-    let sql = format!("SELECT {COLUMNS} {SCOPED_BY_ID} FOR UPDATE OF j");
-    fetch_one(c, &sql, id, owner, including).await
+    fetch_one(c, LOCK, id, owner, including).await
 }
-
-const SCOPED_BY_ID: &str = "FROM jobs j JOIN projects p ON p.id = j.project_id
-    WHERE j.id = $1 AND ($2::uuid IS NULL OR p.owner_id = $2) AND ($3 OR j.deleted_at IS NULL)";
 
 async fn fetch_one(
     c: &impl GenericClient,
-    sql: &str,
+    sql: &'static str,
     id: Uuid,
     owner: Option<Uuid>,
     including: Including,
@@ -310,13 +369,7 @@ pub async fn list_by_project(
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Job>, Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM jobs j
-         WHERE j.project_id = $1 AND j.deleted_at IS NULL
-           AND ($2::timestamptz IS NULL OR (j.created_at, j.id) < ($2, $3))
-         ORDER BY j.created_at DESC, j.id DESC LIMIT $4"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(LIST_BY_PROJECT).await?;
     let (at, cursor_id) = before.unzip();
     let rows = c
         .query(&stmt, &[&project_id, &at, &cursor_id, &limit])
@@ -326,9 +379,7 @@ pub async fn list_by_project(
 
 /// Marks a job deleted (its schedule stops because `due` skips deleted jobs).
 pub async fn soft_delete(c: &impl GenericClient, id: Uuid) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("UPDATE jobs SET deleted_at = now(), updated_at = now() WHERE id = $1")
-        .await?;
+    let stmt = c.prepare_cached(SOFT_DELETE).await?;
     c.execute(&stmt, &[&id]).await?;
     Ok(())
 }
@@ -339,12 +390,7 @@ pub async fn restore(
     id: Uuid,
     next_fire_at: Option<DateTime<Utc>>,
 ) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE jobs SET deleted_at = NULL, next_fire_at = $2, updated_at = now()
-             WHERE id = $1",
-        )
-        .await?;
+    let stmt = c.prepare_cached(RESTORE).await?;
     c.execute(&stmt, &[&id, &next_fire_at]).await?;
     Ok(())
 }
@@ -352,33 +398,20 @@ pub async fn restore(
 /// Pauses an enabled job on its own (repeated failures): disabled, schedule stopped,
 /// the pause and its reason recorded. False: it was not enabled (nothing changed).
 pub async fn pause(c: &impl GenericClient, id: Uuid, reason: &str) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE jobs SET enabled = false, next_fire_at = NULL, paused_at = now(),
-                    paused_reason = $2, updated_at = now()
-             WHERE id = $1 AND enabled AND deleted_at IS NULL",
-        )
-        .await?;
+    let stmt = c.prepare_cached(PAUSE).await?;
     Ok(c.execute(&stmt, &[&id, &reason]).await? == 1)
 }
 
 /// Records who ended a job's pause (enabling it again) and when.
 pub async fn record_resume(c: &impl GenericClient, id: Uuid, by: Uuid) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("UPDATE jobs SET resumed_at = now(), resumed_by = $2 WHERE id = $1")
-        .await?;
+    let stmt = c.prepare_cached(RECORD_RESUME).await?;
     c.execute(&stmt, &[&id, &by]).await?;
     Ok(())
 }
 
 /// The earliest next fire time of any live, enabled job (the leader sleeps until then).
 pub async fn earliest_fire(c: &impl GenericClient) -> Result<Option<DateTime<Utc>>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT min(next_fire_at) FROM jobs
-             WHERE enabled AND deleted_at IS NULL AND next_fire_at IS NOT NULL",
-        )
-        .await?;
+    let stmt = c.prepare_cached(EARLIEST_FIRE).await?;
     Ok(c.query_one(&stmt, &[]).await?.get(0))
 }
 
@@ -389,25 +422,18 @@ pub async fn lock_due(
     horizon: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DueJob>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT id, schedule, next_fire_at, ends_at, worker_group, catch_up::text,
-                    jitter_seconds FROM jobs
-             WHERE enabled AND deleted_at IS NULL AND next_fire_at <= $1
-             ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        )
-        .await?;
+    let stmt = c.prepare_cached(LOCK_DUE).await?;
     let rows = c.query(&stmt, &[&horizon, &limit]).await?;
     rows.iter()
         .map(|row| {
             Ok(DueJob {
-                id: row.get(0),
-                schedule: json_column(row, 1, "jobs.schedule")?,
-                next_fire_at: row.get(2),
-                ends_at: row.get(3),
-                worker_group: row.get(4),
-                catch_up: catch_up(row.get(5))?,
-                jitter_seconds: row.get(6),
+                id: row.try_get("id")?,
+                schedule: json_column(row, "schedule", "jobs.schedule")?,
+                next_fire_at: row.try_get("next_fire_at")?,
+                ends_at: row.try_get("ends_at")?,
+                worker_group: row.try_get("worker_group")?,
+                catch_up: catch_up(row.try_get("catch_up")?)?,
+                jitter_seconds: row.try_get("jitter_seconds")?,
             })
         })
         .collect()
@@ -418,12 +444,7 @@ pub async fn set_next_fires(
     c: &impl GenericClient,
     next: &[(Uuid, Option<DateTime<Utc>>)],
 ) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE jobs SET next_fire_at = n.at
-             FROM unnest($1::uuid[], $2::timestamptz[]) AS n(id, at) WHERE jobs.id = n.id",
-        )
-        .await?;
+    let stmt = c.prepare_cached(SET_NEXT_FIRES).await?;
     let ids: Vec<Uuid> = next.iter().map(|(id, _)| *id).collect();
     let ats: Vec<Option<DateTime<Utc>>> = next.iter().map(|(_, at)| *at).collect();
     c.execute(&stmt, &[&ids, &ats]).await?;

@@ -20,15 +20,68 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 const KEEPALIVE_COUNT: u32 = 3;
 
-/// The pg_locks row of the leadership lock in this database (an advisory lock on a
-/// bigint key: classid is its high half, objid its low half, objsubid 1).
-const THE_LOCK: &str = "l.locktype = 'advisory' AND l.granted
-    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
-    AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1";
+/// The pg_locks row `l` of the leadership lock `$1` in this database (an advisory lock
+/// on a bigint key: classid is its high half, objid its low half, objsubid 1).
+macro_rules! the_lock {
+    () => {
+        "l.locktype = 'advisory' AND l.granted
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.classid = (($1::bigint >> 32) & 4294967295)::oid
+         AND l.objid = ($1::bigint & 4294967295)::oid AND l.objsubid = 1"
+    };
+}
+
+statements! {
+    /// This session's TCP keepalives on the server's side: first probe after `$1` s of
+    /// silence, then every `$2` s, `$3` unanswered probes and the connection is dead.
+    pub(crate) const SET_KEEPALIVES: Statement =
+        "SELECT set_config('tcp_keepalives_idle', $1, false),
+                set_config('tcp_keepalives_interval', $2, false),
+                set_config('tcp_keepalives_count', $3, false)";
+    /// This session's `tcp_user_timeout` on the server's side: `$1` ms (PostgreSQL 12 and
+    /// later).
+    pub(crate) const SET_USER_TIMEOUT: Statement =
+        "SELECT set_config('tcp_user_timeout', $1, false)";
+    /// Tries the session advisory lock `$1` once; and this session's backend.
+    pub(crate) const TRY_LOCK: Statement = "SELECT pg_try_advisory_lock($1) AS locked, pg_backend_pid() AS pid";
+    /// 1 when this session holds lock `$1`.
+    pub(crate) const HOLDS_LOCK: Statement = concat!(
+        "SELECT count(*) FROM pg_locks l WHERE ",
+        the_lock!(),
+        " AND l.pid = pg_backend_pid()"
+    );
+    /// This session's backend.
+    pub(crate) const BACKEND_PID: Statement = "SELECT pg_backend_pid()";
+    /// Releases the session advisory lock `$1`.
+    pub(crate) const UNLOCK: Statement = "SELECT pg_advisory_unlock($1)";
+    /// Ends the session holding lock `$1` if it has been silent for `$2` seconds.
+    pub(crate) const END_SILENT_HOLDER: Statement = concat!(
+        "SELECT a.pid, coalesce(a.application_name, '') AS application_name,
+                extract(epoch FROM now() - a.state_change)::float8 AS silent_seconds,
+                pg_terminate_backend(a.pid)
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         WHERE ",
+        the_lock!(),
+        " AND a.pid <> pg_backend_pid()
+           AND a.state_change < now() - make_interval(secs => $2)"
+    );
+    /// Ends the sessions idle in a transaction for `$1` seconds that hold a write lock on
+    /// `jobs`.
+    pub(crate) const END_STALE_TRANSACTIONS: Statement =
+        "SELECT a.pid, coalesce(a.application_name, '') AS application_name,
+                extract(epoch FROM now() - a.state_change)::float8 AS silent_seconds,
+                pg_terminate_backend(a.pid)
+         FROM pg_stat_activity a
+         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+           AND a.state = 'idle in transaction'
+           AND a.state_change < now() - make_interval(secs => $1)
+           AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
+                         AND l.locktype = 'relation' AND l.relation = 'jobs'::regclass
+                         AND l.mode <> 'AccessShareLock')";
+}
 
 /// Connects for leadership, named `application_name`: TCP keepalives and
-/// `tcp_user_timeout` on the client's socket and, by `SET` right after connecting, on
+/// `tcp_user_timeout` on the client's socket and, set right after connecting, on
 /// the server's, so that each end gives up on a cut connection within seconds rather
 /// than the hours of the operating system's defaults (on the server's side, the lock
 /// goes with the connection). The connection task is spawned.
@@ -53,17 +106,15 @@ pub async fn connect(
             tracing::warn!(error = %e, "leadership connection ended");
         }
     });
+    let idle = KEEPALIVE_IDLE.as_secs().to_string();
+    let interval = KEEPALIVE_INTERVAL.as_secs().to_string();
+    let count = KEEPALIVE_COUNT.to_string();
     client
-        .batch_execute(&format!(
-            "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; \
-             SET tcp_keepalives_count = {KEEPALIVE_COUNT}",
-            KEEPALIVE_IDLE.as_secs(),
-            KEEPALIVE_INTERVAL.as_secs(),
-        ))
+        .execute(SET_KEEPALIVES, &[&idle, &interval, &count])
         .await?;
     // PostgreSQL 12 and later; an older server keeps its keepalives alone.
-    let set_user_timeout = format!("SET tcp_user_timeout = {}", user_timeout.as_millis());
-    if let Err(e) = client.batch_execute(&set_user_timeout).await {
+    let user_timeout = user_timeout.as_millis().to_string();
+    if let Err(e) = client.execute(SET_USER_TIMEOUT, &[&user_timeout]).await {
         if e.is_closed() {
             return Err(e.into());
         }
@@ -74,38 +125,24 @@ pub async fn connect(
 
 /// Tries the lock once: whether this session holds it now, and this session's backend.
 pub async fn try_lock(client: &Client, key: i64) -> Result<(bool, i32), Error> {
-    let row = client
-        .query_one("SELECT pg_try_advisory_lock($1), pg_backend_pid()", &[&key])
-        .await?;
-    Ok((row.get(0), row.get(1)))
+    let row = client.query_one(TRY_LOCK, &[&key]).await?;
+    Ok((row.try_get("locked")?, row.try_get("pid")?))
 }
 
 /// True when this session holds the lock.
 pub async fn holds_lock(client: &Client, key: i64) -> Result<bool, Error> {
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM pg_locks l WHERE {THE_LOCK} AND l.pid = pg_backend_pid()"
-            ),
-            &[&key],
-        )
-        .await?;
+    let row = client.query_one(HOLDS_LOCK, &[&key]).await?;
     Ok(row.get::<_, i64>(0) == 1)
 }
 
 /// This session's backend process id.
 pub async fn backend_pid(client: &Client) -> Result<i32, Error> {
-    Ok(client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await?
-        .get(0))
+    Ok(client.query_one(BACKEND_PID, &[]).await?.get(0))
 }
 
 /// Releases the lock if this session holds it.
 pub async fn unlock(client: &Client, key: i64) -> Result<(), Error> {
-    client
-        .execute("SELECT pg_advisory_unlock($1)", &[&key])
-        .await?;
+    client.execute(UNLOCK, &[&key]).await?;
     Ok(())
 }
 
@@ -127,23 +164,9 @@ pub async fn end_silent_holder(
     silence: Duration,
 ) -> Result<Option<Ended>, Error> {
     let row = client
-        .query_opt(
-            &format!(
-                "SELECT a.pid, coalesce(a.application_name, ''),
-                        extract(epoch FROM now() - a.state_change)::float8,
-                        pg_terminate_backend(a.pid)
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                 WHERE {THE_LOCK} AND a.pid <> pg_backend_pid()
-                   AND a.state_change < now() - make_interval(secs => $2)"
-            ),
-            &[&key, &silence.as_secs_f64()],
-        )
+        .query_opt(END_SILENT_HOLDER, &[&key, &silence.as_secs_f64()])
         .await?;
-    Ok(row.map(|r| Ended {
-        pid: r.get(0),
-        application_name: r.get(1),
-        silent_seconds: r.get(2),
-    }))
+    row.map(|r| ended(&r)).transpose()
 }
 
 /// Ends the sessions of this database that have sat idle inside a transaction for
@@ -157,26 +180,15 @@ pub async fn end_stale_transactions(
     silence: Duration,
 ) -> Result<Vec<Ended>, Error> {
     let rows = client
-        .query(
-            "SELECT a.pid, coalesce(a.application_name, ''),
-                    extract(epoch FROM now() - a.state_change)::float8,
-                    pg_terminate_backend(a.pid)
-             FROM pg_stat_activity a
-             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
-               AND a.state = 'idle in transaction'
-               AND a.state_change < now() - make_interval(secs => $1)
-               AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid
-                             AND l.locktype = 'relation' AND l.relation = 'jobs'::regclass
-                             AND l.mode <> 'AccessShareLock')",
-            &[&silence.as_secs_f64()],
-        )
+        .query(END_STALE_TRANSACTIONS, &[&silence.as_secs_f64()])
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Ended {
-            pid: r.get(0),
-            application_name: r.get(1),
-            silent_seconds: r.get(2),
-        })
-        .collect())
+    rows.iter().map(ended).collect()
+}
+
+fn ended(row: &tokio_postgres::Row) -> Result<Ended, Error> {
+    Ok(Ended {
+        pid: row.try_get("pid")?,
+        application_name: row.try_get("application_name")?,
+        silent_seconds: row.try_get("silent_seconds")?,
+    })
 }

@@ -7,17 +7,45 @@
 use crate::{Error, GenericClient};
 use chrono::{DateTime, Utc};
 
+statements! {
+    /// The latest lock, if one holds now, of keys `$1`.
+    pub(crate) const LOCKED_UNTIL: Statement = "SELECT max(locked_until) FROM login_throttle
+             WHERE key = ANY($1) AND locked_until > now()";
+    /// Counts a failure of key `$1` (limit `$2`, window `$3` seconds); its failures so far.
+    pub(crate) const RECORD_ATTEMPT: Statement =
+        "INSERT INTO login_throttle AS t (key, failures, window_start, locked_until)
+             VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
+             ON CONFLICT (key) DO UPDATE SET
+               failures = CASE WHEN t.window_start < now() - make_interval(secs => $3)
+                               THEN 1 ELSE t.failures + 1 END,
+               window_start = CASE WHEN t.window_start < now() - make_interval(secs => $3)
+                                   THEN now() ELSE t.window_start END,
+               locked_until = CASE
+                 WHEN (CASE WHEN t.window_start < now() - make_interval(secs => $3)
+                            THEN 1 ELSE t.failures + 1 END) >= $2
+                 THEN now() + make_interval(secs => $3) ELSE t.locked_until END
+             RETURNING failures";
+    /// Takes back one failure of key `$1` (limit `$2`).
+    pub(crate) const FORGIVE: Statement =
+        "UPDATE login_throttle SET failures = greatest(failures - 1, 0),
+                    locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
+             WHERE key = $1";
+    /// Forgets key `$1`.
+    pub(crate) const CLEAR: Statement = "DELETE FROM login_throttle WHERE key = $1";
+    /// Deletes up to `$2` keys whose window (`$1` seconds) and lock are over.
+    pub(crate) const PURGE_STALE: Statement = "DELETE FROM login_throttle WHERE key IN (
+               SELECT key FROM login_throttle
+               WHERE window_start < now() - make_interval(secs => $1)
+                 AND (locked_until IS NULL OR locked_until < now())
+               LIMIT $2)";
+}
+
 /// The latest instant until which any of `keys` is locked, if one is locked now.
 pub async fn locked_until(
     c: &impl GenericClient,
     keys: &[&str],
 ) -> Result<Option<DateTime<Utc>>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT max(locked_until) FROM login_throttle
-             WHERE key = ANY($1) AND locked_until > now()",
-        )
-        .await?;
+    let stmt = c.prepare_cached(LOCKED_UNTIL).await?;
     Ok(c.query_one(&stmt, &[&keys]).await?.get(0))
 }
 
@@ -32,22 +60,7 @@ pub async fn record_attempt(
     limit: i32,
     window_seconds: f64,
 ) -> Result<i32, Error> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO login_throttle AS t (key, failures, window_start, locked_until)
-             VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
-             ON CONFLICT (key) DO UPDATE SET
-               failures = CASE WHEN t.window_start < now() - make_interval(secs => $3)
-                               THEN 1 ELSE t.failures + 1 END,
-               window_start = CASE WHEN t.window_start < now() - make_interval(secs => $3)
-                                   THEN now() ELSE t.window_start END,
-               locked_until = CASE
-                 WHEN (CASE WHEN t.window_start < now() - make_interval(secs => $3)
-                            THEN 1 ELSE t.failures + 1 END) >= $2
-                 THEN now() + make_interval(secs => $3) ELSE t.locked_until END
-             RETURNING failures",
-        )
-        .await?;
+    let stmt = c.prepare_cached(RECORD_ATTEMPT).await?;
     Ok(c.query_one(&stmt, &[&key, &limit, &window_seconds])
         .await?
         .get(0))
@@ -56,21 +69,13 @@ pub async fn record_attempt(
 /// Takes back one attempt counted by [`record_attempt`] (it succeeded), lifting a lock
 /// that count alone caused.
 pub async fn forgive(c: &impl GenericClient, key: &str, limit: i32) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE login_throttle SET failures = greatest(failures - 1, 0),
-                    locked_until = CASE WHEN failures - 1 < $2 THEN NULL ELSE locked_until END
-             WHERE key = $1",
-        )
-        .await?;
+    let stmt = c.prepare_cached(FORGIVE).await?;
     c.execute(&stmt, &[&key, &limit]).await?;
     Ok(())
 }
 
 pub async fn clear(c: &impl GenericClient, key: &str) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("DELETE FROM login_throttle WHERE key = $1")
-        .await?;
+    let stmt = c.prepare_cached(CLEAR).await?;
     c.execute(&stmt, &[&key]).await?;
     Ok(())
 }
@@ -82,14 +87,6 @@ pub async fn purge_stale(
     window_seconds: f64,
     limit: i64,
 ) -> Result<u64, Error> {
-    let stmt = c
-        .prepare_cached(
-            "DELETE FROM login_throttle WHERE key IN (
-               SELECT key FROM login_throttle
-               WHERE window_start < now() - make_interval(secs => $1)
-                 AND (locked_until IS NULL OR locked_until < now())
-               LIMIT $2)",
-        )
-        .await?;
+    let stmt = c.prepare_cached(PURGE_STALE).await?;
     Ok(c.execute(&stmt, &[&window_seconds, &limit]).await?)
 }

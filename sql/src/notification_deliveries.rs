@@ -42,26 +42,68 @@ pub struct Claimed {
     pub endpoint: Endpoint,
 }
 
-const COLUMNS: &str = "d.id, d.channel_id, d.run_id, d.event, d.events, d.attempts,
-    d.next_attempt_at, d.last_attempt_at, d.last_status, d.last_error, d.delivered_at,
-    d.gave_up_at, d.created_at";
+/// The columns of a [`Delivery`], read by [`from_row`] by name: `d` is the delivery.
+macro_rules! columns {
+    () => {
+        "d.id, d.channel_id, d.run_id, d.event, d.events, d.attempts, d.next_attempt_at,
+         d.last_attempt_at, d.last_status, d.last_error, d.delivered_at, d.gave_up_at,
+         d.created_at"
+    };
+}
 
-fn from_row(row: &Row) -> Delivery {
-    Delivery {
-        id: row.get(0),
-        channel_id: row.get(1),
-        run_id: row.get(2),
-        event: row.get(3),
-        events: row.get(4),
-        attempts: row.get(5),
-        next_attempt_at: row.get(6),
-        last_attempt_at: row.get(7),
-        last_status: row.get(8),
-        last_error: row.get(9),
-        delivered_at: row.get(10),
-        gave_up_at: row.get(11),
-        created_at: row.get(12),
-    }
+statements! {
+    /// A delivery to channel `$1` about run `$2`: event `$3`, events `$4`, payload `$5`.
+    pub(crate) const INSERT: Statement =
+        "INSERT INTO notification_deliveries (channel_id, run_id, event, events, payload)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel_id, run_id) DO NOTHING";
+    /// Up to `$1` due deliveries, each leased for `$2` seconds, with their endpoints.
+    pub(crate) const CLAIM_DUE: Statement = "UPDATE notification_deliveries d
+             SET attempts = d.attempts + 1, last_attempt_at = now(),
+                 next_attempt_at = now() + make_interval(secs => $2)
+             FROM (SELECT id FROM notification_deliveries
+                   WHERE delivered_at IS NULL AND gave_up_at IS NULL
+                     AND next_attempt_at <= now()
+                   ORDER BY next_attempt_at LIMIT $1
+                   FOR UPDATE SKIP LOCKED) due, notification_channels n
+             WHERE d.id = due.id AND n.id = d.channel_id
+             RETURNING d.id, d.run_id, d.event, d.events, d.payload, d.attempts,
+                       n.url, n.format, n.secret";
+    /// Delivery `$1` got HTTP status `$2`.
+    pub(crate) const RECORD_DELIVERED: Statement = "UPDATE notification_deliveries
+             SET delivered_at = now(), last_status = $2, last_error = NULL
+             WHERE id = $1 AND delivered_at IS NULL";
+    /// Attempt `$2` of delivery `$1` failed (status `$3`, error `$4`): retried in `$5`
+    /// seconds, or given up when null.
+    pub(crate) const RECORD_FAILED: Statement = "UPDATE notification_deliveries
+             SET last_status = $3, last_error = $4,
+                 next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0)),
+                 gave_up_at = CASE WHEN $5::float8 IS NULL THEN now() END
+             WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL AND gave_up_at IS NULL";
+    /// Channel `$1`'s deliveries, newest first, at most `$2`.
+    pub(crate) const LIST_BY_CHANNEL: Statement = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM notification_deliveries d WHERE d.channel_id = $1
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $2"
+    );
+}
+
+fn from_row(row: &Row) -> Result<Delivery, Error> {
+    Ok(Delivery {
+        id: row.try_get("id")?,
+        channel_id: row.try_get("channel_id")?,
+        run_id: row.try_get("run_id")?,
+        event: row.try_get("event")?,
+        events: row.try_get("events")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_attempt_at: row.try_get("last_attempt_at")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        delivered_at: row.try_get("delivered_at")?,
+        gave_up_at: row.try_get("gave_up_at")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 /// Enqueues one delivery; false when this channel already has one for this run.
@@ -73,12 +115,7 @@ pub async fn insert(
     events: &[String],
     payload: &Value,
 ) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO notification_deliveries (channel_id, run_id, event, events, payload)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel_id, run_id) DO NOTHING",
-        )
-        .await?;
+    let stmt = c.prepare_cached(INSERT).await?;
     Ok(
         c.execute(&stmt, &[&channel_id, &run_id, &event, &events, payload])
             .await?
@@ -94,49 +131,30 @@ pub async fn claim_due(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<Claimed>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE notification_deliveries d
-             SET attempts = d.attempts + 1, last_attempt_at = now(),
-                 next_attempt_at = now() + make_interval(secs => $2)
-             FROM (SELECT id FROM notification_deliveries
-                   WHERE delivered_at IS NULL AND gave_up_at IS NULL
-                     AND next_attempt_at <= now()
-                   ORDER BY next_attempt_at LIMIT $1
-                   FOR UPDATE SKIP LOCKED) due, notification_channels n
-             WHERE d.id = due.id AND n.id = d.channel_id
-             RETURNING d.id, d.run_id, d.event, d.events, d.payload, d.attempts,
-                       n.url, n.format, n.secret",
-        )
-        .await?;
+    let stmt = c.prepare_cached(CLAIM_DUE).await?;
     let rows = c.query(&stmt, &[&limit, &lease.as_secs_f64()]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| Claimed {
-            id: r.get(0),
-            run_id: r.get(1),
-            event: r.get(2),
-            events: r.get(3),
-            payload: r.get(4),
-            attempt: r.get(5),
-            endpoint: Endpoint {
-                url: r.get(6),
-                format: r.get(7),
-                secret: r.get(8),
-            },
+    rows.iter()
+        .map(|r| {
+            Ok(Claimed {
+                id: r.try_get("id")?,
+                run_id: r.try_get("run_id")?,
+                event: r.try_get("event")?,
+                events: r.try_get("events")?,
+                payload: r.try_get("payload")?,
+                attempt: r.try_get("attempts")?,
+                endpoint: Endpoint {
+                    url: r.try_get("url")?,
+                    format: r.try_get("format")?,
+                    secret: r.try_get("secret")?,
+                },
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Records a 2xx answer, whichever attempt got it (a late success still counts).
 pub async fn record_delivered(c: &impl GenericClient, id: Uuid, status: i32) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE notification_deliveries
-             SET delivered_at = now(), last_status = $2, last_error = NULL
-             WHERE id = $1 AND delivered_at IS NULL",
-        )
-        .await?;
+    let stmt = c.prepare_cached(RECORD_DELIVERED).await?;
     c.execute(&stmt, &[&id, &status]).await?;
     Ok(())
 }
@@ -151,15 +169,7 @@ pub async fn record_failed(
     error: &str,
     retry_in: Option<Duration>,
 ) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE notification_deliveries
-             SET last_status = $3, last_error = $4,
-                 next_attempt_at = now() + make_interval(secs => coalesce($5::float8, 0)),
-                 gave_up_at = CASE WHEN $5::float8 IS NULL THEN now() END
-             WHERE id = $1 AND attempts = $2 AND delivered_at IS NULL AND gave_up_at IS NULL",
-        )
-        .await?;
+    let stmt = c.prepare_cached(RECORD_FAILED).await?;
     let retry_in = retry_in.map(|d| d.as_secs_f64());
     Ok(
         c.execute(&stmt, &[&id, &attempt, &status, &error, &retry_in])
@@ -174,11 +184,7 @@ pub async fn list_by_channel(
     channel_id: Uuid,
     limit: i64,
 ) -> Result<Vec<Delivery>, Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM notification_deliveries d WHERE d.channel_id = $1
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $2"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(LIST_BY_CHANNEL).await?;
     let rows = c.query(&stmt, &[&channel_id, &limit]).await?;
-    Ok(rows.iter().map(from_row).collect())
+    rows.iter().map(from_row).collect()
 }

@@ -16,40 +16,13 @@ use crate::{Error, GenericClient};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Up to `limit` job ids after `after` (all jobs, deleted ones too), in id order: the
-/// pages [`expired_chains`] looks at.
-pub async fn jobs_after(
-    c: &impl GenericClient,
-    after: Uuid,
-    limit: i64,
-) -> Result<Vec<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached("SELECT id FROM jobs WHERE id > $1 ORDER BY id LIMIT $2")
-        .await?;
-    let rows = c.query(&stmt, &[&after, &limit]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// The runs of up to `limit` chains of `jobs` that may be deleted: attempts first, then
-/// the first attempts. A chain may be deleted when
-/// - every run of it finished before `finished_before`;
-/// - it is not among its job's newest `keep_per_job` chains, nor among the newest
-///   `pause_after_failures` (the failure streak reads their outcomes);
-/// - no outcome of it waits for the leader, and no notification of it waits to be sent.
-///
-/// Per job, the (keep+1)-th newest first attempt is found on `runs_job_idx`, and chains
-/// are taken oldest first below it, on the same index: a job with nothing to delete costs
-/// one short index scan, however old its kept runs are.
-pub async fn expired_chains(
-    c: &impl GenericClient,
-    jobs: &[Uuid],
-    finished_before: DateTime<Utc>,
-    keep_per_job: i64,
-    limit: i64,
-) -> Result<Vec<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "WITH busy AS (
+statements! {
+    /// Up to `$2` job ids after `$1`, in id order.
+    pub(crate) const JOBS_AFTER: Statement =
+        "SELECT id FROM jobs WHERE id > $1 ORDER BY id LIMIT $2";
+    /// The runs of up to `$4` chains of jobs `$1` finished before `$2`, keeping each job's
+    /// newest `$3` (see [`expired_chains`]).
+    pub(crate) const EXPIRED_CHAINS: Statement = "WITH busy AS (
                  SELECT coalesce(r.first_run_id, r.id) AS chain
                  FROM run_outcomes o JOIN runs r ON r.id = o.run_id
                  WHERE o.processed_at IS NULL
@@ -86,9 +59,56 @@ pub async fn expired_chains(
                  UNION ALL
                  SELECT id, 1 FROM heads
              ) AS chain_runs
-             ORDER BY head",
-        )
-        .await?;
+             ORDER BY head";
+    /// Up to `$2` jobs deleted before `$1`, longest deleted first.
+    pub(crate) const PURGEABLE_JOBS: Statement =
+        "SELECT id FROM jobs WHERE deleted_at < $1 ORDER BY deleted_at, id LIMIT $2";
+    /// Up to `$3` runs of job `$1` if it is deleted since before `$2`.
+    pub(crate) const RUNS_OF_PURGEABLE_JOB: Statement =
+        "SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id
+             WHERE r.job_id = $1 AND j.deleted_at < $2
+             LIMIT $3";
+    /// Deletes job `$1`, deleted since before `$2`, if it has no run.
+    pub(crate) const DELETE_PURGED_JOB: Statement =
+        "DELETE FROM jobs WHERE id = $1 AND deleted_at < $2
+               AND NOT EXISTS (SELECT 1 FROM runs WHERE job_id = $1)";
+    /// Deletes up to `$2` log chunks of runs `$1`.
+    pub(crate) const DELETE_LOGS: Statement = "DELETE FROM run_logs WHERE (run_id, seq) IN
+               (SELECT run_id, seq FROM run_logs WHERE run_id = ANY($1) LIMIT $2)";
+    /// Deletes runs `$1`.
+    pub(crate) const DELETE_RUNS: Statement = "DELETE FROM runs WHERE id = ANY($1)";
+}
+
+/// Up to `limit` job ids after `after` (all jobs, deleted ones too), in id order: the
+/// pages [`expired_chains`] looks at.
+pub async fn jobs_after(
+    c: &impl GenericClient,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>, Error> {
+    let stmt = c.prepare_cached(JOBS_AFTER).await?;
+    let rows = c.query(&stmt, &[&after, &limit]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The runs of up to `limit` chains of `jobs` that may be deleted: attempts first, then
+/// the first attempts. A chain may be deleted when
+/// - every run of it finished before `finished_before`;
+/// - it is not among its job's newest `keep_per_job` chains, nor among the newest
+///   `pause_after_failures` (the failure streak reads their outcomes);
+/// - no outcome of it waits for the leader, and no notification of it waits to be sent.
+///
+/// Per job, the (keep+1)-th newest first attempt is found on `runs_job_idx`, and chains
+/// are taken oldest first below it, on the same index: a job with nothing to delete costs
+/// one short index scan, however old its kept runs are.
+pub async fn expired_chains(
+    c: &impl GenericClient,
+    jobs: &[Uuid],
+    finished_before: DateTime<Utc>,
+    keep_per_job: i64,
+    limit: i64,
+) -> Result<Vec<Uuid>, Error> {
+    let stmt = c.prepare_cached(EXPIRED_CHAINS).await?;
     let rows = c
         .query(&stmt, &[&jobs, &finished_before, &keep_per_job, &limit])
         .await?;
@@ -101,11 +121,7 @@ pub async fn purgeable_jobs(
     deleted_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT id FROM jobs WHERE deleted_at < $1 ORDER BY deleted_at, id LIMIT $2",
-        )
-        .await?;
+    let stmt = c.prepare_cached(PURGEABLE_JOBS).await?;
     let rows = c.query(&stmt, &[&deleted_before, &limit]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -118,13 +134,7 @@ pub async fn runs_of_purgeable_job(
     deleted_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT r.id FROM runs r JOIN jobs j ON j.id = r.job_id
-             WHERE r.job_id = $1 AND j.deleted_at < $2
-             LIMIT $3",
-        )
-        .await?;
+    let stmt = c.prepare_cached(RUNS_OF_PURGEABLE_JOB).await?;
     let rows = c.query(&stmt, &[&job, &deleted_before, &limit]).await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -137,23 +147,13 @@ pub async fn delete_purged_job(
     job: Uuid,
     deleted_before: DateTime<Utc>,
 ) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "DELETE FROM jobs WHERE id = $1 AND deleted_at < $2
-               AND NOT EXISTS (SELECT 1 FROM runs WHERE job_id = $1)",
-        )
-        .await?;
+    let stmt = c.prepare_cached(DELETE_PURGED_JOB).await?;
     Ok(c.execute(&stmt, &[&job, &deleted_before]).await? == 1)
 }
 
 /// Deletes up to `limit` log chunks of `runs`; fewer than `limit` back means none is left.
 pub async fn delete_logs(c: &impl GenericClient, runs: &[Uuid], limit: i64) -> Result<u64, Error> {
-    let stmt = c
-        .prepare_cached(
-            "DELETE FROM run_logs WHERE (run_id, seq) IN
-               (SELECT run_id, seq FROM run_logs WHERE run_id = ANY($1) LIMIT $2)",
-        )
-        .await?;
+    let stmt = c.prepare_cached(DELETE_LOGS).await?;
     Ok(c.execute(&stmt, &[&runs, &limit]).await?)
 }
 
@@ -161,8 +161,6 @@ pub async fn delete_logs(c: &impl GenericClient, runs: &[Uuid], limit: i64) -> R
 /// notification deliveries and any log chunk left go with them (`ON DELETE CASCADE`,
 /// each on an index of its `run_id`).
 pub async fn delete_runs(c: &impl GenericClient, runs: &[Uuid]) -> Result<u64, Error> {
-    let stmt = c
-        .prepare_cached("DELETE FROM runs WHERE id = ANY($1)")
-        .await?;
+    let stmt = c.prepare_cached(DELETE_RUNS).await?;
     Ok(c.execute(&stmt, &[&runs]).await?)
 }

@@ -7,11 +7,19 @@
 use crate::{Error, GenericClient};
 use uuid::Uuid;
 
+statements! {
+    /// The run created for key `$2` of job `$1`.
+    pub(crate) const FIND: Statement =
+        "SELECT run_id FROM run_idempotency_keys WHERE job_id = $1 AND key = $2";
+    /// Key `$2` of job `$1` created run `$3`, unless the key is taken.
+    pub(crate) const CLAIM: Statement =
+        "INSERT INTO run_idempotency_keys (job_id, key, run_id) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id, key) DO NOTHING";
+}
+
 /// The run created for `key` on `job_id`, if any.
 pub async fn find(c: &impl GenericClient, job_id: Uuid, key: &str) -> Result<Option<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached("SELECT run_id FROM run_idempotency_keys WHERE job_id = $1 AND key = $2")
-        .await?;
+    let stmt = c.prepare_cached(FIND).await?;
     Ok(c.query_opt(&stmt, &[&job_id, &key])
         .await?
         .map(|r| r.get(0)))
@@ -24,11 +32,6 @@ pub async fn claim(
     key: &str,
     run_id: Uuid,
 ) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO run_idempotency_keys (job_id, key, run_id) VALUES ($1, $2, $3)
-             ON CONFLICT (job_id, key) DO NOTHING",
-        )
-        .await?;
+    let stmt = c.prepare_cached(CLAIM).await?;
     Ok(c.execute(&stmt, &[&job_id, &key, &run_id]).await? == 1)
 }

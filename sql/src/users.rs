@@ -37,29 +37,85 @@ impl std::fmt::Debug for User {
     }
 }
 
-const COLUMNS: &str = "id, username, password_hash, role::text, disabled, created_at, \
-                       session_generation, kept_session";
+/// The columns of a [`User`], read by [`from_row`] by name.
+macro_rules! columns {
+    () => {
+        "id, username, password_hash, role::text AS role, disabled, created_at,
+         session_generation, kept_session"
+    };
+}
+
+statements! {
+    /// The user named `$1`.
+    pub(crate) const BY_USERNAME: Statement =
+        concat!("SELECT ", columns!(), " FROM users WHERE username = $1");
+    /// User `$1`.
+    pub(crate) const BY_ID: Statement = concat!("SELECT ", columns!(), " FROM users WHERE id = $1");
+    /// Admin `$1` with password hash `$2`, if no user exists.
+    pub(crate) const INSERT_BOOTSTRAP_ADMIN: Statement =
+        "INSERT INTO users (username, password_hash, role)
+             SELECT $1, $2, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)
+             ON CONFLICT (username) DO NOTHING";
+    /// A new user: name `$1`, password hash `$2`, role `$3`.
+    pub(crate) const INSERT: Statement = concat!(
+        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3::text::user_role)
+         RETURNING ",
+        columns!()
+    );
+    /// Users older than the cursor (`$1`, `$2`), newest first, at most `$3`.
+    pub(crate) const LIST: Statement = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users
+         WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    );
+    /// The active admins, locked.
+    pub(crate) const LOCK_ACTIVE_ADMINS: Statement =
+        "SELECT id FROM users WHERE role = 'admin' AND NOT disabled
+             ORDER BY id LIMIT 10000 FOR UPDATE";
+    /// User `$1` gets role `$2`, disabled flag `$3` and password hash `$4`, each when not
+    /// null (a new hash ends every session).
+    pub(crate) const UPDATE: Statement = concat!(
+        "UPDATE users SET role = coalesce($2::text::user_role, role),
+                disabled = coalesce($3, disabled),
+                password_hash = coalesce($4, password_hash),
+                session_generation = session_generation + CASE WHEN $4 IS NULL THEN 0 ELSE 1 END,
+                kept_session = CASE WHEN $4 IS NULL THEN kept_session END
+         WHERE id = $1 RETURNING ",
+        columns!()
+    );
+    /// User `$1`'s password hash becomes `$3` if it is still `$2`; session `$4` is kept.
+    pub(crate) const SET_PASSWORD: Statement =
+        "UPDATE users SET password_hash = $3, session_generation = session_generation + 1,
+                    kept_session = $4
+             WHERE id = $1 AND password_hash = $2";
+    /// How many projects user `$1` owns.
+    pub(crate) const OWNED_PROJECT_COUNT: Statement =
+        "SELECT count(*) FROM projects WHERE owner_id = $1";
+    /// Deletes user `$1`.
+    pub(crate) const DELETE: Statement = "DELETE FROM users WHERE id = $1";
+}
 
 fn from_row(row: &Row) -> Result<User, Error> {
-    let role: String = row.get(3);
+    let role: String = row.try_get("role")?;
     Ok(User {
-        id: row.get(0),
-        username: row.get(1),
-        password_hash: row.get(2),
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
         role: Role::parse(&role).ok_or(Error::Corrupt {
             column: "users.role",
             reason: role,
         })?,
-        disabled: row.get(4),
-        created_at: row.get(5),
-        session_generation: row.get(6),
-        kept_session: row.get(7),
+        disabled: row.try_get("disabled")?,
+        created_at: row.try_get("created_at")?,
+        session_generation: row.try_get("session_generation")?,
+        kept_session: row.try_get("kept_session")?,
     })
 }
 
 pub async fn by_username(c: &impl GenericClient, username: &str) -> Result<Option<User>, Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE username = $1");
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(BY_USERNAME).await?;
     c.query_opt(&stmt, &[&username])
         .await?
         .map(|r| from_row(&r))
@@ -67,8 +123,7 @@ pub async fn by_username(c: &impl GenericClient, username: &str) -> Result<Optio
 }
 
 pub async fn by_id(c: &impl GenericClient, id: Uuid) -> Result<Option<User>, Error> {
-    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = $1");
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(BY_ID).await?;
     c.query_opt(&stmt, &[&id])
         .await?
         .map(|r| from_row(&r))
@@ -82,13 +137,7 @@ pub async fn insert_bootstrap_admin(
     username: &str,
     password_hash: &str,
 ) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO users (username, password_hash, role)
-             SELECT $1, $2, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)
-             ON CONFLICT (username) DO NOTHING",
-        )
-        .await?;
+    let stmt = c.prepare_cached(INSERT_BOOTSTRAP_ADMIN).await?;
     Ok(c.execute(&stmt, &[&username, &password_hash]).await? == 1)
 }
 
@@ -99,11 +148,7 @@ pub async fn insert(
     password_hash: &str,
     role: Role,
 ) -> Result<User, Error> {
-    let sql = format!(
-        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3::text::user_role)
-         RETURNING {COLUMNS}"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(INSERT).await?;
     from_row(
         &c.query_one(&stmt, &[&username, &password_hash, &role.as_str()])
             .await?,
@@ -116,12 +161,7 @@ pub async fn list(
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<User>, Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM users
-         WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2))
-         ORDER BY created_at DESC, id DESC LIMIT $3"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(LIST).await?;
     let (at, id) = before.unzip();
     let rows = c.query(&stmt, &[&at, &id, &limit]).await?;
     rows.iter().map(from_row).collect()
@@ -131,12 +171,7 @@ pub async fn list(
 /// could remove the last active admin take this lock first, so two concurrent demotions
 /// cannot each see the other as "still an admin".
 pub async fn lock_active_admins(c: &impl GenericClient) -> Result<Vec<Uuid>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT id FROM users WHERE role = 'admin' AND NOT disabled
-             ORDER BY id LIMIT 10000 FOR UPDATE",
-        )
-        .await?;
+    let stmt = c.prepare_cached(LOCK_ACTIVE_ADMINS).await?;
     Ok(c.query(&stmt, &[])
         .await?
         .iter()
@@ -157,15 +192,7 @@ pub async fn update(
     id: Uuid,
     patch: &UserPatch<'_>,
 ) -> Result<Option<User>, Error> {
-    let sql = format!(
-        "UPDATE users SET role = coalesce($2::text::user_role, role),
-                disabled = coalesce($3, disabled),
-                password_hash = coalesce($4, password_hash),
-                session_generation = session_generation + CASE WHEN $4 IS NULL THEN 0 ELSE 1 END,
-                kept_session = CASE WHEN $4 IS NULL THEN kept_session END
-         WHERE id = $1 RETURNING {COLUMNS}"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(UPDATE).await?;
     let role = patch.role.map(Role::as_str);
     c.query_opt(&stmt, &[&id, &role, &patch.disabled, &patch.password_hash])
         .await?
@@ -183,13 +210,7 @@ pub async fn set_password(
     new_hash: &str,
     keep: Option<Uuid>,
 ) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached(
-            "UPDATE users SET password_hash = $3, session_generation = session_generation + 1,
-                    kept_session = $4
-             WHERE id = $1 AND password_hash = $2",
-        )
-        .await?;
+    let stmt = c.prepare_cached(SET_PASSWORD).await?;
     Ok(c.execute(&stmt, &[&id, &expected_hash, &new_hash, &keep])
         .await?
         == 1)
@@ -197,14 +218,12 @@ pub async fn set_password(
 
 /// Number of projects the user owns (a user who owns any cannot be deleted).
 pub async fn owned_project_count(c: &impl GenericClient, id: Uuid) -> Result<i64, Error> {
-    let stmt = c
-        .prepare_cached("SELECT count(*) FROM projects WHERE owner_id = $1")
-        .await?;
+    let stmt = c.prepare_cached(OWNED_PROJECT_COUNT).await?;
     Ok(c.query_one(&stmt, &[&id]).await?.get(0))
 }
 
 pub async fn delete(c: &impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    let stmt = c.prepare_cached("DELETE FROM users WHERE id = $1").await?;
+    let stmt = c.prepare_cached(DELETE).await?;
     Ok(c.execute(&stmt, &[&id]).await? == 1)
 }
 

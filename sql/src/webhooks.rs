@@ -31,17 +31,50 @@ pub struct WebhookTarget {
     pub branches: Vec<String>,
 }
 
-const COLUMNS: &str = "w.id, w.job_id, w.created_at, w.last_delivery_at, w.events, w.branches";
+/// The columns of a [`Webhook`], read by [`from_row`] by name: `w` is the webhook.
+macro_rules! columns {
+    () => {
+        "w.id, w.job_id, w.created_at, w.last_delivery_at, w.events, w.branches"
+    };
+}
 
-fn from_row(row: &Row) -> Webhook {
-    Webhook {
-        id: row.get(0),
-        job_id: row.get(1),
-        created_at: row.get(2),
-        last_delivery_at: row.get(3),
-        events: row.get(4),
-        branches: row.get(5),
-    }
+statements! {
+    /// A new webhook of job `$1`: secret `$2`, creator `$3`, events `$4`, branches `$5`.
+    pub(crate) const INSERT: Statement = concat!(
+        "INSERT INTO webhooks AS w (job_id, secret, created_by, events, branches)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING ",
+        columns!()
+    );
+    /// Job `$1`'s webhooks, newest first, at most `$2`.
+    pub(crate) const LIST_BY_JOB: Statement = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM webhooks w WHERE w.job_id = $1
+         ORDER BY w.created_at DESC, w.id DESC LIMIT $2"
+    );
+    /// Deletes webhook `$1` of job `$2`.
+    pub(crate) const DELETE: Statement = "DELETE FROM webhooks WHERE id = $1 AND job_id = $2";
+    /// Webhook `$1` with its secret, its filters and its job's state.
+    pub(crate) const TARGET: Statement =
+        "SELECT w.id, w.job_id, w.secret, j.enabled AS job_enabled,
+                j.deleted_at IS NOT NULL AS job_deleted, j.concurrency = 'skip' AS job_skips,
+                w.events, w.branches
+             FROM webhooks w JOIN jobs j ON j.id = w.job_id WHERE w.id = $1";
+    /// Webhook `$1` was delivered to now.
+    pub(crate) const MARK_DELIVERED: Statement =
+        "UPDATE webhooks SET last_delivery_at = now() WHERE id = $1";
+}
+
+fn from_row(row: &Row) -> Result<Webhook, Error> {
+    Ok(Webhook {
+        id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        created_at: row.try_get("created_at")?,
+        last_delivery_at: row.try_get("last_delivery_at")?,
+        events: row.try_get("events")?,
+        branches: row.try_get("branches")?,
+    })
 }
 
 pub async fn insert(
@@ -52,16 +85,11 @@ pub async fn insert(
     events: &[String],
     branches: &[String],
 ) -> Result<Webhook, Error> {
-    let sql = format!(
-        "INSERT INTO webhooks AS w (job_id, secret, created_by, events, branches)
-         VALUES ($1, $2, $3, $4, $5)
-         RETURNING {COLUMNS}"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
-    Ok(from_row(
+    let stmt = c.prepare_cached(INSERT).await?;
+    from_row(
         &c.query_one(&stmt, &[&job_id, &secret, &created_by, &events, &branches])
             .await?,
-    ))
+    )
 }
 
 /// A job's webhooks, newest first (a job has few; `limit` bounds it anyway).
@@ -70,47 +98,38 @@ pub async fn list_by_job(
     job_id: Uuid,
     limit: i64,
 ) -> Result<Vec<Webhook>, Error> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM webhooks w WHERE w.job_id = $1
-         ORDER BY w.created_at DESC, w.id DESC LIMIT $2"
-    );
-    let stmt = c.prepare_cached(&sql).await?;
+    let stmt = c.prepare_cached(LIST_BY_JOB).await?;
     let rows = c.query(&stmt, &[&job_id, &limit]).await?;
-    Ok(rows.iter().map(from_row).collect())
+    rows.iter().map(from_row).collect()
 }
 
 pub async fn delete(c: &impl GenericClient, id: Uuid, job_id: Uuid) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached("DELETE FROM webhooks WHERE id = $1 AND job_id = $2")
-        .await?;
+    let stmt = c.prepare_cached(DELETE).await?;
     Ok(c.execute(&stmt, &[&id, &job_id]).await? == 1)
 }
 
 /// The webhook a delivery names, with its secret, its filters and its job's state.
 pub async fn target(c: &impl GenericClient, id: Uuid) -> Result<Option<WebhookTarget>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT w.id, w.job_id, w.secret, j.enabled, j.deleted_at IS NOT NULL,
-                    j.concurrency = 'skip', w.events, w.branches
-             FROM webhooks w JOIN jobs j ON j.id = w.job_id WHERE w.id = $1",
-        )
-        .await?;
-    Ok(c.query_opt(&stmt, &[&id]).await?.map(|row| WebhookTarget {
-        id: row.get(0),
-        job_id: row.get(1),
-        secret: row.get(2),
-        job_enabled: row.get(3),
-        job_deleted: row.get(4),
-        job_skips: row.get(5),
-        events: row.get(6),
-        branches: row.get(7),
-    }))
+    let stmt = c.prepare_cached(TARGET).await?;
+    c.query_opt(&stmt, &[&id])
+        .await?
+        .map(|row| {
+            Ok(WebhookTarget {
+                id: row.try_get("id")?,
+                job_id: row.try_get("job_id")?,
+                secret: row.try_get("secret")?,
+                job_enabled: row.try_get("job_enabled")?,
+                job_deleted: row.try_get("job_deleted")?,
+                job_skips: row.try_get("job_skips")?,
+                events: row.try_get("events")?,
+                branches: row.try_get("branches")?,
+            })
+        })
+        .transpose()
 }
 
 pub async fn mark_delivered(c: &impl GenericClient, id: Uuid) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("UPDATE webhooks SET last_delivery_at = now() WHERE id = $1")
-        .await?;
+    let stmt = c.prepare_cached(MARK_DELIVERED).await?;
     c.execute(&stmt, &[&id]).await?;
     Ok(())
 }

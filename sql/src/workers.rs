@@ -4,6 +4,32 @@ use crate::{Error, GenericClient};
 use jobcenter_core::sandbox::SandboxReport;
 use uuid::Uuid;
 
+statements! {
+    /// Worker `$1` of group `$2` on host `$3`, capacity `$4`, sandbox `$5`.
+    pub(crate) const REGISTER: Statement =
+        "INSERT INTO workers (id, worker_group, hostname, capacity, sandbox)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), sandbox = excluded.sandbox";
+    /// Worker `$1` is alive.
+    pub(crate) const HEARTBEAT: Statement =
+        "UPDATE workers SET heartbeat_at = now() WHERE id = $1";
+    /// Forgets worker `$1`.
+    pub(crate) const DEREGISTER: Statement = "DELETE FROM workers WHERE id = $1";
+    /// Up to `$2` workers with their running runs; alive: a heartbeat within `$1` ms.
+    pub(crate) const LIST: Statement =
+        "SELECT w.id, w.worker_group, w.hostname, w.capacity,
+                    (SELECT count(*) FROM runs r WHERE r.worker_id = w.id AND r.state = 'running')
+                      AS running,
+                    w.started_at, w.heartbeat_at, w.drained,
+                    w.heartbeat_at > now() - $1 * interval '1 millisecond' AS alive, w.sandbox
+             FROM workers w ORDER BY w.worker_group, w.started_at, w.id LIMIT $2";
+    /// Worker `$1` is drained (`$2` true) or not.
+    pub(crate) const SET_DRAINED: Statement = "UPDATE workers SET drained = $2 WHERE id = $1";
+    /// Forgets up to 1000 workers silent for `$1` ms.
+    pub(crate) const PURGE_SILENT: Statement = "DELETE FROM workers WHERE id IN (SELECT id FROM workers
+               WHERE heartbeat_at < now() - $1 * interval '1 millisecond' LIMIT 1000)";
+}
+
 /// Records a worker and the sandbox it enforces; registering again (its row was purged
 /// while it was away) renews the heartbeat and the report.
 pub async fn register(
@@ -14,13 +40,7 @@ pub async fn register(
     capacity: i32,
     sandbox: &SandboxReport,
 ) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached(
-            "INSERT INTO workers (id, worker_group, hostname, capacity, sandbox)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), sandbox = excluded.sandbox",
-        )
-        .await?;
+    let stmt = c.prepare_cached(REGISTER).await?;
     let sandbox = serde_json::to_value(sandbox).expect("a sandbox report serializes to JSON");
     c.execute(&stmt, &[&id, &group, &hostname, &capacity, &sandbox])
         .await?;
@@ -29,16 +49,12 @@ pub async fn register(
 
 /// Renews a worker's heartbeat; false when its row is gone.
 pub async fn heartbeat(c: &impl GenericClient, id: Uuid) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached("UPDATE workers SET heartbeat_at = now() WHERE id = $1")
-        .await?;
+    let stmt = c.prepare_cached(HEARTBEAT).await?;
     Ok(c.execute(&stmt, &[&id]).await? == 1)
 }
 
 pub async fn deregister(c: &impl GenericClient, id: Uuid) -> Result<(), Error> {
-    let stmt = c
-        .prepare_cached("DELETE FROM workers WHERE id = $1")
-        .await?;
+    let stmt = c.prepare_cached(DEREGISTER).await?;
     c.execute(&stmt, &[&id]).await?;
     Ok(())
 }
@@ -66,31 +82,25 @@ pub async fn list(
     lease_ms: i64,
     limit: i64,
 ) -> Result<Vec<WorkerRow>, Error> {
-    let stmt = c
-        .prepare_cached(
-            "SELECT w.id, w.worker_group, w.hostname, w.capacity,
-                    (SELECT count(*) FROM runs r WHERE r.worker_id = w.id AND r.state = 'running'),
-                    w.started_at, w.heartbeat_at, w.drained,
-                    w.heartbeat_at > now() - $1 * interval '1 millisecond', w.sandbox
-             FROM workers w ORDER BY w.worker_group, w.started_at, w.id LIMIT $2",
-        )
-        .await?;
+    let stmt = c.prepare_cached(LIST).await?;
     let rows = c.query(&stmt, &[&(lease_ms as f64), &limit]).await?;
     rows.iter()
         .map(|r| {
             Ok(WorkerRow {
-                id: r.get(0),
-                worker_group: r.get(1),
-                hostname: r.get(2),
-                capacity: r.get(3),
-                running: r.get(4),
-                started_at: r.get(5),
-                heartbeat_at: r.get(6),
-                drained: r.get(7),
-                alive: r.get(8),
-                sandbox: serde_json::from_value(r.get(9)).map_err(|e| Error::Corrupt {
-                    column: "workers.sandbox",
-                    reason: e.to_string(),
+                id: r.try_get("id")?,
+                worker_group: r.try_get("worker_group")?,
+                hostname: r.try_get("hostname")?,
+                capacity: r.try_get("capacity")?,
+                running: r.try_get("running")?,
+                started_at: r.try_get("started_at")?,
+                heartbeat_at: r.try_get("heartbeat_at")?,
+                drained: r.try_get("drained")?,
+                alive: r.try_get("alive")?,
+                sandbox: serde_json::from_value(r.try_get("sandbox")?).map_err(|e| {
+                    Error::Corrupt {
+                        column: "workers.sandbox",
+                        reason: e.to_string(),
+                    }
                 })?,
             })
         })
@@ -100,19 +110,12 @@ pub async fn list(
 /// Drains (true: claims nothing more, finishes what runs) or resumes a worker; false
 /// when no such worker exists.
 pub async fn set_drained(c: &impl GenericClient, id: Uuid, drained: bool) -> Result<bool, Error> {
-    let stmt = c
-        .prepare_cached("UPDATE workers SET drained = $2 WHERE id = $1")
-        .await?;
+    let stmt = c.prepare_cached(SET_DRAINED).await?;
     Ok(c.execute(&stmt, &[&id, &drained]).await? == 1)
 }
 
 /// Forgets workers silent for longer than `silent_ms` (their runs were rescued long ago).
 pub async fn purge_silent(c: &impl GenericClient, silent_ms: i64) -> Result<u64, Error> {
-    let stmt = c
-        .prepare_cached(
-            "DELETE FROM workers WHERE id IN (SELECT id FROM workers
-               WHERE heartbeat_at < now() - $1 * interval '1 millisecond' LIMIT 1000)",
-        )
-        .await?;
+    let stmt = c.prepare_cached(PURGE_SILENT).await?;
     Ok(c.execute(&stmt, &[&(silent_ms as f64)]).await?)
 }

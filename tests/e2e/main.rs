@@ -37,6 +37,7 @@ mod schedule_policies;
 mod schedules;
 mod sessions;
 mod spawn_modes;
+mod statements;
 mod sync_invoke;
 mod webhooks;
 mod worker_groups;

@@ -6,7 +6,7 @@
 //! instant rather than at once.
 
 use crate::control::{Registry, Stop};
-use jobcenter_sql::listen::{self, Event};
+use jobcenter_sql::listen::{self, Channel, Event};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 /// Keeps a LISTEN connection up forever ([`listen::listen_forever`]), waking `notify` on
 /// each run queued for `group` and stopping held runs that are cancelled.
 pub async fn listen_forever(url: String, group: String, notify: Arc<Notify>, registry: Registry) {
-    let channels = [jobcenter_sql::RUNS_CHANNEL, jobcenter_sql::CANCEL_CHANNEL];
+    let channels = [Channel::Runs, Channel::Cancel];
     listen::listen_forever(url, &channels, |event| match event {
         // Runs queued before LISTEN took effect are found by this claim.
         Event::Listening => notify.notify_one(),

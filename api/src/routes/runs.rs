@@ -12,7 +12,7 @@ use crate::trigger::{idempotency_key, queue_run, queue_run_if_open, QueueRun};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::jobs::{self, Including};
-use jobcenter_sql::runs::{self, NewRun, Run, RunFilter};
+use jobcenter_sql::runs::{self, Guard, Run, RunFilter, RunInsert};
 use jobcenter_sql::states::{Concurrency, RunState, RunTrigger};
 use serde::Deserialize;
 use serde_json::json;
@@ -291,12 +291,12 @@ pub async fn list_runs(
     )))
 }
 
-/// Inserts a run under the job's queue lock (exact skip policy), in `tx`.
+/// Inserts `run` in `tx` (under `Guard::QueueLock`: an exact skip policy).
 async fn queue(
     tx: &deadpool_postgres::Transaction<'_>,
-    new: &NewRun<'_>,
+    run: &RunInsert<'_>,
 ) -> Result<runs::Run, ApiError> {
-    runs::insert_locked(tx, new, None)
+    runs::insert(tx, run)
         .await?
         .ok_or_else(|| ApiError::internal(std::fmt::Error))
 }
@@ -361,13 +361,15 @@ pub async fn retry_run(
     if !job.fields.enabled {
         return Err(ApiError::Conflict("the job is disabled".into()));
     }
-    let new = NewRun {
+    let new = RunInsert {
         job_id: job.id,
         trigger: RunTrigger::Retry,
         input: &original.input,
         scheduled_for: original.scheduled_for,
         retry_of: Some(original.id),
         parent_run_id: None,
+        guard: Guard::QueueLock,
+        audit: None,
     };
     let run = queue(&tx, &new).await?;
     let detail = json!({"job_id": job.id, "trigger": "retry", "retry_of": original.id});

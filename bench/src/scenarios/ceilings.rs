@@ -66,10 +66,7 @@ fn enqueue_script() -> String {
         "NULL::uuid",
         "NULL::uuid",
     ];
-    format!(
-        "{};\n",
-        with_params(&jobcenter_sql::runs::insert_sql(), &params)
-    )
+    format!("{};\n", with_params(jobcenter_sql::runs::INSERT, &params))
 }
 
 /// Claims one run (the worker claims up to its free slots; one is the per-run cost) with a
@@ -79,7 +76,7 @@ fn claim_script() -> String {
     let params = ["'default'", "1", worker, "60000"];
     format!(
         "{} \\aset\n",
-        with_params(jobcenter_sql::runs::CLAIM_SQL, &params)
+        with_params(jobcenter_sql::runs::CLAIM, &params)
     )
 }
 
