@@ -124,6 +124,17 @@ fn delivery_response(d: Delivery) -> DeliveryResponse {
     }
 }
 
+/// The channel, if the caller may see it; else 404.
+async fn channel_or_404(
+    c: &impl GenericClient,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Channel, ApiError> {
+    notification_channels::get(c, id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("notification"))
+}
+
 /// The checked fields: (url, format, events without duplicates, in request order).
 fn validate(body: &CreateNotification) -> Result<(String, String, Vec<String>), ApiError> {
     let url = body.url.trim();
@@ -297,9 +308,7 @@ pub async fn delete_notification(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let channel = notification_channels::get(&tx, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("notification"))?;
+    let channel = channel_or_404(&tx, &caller, *id).await?;
     if !notification_channels::delete(&tx, channel.id).await? {
         return Err(ApiError::NotFound("notification"));
     }
@@ -322,9 +331,7 @@ pub async fn list_deliveries(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    let channel = notification_channels::get(&client, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("notification"))?;
+    let channel = channel_or_404(&client, &caller, *id).await?;
     let rows = notification_deliveries::list_by_channel(&client, channel.id, MAX_LISTED).await?;
     Ok(HttpResponse::Ok().json(DeliveryList {
         items: rows.into_iter().map(delivery_response).collect(),
