@@ -143,10 +143,8 @@ impl ArtifactCache {
         sha256: &str,
         storage_key: &str,
     ) -> Result<Lease, CacheError> {
-        self.ensure_file(sha256, storage_key).await?;
-        let lease = self.lease(sha256, self.file_path(sha256));
-        self.evict_over_budget(); // never the entry just leased
-        Ok(lease)
+        self.fetch_and_lease(sha256, storage_key, self.file_path(sha256))
+            .await
     }
 
     /// The unpacked directory of a bundle version.
@@ -155,10 +153,10 @@ impl ArtifactCache {
         sha256: &str,
         storage_key: &str,
     ) -> Result<Lease, CacheError> {
-        self.ensure_file(sha256, storage_key).await?;
-        let lease = self.lease(sha256, self.bundle_path(sha256));
-        self.evict_over_budget();
         let unpacked = self.bundle_path(sha256);
+        let lease = self
+            .fetch_and_lease(sha256, storage_key, unpacked.clone())
+            .await?;
         if !unpacked.exists() {
             let archive = self.file_path(sha256);
             let target = unpacked.clone();
@@ -167,6 +165,21 @@ impl ArtifactCache {
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
+        Ok(lease)
+    }
+
+    /// Makes sure the verified file is here, then leases the entry for `path` (the file
+    /// or what is unpacked from it) and evicts what the budget no longer holds: never the
+    /// entry just leased.
+    async fn fetch_and_lease(
+        self: &Arc<Self>,
+        sha256: &str,
+        storage_key: &str,
+        path: PathBuf,
+    ) -> Result<Lease, CacheError> {
+        self.ensure_file(sha256, storage_key).await?;
+        let lease = self.lease(sha256, path);
+        self.evict_over_budget();
         Ok(lease)
     }
 
@@ -306,6 +319,16 @@ impl ArtifactCache {
         }
     }
 
+    /// Removes the copy and its entry, which no run holds.
+    fn remove(&self, sha256: &str) {
+        self.forget(sha256);
+        self.index
+            .lock()
+            .expect("cache index lock")
+            .entries
+            .remove(sha256);
+    }
+
     /// Evicts least recently used entries that no run holds until under the budget.
     fn evict_over_budget(&self) {
         loop {
@@ -324,12 +347,7 @@ impl ArtifactCache {
             match victim {
                 Some(sha) => {
                     tracing::info!(sha256 = %sha, "evicting a cached artifact");
-                    self.forget(&sha);
-                    self.index
-                        .lock()
-                        .expect("cache index lock")
-                        .entries
-                        .remove(&sha);
+                    self.remove(&sha);
                 }
                 None => return, // everything is in use: over budget until runs end
             }
@@ -348,12 +366,7 @@ impl ArtifactCache {
                 .collect()
         };
         for sha in stale {
-            self.forget(&sha);
-            self.index
-                .lock()
-                .expect("cache index lock")
-                .entries
-                .remove(&sha);
+            self.remove(&sha);
         }
     }
 
