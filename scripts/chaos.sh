@@ -12,11 +12,7 @@ JC_SCRIPT="chaos"
 # shellcheck source=scripts/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 cd -- "$JC_ROOT"
-
-if [[ -z "${JOBCENTER_TEST_DATABASE_URL:-}" ]]; then
-    "$JC_ROOT/scripts/ensure-postgres.sh"
-    export JOBCENTER_TEST_DATABASE_URL="postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres"
-fi
+jc_test_database
 
 export JOBCENTER_CHAOS_RUNS="${JOBCENTER_CHAOS_RUNS:-10000}"
 jc_say "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $JOBCENTER_CHAOS_RUNS runs"

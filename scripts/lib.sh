@@ -118,3 +118,14 @@ jc_apt_install() {
             DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" >/dev/null; } ||
         jc_die "could not install $package"
 }
+
+# The database the tests connect to: JOBCENTER_TEST_DATABASE_URL if set (the local
+# PostgreSQL is then left alone), else the local PostgreSQL, set up first by
+# scripts/ensure-postgres.sh. Exports the variable for cargo test.
+jc_test_database() {
+    if [[ -z "${JOBCENTER_TEST_DATABASE_URL:-}" ]]; then
+        "$JC_ROOT/scripts/ensure-postgres.sh"
+        JOBCENTER_TEST_DATABASE_URL="postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres"
+    fi
+    export JOBCENTER_TEST_DATABASE_URL
+}

@@ -11,11 +11,7 @@ JC_SCRIPT="test"
 # shellcheck source=scripts/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 cd -- "$JC_ROOT"
-
-if [[ -z "${JOBCENTER_TEST_DATABASE_URL:-}" ]]; then
-    "$JC_ROOT/scripts/ensure-postgres.sh"
-    export JOBCENTER_TEST_DATABASE_URL="postgres://postgres@$JC_PG_HOST:$JC_PG_PORT/postgres"
-fi
+jc_test_database
 
 # PgBouncer, which the leadership test puts in front of a test database (it starts its own).
 jc_apt_install pgbouncer /usr/sbin/pgbouncer

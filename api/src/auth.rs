@@ -31,6 +31,14 @@ impl Caller {
             Role::Developer => Some(self.user_id),
         }
     }
+
+    /// Refuses anyone but an admin: 403 saying `why`.
+    pub fn require_admin(&self, why: &'static str) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Developer => Err(ApiError::Forbidden(why)),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

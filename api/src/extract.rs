@@ -51,9 +51,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for AdminJson<T> {
         let body = JsonBody::<T>::from_request(req, payload);
         Box::pin(async move {
             let caller = caller.await?;
-            if caller.owner_scope().is_some() {
-                return Err(ApiError::Forbidden("only admins manage accounts").into());
-            }
+            caller.require_admin("only admins manage accounts")?;
             let JsonBody(body) = body.await?;
             Ok(AdminJson(caller, body))
         })

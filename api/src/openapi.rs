@@ -4,7 +4,7 @@ use crate::routes::{
     artifacts, audit, auth, backfill, health, hooks, jobs, logs, metrics, notifications, projects,
     runs, schedules, secrets, tokens, users, webhooks, workers,
 };
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -100,50 +100,36 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("An access token from POST /api/v1/auth/login."))
-                    .build(),
+        let schemes = [
+            (
+                "bearer",
+                bearer("JWT", "An access token from POST /api/v1/auth/login."),
             ),
-        );
-        components.add_security_scheme(
-            "api_token",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("jc_ API token")
-                    .description(Some("A long-lived API token from POST /api/v1/tokens."))
-                    .build(),
+            (
+                "api_token",
+                bearer(
+                    "jc_ API token",
+                    "A long-lived API token from POST /api/v1/tokens.",
+                ),
             ),
-        );
-        components.add_security_scheme(
-            "github_signature",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-Hub-Signature-256",
-                "Webhook deliveries: sha256=<hex HMAC-SHA256 of the raw body, keyed by the webhook's secret>",
-            ))),
-        );
-        components.add_security_scheme(
-            "gitlab_token",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-Gitlab-Token",
-                "Webhook deliveries: the webhook's secret",
-            ))),
-        );
+            (
+                "github_signature",
+                header(
+                    "X-Hub-Signature-256",
+                    "Webhook deliveries: sha256=<hex HMAC-SHA256 of the raw body, keyed by the webhook's secret>",
+                ),
+            ),
+            (
+                "gitlab_token",
+                header("X-Gitlab-Token", "Webhook deliveries: the webhook's secret"),
+            ),
+        ];
+        for (name, scheme) in schemes {
+            components.add_security_scheme(name, scheme);
+        }
         // Wherever a login token is accepted, an API token is too.
         for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations_mut(item) {
                 let Some(security) = operation.security.as_mut() else {
                     continue;
                 };
@@ -157,6 +143,36 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The operations of a path, of the methods the API uses.
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn bearer(format: &str, description: &str) -> SecurityScheme {
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format(format)
+            .description(Some(description))
+            .build(),
+    )
+}
+
+fn header(name: &str, description: &str) -> SecurityScheme {
+    SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+        name,
+        description,
+    )))
+}
+
 /// Responses every operation can give, documented once here rather than on each handler:
 /// 400 (a malformed parameter or body), 401 (secured operations), 404 (a path with an
 /// id), 503 (the database is unavailable; everything but `/healthz`).
@@ -165,14 +181,7 @@ struct CommonResponses;
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations_mut(item) {
                 add_common_responses(path, operation);
             }
         }

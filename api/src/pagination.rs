@@ -3,7 +3,9 @@
 
 use crate::error::ApiError;
 use crate::models::{Page, PageQuery};
+use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -42,24 +44,27 @@ fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", at.timestamp_micros(), id)
 }
 
-/// Builds a page from rows fetched with `limit`; a full page gets a `next` cursor.
-pub fn page<R, T: ToSchema>(
-    rows: Vec<R>,
-    request: &PageRequest,
-    key: impl Fn(&R) -> (DateTime<Utc>, Uuid),
-    convert: impl Fn(R) -> T,
-) -> Page<T> {
-    let next = if rows.len() as i64 == request.limit {
-        rows.last().map(|row| {
-            let (at, id) = key(row);
-            encode_cursor(at, id)
+impl PageRequest {
+    /// Answers 200 with a page of rows fetched with `limit`, each converted for the wire;
+    /// a full page gets a `next` cursor, the `key` (the list's order) of its last row.
+    pub fn page<R, T: ToSchema + Serialize>(
+        &self,
+        rows: Vec<R>,
+        key: impl Fn(&R) -> (DateTime<Utc>, Uuid),
+        convert: impl Fn(R) -> T,
+    ) -> HttpResponse {
+        let next = if rows.len() as i64 == self.limit {
+            rows.last().map(|row| {
+                let (at, id) = key(row);
+                encode_cursor(at, id)
+            })
+        } else {
+            None
+        };
+        HttpResponse::Ok().json(Page {
+            items: rows.into_iter().map(convert).collect(),
+            next,
         })
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(convert).collect(),
-        next,
     }
 }
 

@@ -143,10 +143,8 @@ impl ArtifactCache {
         sha256: &str,
         storage_key: &str,
     ) -> Result<Lease, CacheError> {
-        self.ensure_file(sha256, storage_key).await?;
-        let lease = self.lease(sha256, self.file_path(sha256));
-        self.evict_over_budget(); // never the entry just leased
-        Ok(lease)
+        self.fetch_and_lease(sha256, storage_key, self.file_path(sha256))
+            .await
     }
 
     /// The unpacked directory of a bundle version.
@@ -155,10 +153,10 @@ impl ArtifactCache {
         sha256: &str,
         storage_key: &str,
     ) -> Result<Lease, CacheError> {
-        self.ensure_file(sha256, storage_key).await?;
-        let lease = self.lease(sha256, self.bundle_path(sha256));
-        self.evict_over_budget();
         let unpacked = self.bundle_path(sha256);
+        let lease = self
+            .fetch_and_lease(sha256, storage_key, unpacked.clone())
+            .await?;
         if !unpacked.exists() {
             let archive = self.file_path(sha256);
             let target = unpacked.clone();
@@ -167,6 +165,21 @@ impl ArtifactCache {
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
+        Ok(lease)
+    }
+
+    /// Makes sure the verified file is here, then leases the entry for `path` (the file
+    /// or what is unpacked from it) and evicts what the budget no longer holds: never the
+    /// entry just leased.
+    async fn fetch_and_lease(
+        self: &Arc<Self>,
+        sha256: &str,
+        storage_key: &str,
+        path: PathBuf,
+    ) -> Result<Lease, CacheError> {
+        self.ensure_file(sha256, storage_key).await?;
+        let lease = self.lease(sha256, path);
+        self.evict_over_budget();
         Ok(lease)
     }
 
@@ -306,6 +319,16 @@ impl ArtifactCache {
         }
     }
 
+    /// Removes the copy and its entry, which no run holds.
+    fn remove(&self, sha256: &str) {
+        self.forget(sha256);
+        self.index
+            .lock()
+            .expect("cache index lock")
+            .entries
+            .remove(sha256);
+    }
+
     /// Evicts least recently used entries that no run holds until under the budget.
     fn evict_over_budget(&self) {
         loop {
@@ -324,12 +347,7 @@ impl ArtifactCache {
             match victim {
                 Some(sha) => {
                     tracing::info!(sha256 = %sha, "evicting a cached artifact");
-                    self.forget(&sha);
-                    self.index
-                        .lock()
-                        .expect("cache index lock")
-                        .entries
-                        .remove(&sha);
+                    self.remove(&sha);
                 }
                 None => return, // everything is in use: over budget until runs end
             }
@@ -348,12 +366,7 @@ impl ArtifactCache {
                 .collect()
         };
         for sha in stale {
-            self.forget(&sha);
-            self.index
-                .lock()
-                .expect("cache index lock")
-                .entries
-                .remove(&sha);
+            self.remove(&sha);
         }
     }
 
@@ -368,18 +381,30 @@ mod tests {
     use super::*;
     use jobcenter_core::artifacts::S3Settings;
 
-    async fn store_with(dir: &Path, objects: &[(&str, &[u8])]) -> Arc<ArtifactStore> {
-        let store =
-            ArtifactStore::open(&format!("file://{}", dir.display()), &S3Settings::default())
-                .await
-                .unwrap();
+    /// A cache of at most `max_bytes` in `dir/cache`, over a local store in `dir/store`
+    /// holding `objects` (key, bytes).
+    async fn cache_with(
+        dir: &Path,
+        max_bytes: u64,
+        objects: &[(&str, &[u8])],
+    ) -> Arc<ArtifactCache> {
+        let url = format!("file://{}", dir.join("store").display());
+        let store = ArtifactStore::open(&url, &S3Settings::default())
+            .await
+            .unwrap();
         for (key, bytes) in objects {
             let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(
                 bytes::Bytes::copy_from_slice(bytes),
             )]);
             store.put(key, body, 1 << 20).await.unwrap();
         }
-        Arc::new(store)
+        ArtifactCache::open(
+            dir.join("cache"),
+            max_bytes,
+            Default::default(),
+            Arc::new(store),
+        )
+        .unwrap()
     }
 
     fn sha(bytes: &[u8]) -> String {
@@ -390,10 +415,7 @@ mod tests {
     async fn downloads_once_verifies_and_repairs_corruption() {
         let tmp = tempfile::tempdir().unwrap();
         let content = b"#!/bin/sh\necho cached\n";
-        let store = store_with(&tmp.path().join("store"), &[("p/a/1", content)]).await;
-        let cache =
-            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
-                .unwrap();
+        let cache = cache_with(tmp.path(), 1 << 20, &[("p/a/1", content)]).await;
         let id = sha(content);
         let lease = cache.binary(&id, "p/a/1").await.unwrap();
         assert_eq!(std::fs::read(&lease.path).unwrap(), content);
@@ -420,13 +442,7 @@ mod tests {
     async fn least_recently_used_entries_not_in_use_are_evicted() {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b, c) = (vec![1u8; 400], vec![2u8; 400], vec![3u8; 400]);
-        let store = store_with(
-            &tmp.path().join("store"),
-            &[("a", &a), ("b", &b), ("c", &c)],
-        )
-        .await;
-        let cache =
-            ArtifactCache::open(tmp.path().join("cache"), 1000, Default::default(), store).unwrap();
+        let cache = cache_with(tmp.path(), 1000, &[("a", &a), ("b", &b), ("c", &c)]).await;
         let held = cache.binary(&sha(&a), "a").await.unwrap();
         drop(cache.binary(&sha(&b), "b").await.unwrap());
         drop(cache.binary(&sha(&c), "c").await.unwrap());
@@ -442,10 +458,7 @@ mod tests {
     async fn copies_of_deleted_versions_are_dropped() {
         let tmp = tempfile::tempdir().unwrap();
         let (a, b) = (b"a-content".to_vec(), b"b-content".to_vec());
-        let store = store_with(&tmp.path().join("store"), &[("a", &a), ("b", &b)]).await;
-        let cache =
-            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
-                .unwrap();
+        let cache = cache_with(tmp.path(), 1 << 20, &[("a", &a), ("b", &b)]).await;
         drop(cache.binary(&sha(&a), "a").await.unwrap());
         drop(cache.binary(&sha(&b), "b").await.unwrap());
         cache.retain_only(&[sha(&a)].into_iter().collect());
@@ -458,10 +471,7 @@ mod tests {
     async fn concurrent_runs_share_one_download() {
         let tmp = tempfile::tempdir().unwrap();
         let content = vec![9u8; 100_000];
-        let store = store_with(&tmp.path().join("store"), &[("x", &content)]).await;
-        let cache =
-            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
-                .unwrap();
+        let cache = cache_with(tmp.path(), 1 << 20, &[("x", &content)]).await;
         let id = sha(&content);
         let leases = futures_util::future::join_all((0..8).map(|_| cache.binary(&id, "x"))).await;
         assert!(leases.iter().all(|l| l.is_ok()));
@@ -477,10 +487,7 @@ mod tests {
     async fn reverifying_catches_a_tampered_file_with_its_fingerprint_kept() {
         let tmp = tempfile::tempdir().unwrap();
         let content = b"#!/bin/sh\necho genuine\n";
-        let store = store_with(&tmp.path().join("store"), &[("p/a/1", content)]).await;
-        let cache =
-            ArtifactCache::open(tmp.path().join("cache"), 1 << 20, Default::default(), store)
-                .unwrap();
+        let cache = cache_with(tmp.path(), 1 << 20, &[("p/a/1", content)]).await;
         let id = sha(content);
         let path = cache.binary(&id, "p/a/1").await.unwrap().path.clone();
         let tamper = || {

@@ -112,19 +112,7 @@ async fn run_until_shutdown(
 async fn register(ctx: &WorkerContext) -> Result<(), Error> {
     let mut delay = Duration::from_millis(250);
     loop {
-        let result = async {
-            let client = ctx.pool.get().await?;
-            jobcenter_sql::workers::register(
-                &client,
-                ctx.id,
-                &ctx.group,
-                &ctx.hostname,
-                ctx.capacity as i32,
-                &ctx.sandbox_report,
-            )
-            .await
-        }
-        .await;
+        let result = async { ctx.register(&ctx.pool.get().await?).await }.await;
         match result {
             Ok(()) => return Ok(()),
             Err(e) if e.is_unavailable() => {

@@ -33,6 +33,7 @@ use uuid::Uuid;
 const MAX_BATCH: usize = 128;
 
 /// A finished run's outcome, as the worker reports it.
+#[derive(Clone)]
 pub struct Completion {
     pub run_id: Uuid,
     pub lease_id: Uuid,

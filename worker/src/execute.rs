@@ -5,7 +5,7 @@
 //! record the outcome and the new state in one transaction.
 
 use crate::command::{self, RunFiles};
-use crate::completions::{Completion, Failure};
+use crate::completions::Completion;
 use crate::control::Stop;
 use crate::isolation::mounts;
 use crate::{http_target, log_shipper, Error, WorkerContext};
@@ -476,9 +476,12 @@ fn from_exit_status(status: ExitStatus) -> Finished {
     }
 }
 
-/// Records the outcome, retrying while the database is unreachable (a run that
-/// finished during an outage gets its outcome written once it is back); returns the run
-/// claimed for the freed slot, if any.
+/// Records the outcome (and the new job state, and the next attempt when a failed run
+/// has attempts left) in one transaction shared with other runs finishing at the same
+/// time (a group commit), fenced by the run's lease: a run this worker no longer holds
+/// is left alone. The same commit claims a run for the slot this one frees, returned
+/// here. Retries while the database is unreachable (a run that finished during an
+/// outage gets its outcome written once it is back).
 async fn record_patiently(
     ctx: &WorkerContext,
     run: &ClaimedRun,
@@ -486,16 +489,38 @@ async fn record_patiently(
     new_state: Option<&[u8]>,
     log_line: Option<String>,
 ) -> Option<ClaimedRun> {
+    let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
+    let retry_after = retryable
+        .then(|| ctx.retry_after(run.attempt, run.max_attempts))
+        .flatten();
+    let completion = Completion {
+        run_id: run.id,
+        lease_id: run.lease_id,
+        job_id: run.job_id,
+        state: outcome.state,
+        exit_code: outcome.exit_code,
+        result: outcome.result.map(str::to_string),
+        error: outcome.error.map(str::to_string),
+        new_state: new_state.map(<[u8]>::to_vec),
+        log_line,
+        retry_after,
+        claim_next: true,
+    };
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        match record(ctx, run, outcome, new_state, log_line.clone()).await {
-            Ok(next) => {
+        match ctx.completer.record(completion.clone()).await {
+            Ok(recorded) => {
+                if recorded.held {
+                    tracing::info!(state = %outcome.state, exit_code = ?outcome.exit_code, "run finished");
+                } else {
+                    tracing::warn!("run is no longer held by this worker; outcome not recorded");
+                }
                 ctx.metrics
                     .runs_finished
                     .with_label_values(&[outcome.state.as_str(), run.target.kind()])
                     .inc();
-                return next;
+                return recorded.next;
             }
             Err(e) if e.unavailable && started.elapsed() < RECORD_PATIENCE => {
                 tracing::warn!(error = %e.message, "cannot record the outcome yet; retrying");
@@ -508,45 +533,6 @@ async fn record_patiently(
             }
         }
     }
-}
-
-/// Records the outcome (and the new job state, and the next attempt when a failed run
-/// has attempts left) in one transaction shared with other runs finishing at the same
-/// time (a group commit), fenced by the run's lease: a run this worker no longer holds
-/// is left alone. The same commit claims a run for the slot this one frees.
-async fn record(
-    ctx: &WorkerContext,
-    run: &ClaimedRun,
-    outcome: &Outcome<'_>,
-    new_state: Option<&[u8]>,
-    log_line: Option<String>,
-) -> Result<Option<ClaimedRun>, Failure> {
-    let retryable = matches!(outcome.state, RunState::Failed | RunState::TimedOut);
-    let retry_after = retryable
-        .then(|| ctx.retry_after(run.attempt, run.max_attempts))
-        .flatten();
-    let recorded = ctx
-        .completer
-        .record(Completion {
-            run_id: run.id,
-            lease_id: run.lease_id,
-            job_id: run.job_id,
-            state: outcome.state,
-            exit_code: outcome.exit_code,
-            result: outcome.result.map(str::to_string),
-            error: outcome.error.map(str::to_string),
-            new_state: new_state.map(<[u8]>::to_vec),
-            log_line,
-            retry_after,
-            claim_next: true,
-        })
-        .await?;
-    if recorded.held {
-        tracing::info!(state = %outcome.state, exit_code = ?outcome.exit_code, "run finished");
-    } else {
-        tracing::warn!("run is no longer held by this worker; outcome not recorded");
-    }
-    Ok(recorded.next)
 }
 
 /// Puts an unfinished run back in the queue (shutdown).

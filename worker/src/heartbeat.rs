@@ -25,15 +25,7 @@ async fn beat(ctx: &WorkerContext) -> Result<(), jobcenter_sql::Error> {
     let client = ctx.pool.get().await?;
     if !jobcenter_sql::workers::heartbeat(&client, ctx.id).await? {
         tracing::warn!(worker_id = %ctx.id, "worker row was gone; registering again");
-        jobcenter_sql::workers::register(
-            &client,
-            ctx.id,
-            &ctx.group,
-            &ctx.hostname,
-            ctx.capacity as i32,
-            &ctx.sandbox_report,
-        )
-        .await?;
+        ctx.register(&client).await?;
     }
     let lease_ms = ctx.lease.as_millis() as i64;
     let ids: Vec<_> = local.iter().map(|(run_id, _)| *run_id).collect();

@@ -331,6 +331,21 @@ mod tests {
         Reset,
     }
 
+    /// Reads until `seen` holds a whole request head (through the blank line) and takes
+    /// it out; None once the client has closed or the read fails.
+    async fn next_head(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>) -> Option<Vec<u8>> {
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(seen.drain(..end + 4).collect());
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
     /// A local HTTP/1.1 server answering "ok" to every request; counts the connections it
     /// accepted. With `Close` or `Reset` it ends each connection after one answer without
     /// saying so (as a server whose keep-alive timer just ran out).
@@ -344,25 +359,17 @@ mod tests {
                 count.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = stream.read(&mut buf).await {
-                        if n == 0 {
+                    while next_head(&mut stream, &mut seen).await.is_some() {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
                             return;
                         }
-                        seen.extend_from_slice(&buf[..n]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            seen.drain(..end + 4);
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                            if stream.write_all(answer).await.is_err() {
+                        match after {
+                            AfterAnswer::KeepOpen => {}
+                            AfterAnswer::Close => return,
+                            AfterAnswer::Reset => {
+                                let _ = stream.set_zero_linger();
                                 return;
-                            }
-                            match after {
-                                AfterAnswer::KeepOpen => {}
-                                AfterAnswer::Close => return,
-                                AfterAnswer::Reset => {
-                                    let _ = stream.set_zero_linger();
-                                    return;
-                                }
                             }
                         }
                     }
@@ -433,21 +440,13 @@ mod tests {
                 let answer = answer.clone();
                 tokio::spawn(async move {
                     let mut seen = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = stream.read(&mut buf).await {
-                        if n == 0 {
+                    while let Some(head) = next_head(&mut stream, &mut seen).await {
+                        heads
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
                             return;
-                        }
-                        seen.extend_from_slice(&buf[..n]);
-                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head: Vec<u8> = seen.drain(..end + 4).collect();
-                            heads
-                                .lock()
-                                .unwrap()
-                                .push(String::from_utf8_lossy(&head).to_ascii_lowercase());
-                            if stream.write_all(answer.as_bytes()).await.is_err() {
-                                return;
-                            }
                         }
                     }
                 });

@@ -211,6 +211,24 @@ impl WorkerContext {
         }
         .next_attempt_after_jittered(attempt, max_attempts)
     }
+
+    /// Writes (or rewrites) this worker's row in `workers`: at start, and from the
+    /// heartbeat when the row was removed meanwhile.
+    pub async fn register(
+        &self,
+        client: &impl jobcenter_sql::GenericClient,
+    ) -> Result<(), jobcenter_sql::Error> {
+        let capacity = self.capacity as i32;
+        jobcenter_sql::workers::register(
+            client,
+            self.id,
+            &self.group,
+            &self.hostname,
+            capacity,
+            &self.sandbox_report,
+        )
+        .await
+    }
 }
 
 fn hostname() -> String {

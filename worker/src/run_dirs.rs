@@ -263,6 +263,13 @@ fn empty_for_reuse(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A reusable directory for a run with no input and no state.
+    async fn prepare_empty(dirs: &Arc<RunDirs>) -> RunDir {
+        dirs.prepare(Vec::new(), Vec::new(), None, true)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_released_directory_is_emptied_of_what_the_run_left_and_reused() {
         let root = tempfile::tempdir().unwrap();
@@ -326,10 +333,7 @@ mod tests {
         .await
         .expect("a FIFO result does not hang the worker");
         assert_eq!(left.result, None);
-        let dir = dirs
-            .prepare(Vec::new(), Vec::new(), None, true)
-            .await
-            .unwrap();
+        let dir = prepare_empty(&dirs).await;
         assert_eq!(dir.path(), first);
 
         // What a run links to is not read (the worker may be root, the run not).
@@ -337,18 +341,12 @@ mod tests {
         std::os::unix::fs::symlink(root.path().join("secret"), &files.result).unwrap();
         let left = dir.collect_and_release(1024, None).await;
         assert_eq!(left.result, None);
-        let dir = dirs
-            .prepare(Vec::new(), Vec::new(), None, true)
-            .await
-            .unwrap();
+        let dir = prepare_empty(&dirs).await;
         assert_eq!(dir.path(), first);
         assert!(!files.result.exists());
 
         // A second directory is made while the first is in use; a dropped one is removed.
-        let other = dirs
-            .prepare(Vec::new(), Vec::new(), None, true)
-            .await
-            .unwrap();
+        let other = prepare_empty(&dirs).await;
         assert_ne!(other.path(), first);
         drop(dir);
         assert!(!first.exists());

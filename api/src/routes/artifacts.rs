@@ -6,7 +6,7 @@
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::routes::{db, visible_project};
+use crate::routes::{audit, db, visible_project};
 use crate::state::AppState;
 use actix_web::{delete, get, put, web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -149,14 +149,7 @@ pub async fn upload_artifact(
         .await?;
         let detail = json!({"version": artifact.version, "sha256": artifact.sha256});
         let subject = format!("artifact:{project_id}/{name}");
-        jobcenter_sql::audit::record(
-            &tx,
-            Some(caller.user_id),
-            "artifact.upload",
-            &subject,
-            &detail,
-        )
-        .await?;
+        audit(&tx, &caller, "artifact.upload", &subject, &detail).await?;
         tx.commit().await?;
         Ok::<_, ApiError>(artifact)
     }
@@ -317,14 +310,7 @@ async fn remove(
     }
     let detail = json!({"version": version, "force": force});
     let subject = format!("artifact:{project_id}/{name}");
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "artifact.delete",
-        &subject,
-        &detail,
-    )
-    .await?;
+    audit(&tx, caller, "artifact.delete", &subject, &detail).await?;
     tx.commit().await?;
     for key in keys {
         if let Err(e) = state.store.delete(&key).await {

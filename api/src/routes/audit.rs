@@ -8,7 +8,6 @@ use crate::state::AppState;
 use actix_web::{get, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_sql::audit::{AuditEntry, AuditFilter};
-use jobcenter_sql::states::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -69,7 +68,6 @@ impl From<AuditEntry> for AuditEntryResponse {
     tag = "audit", security(("bearer" = [])), params(AuditQuery),
     responses(
         (status = 200, body = AuditPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -79,9 +77,7 @@ pub async fn list_audit(
     caller: Caller,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if caller.role != Role::Admin {
-        return Err(ApiError::Forbidden("only admins read the audit log"));
-    }
+    caller.require_admin("only admins read the audit log")?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(

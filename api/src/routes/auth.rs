@@ -4,7 +4,7 @@ use crate::auth::{hash_password, verify_password_blocking, Caller};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::models::{LoginRequest, MeResponse, TokenResponse};
-use crate::routes::db;
+use crate::routes::{audit, db};
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -52,8 +52,7 @@ fn strip_port(address: &str) -> String {
     request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "wrong username or password, or a disabled account"),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "too many failed logins; see Retry-After"),
     )
 )]
@@ -135,10 +134,7 @@ async fn count_attempt(
 #[utoipa::path(
     tag = "auth",
     security(("bearer" = [])),
-    responses(
-        (status = 200, body = MeResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = MeResponse))
 )]
 #[get("/api/v1/auth/me")]
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
@@ -171,7 +167,6 @@ pub struct ChangePassword {
     responses(
         (status = 204, description = "changed"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "the new password breaks the rule, or the current one is wrong"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "too many wrong current passwords; see Retry-After"),
     )
 )]
@@ -212,14 +207,7 @@ pub async fn change_password(
         ));
     }
     let subject = format!("user:{}", user.id);
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "user.password",
-        &subject,
-        &json!({}),
-    )
-    .await?;
+    audit(&tx, &caller, "user.password", &subject, &json!({})).await?;
     tx.commit().await?;
     // This node refuses the ended sessions from its next request on (the others when
     // notified).

@@ -10,13 +10,13 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::routes::db;
+use crate::routes::{audit, db, locked_job_or_404};
 use crate::state::AppState;
 use actix_web::{post, web, HttpResponse};
 use chrono::{DateTime, Utc};
 use jobcenter_core::backfill::{ticks, BackfillError, MAX_BACKFILL_TICKS};
 use jobcenter_core::firing::Window;
-use jobcenter_sql::jobs::{self, Including};
+use jobcenter_sql::jobs::Including;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -50,8 +50,6 @@ pub struct BackfillResponse {
     request_body = BackfillRequest,
     responses(
         (status = 200, body = BackfillResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -70,9 +68,7 @@ pub async fn backfill_job(
     }
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let job = jobs::lock(&tx, *id, caller.owner_scope(), Including::Live)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    let job = locked_job_or_404(&tx, &caller, *id, Including::Live).await?;
     if !job.fields.enabled {
         return Err(ApiError::Conflict("the job is disabled".into()));
     }
@@ -113,8 +109,7 @@ pub async fn backfill_job(
     let detail = json!({"from": body.from, "to": body.to, "created": run_ids.len(),
                         "skipped": ticks.len() - run_ids.len()});
     let subject = format!("job:{}", job.id);
-    jobcenter_sql::audit::record(&tx, Some(caller.user_id), "job.backfill", &subject, &detail)
-        .await?;
+    audit(&tx, &caller, "job.backfill", &subject, &detail).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(BackfillResponse {
         ticks: ticks.len(),

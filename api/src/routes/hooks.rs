@@ -270,7 +270,6 @@ async fn read_capped(
     responses(
         (status = 202, body = HookAccepted, description = "a run queued, or for a repeated delivery id the first delivery's run (header Idempotent-Replayed: true)"),
         (status = 200, body = HookSkipped, description = "GitHub's ping, or a delivery the webhook's filters leave out: nothing queued"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "no such webhook (answered before the body is read), or the job is deleted"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the job is disabled"),
         (status = 413, body = Problem, content_type = "application/problem+json"),

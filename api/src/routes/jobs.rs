@@ -13,8 +13,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::job_fields;
 use crate::models::{CreateJob, JobResponse, Page, PageQuery, UpdateJob};
-use crate::pagination::page;
-use crate::routes::db;
+use crate::routes::{self, db, job_or_404, locked_job_or_404, project_or_404};
 use crate::state::AppState;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use chrono::Utc;
@@ -29,9 +28,7 @@ async fn audit(
     action: &str,
     job_id: Uuid,
 ) -> Result<(), ApiError> {
-    let subject = format!("job:{job_id}");
-    jobcenter_sql::audit::record(tx, Some(caller.user_id), action, &subject, &json!({})).await?;
-    Ok(())
+    routes::audit(tx, caller, action, &format!("job:{job_id}"), &json!({})).await
 }
 
 /// Enabling a job that paused itself ends the pause: who and when go on the job and in
@@ -42,9 +39,14 @@ async fn record_resume(tx: &Transaction<'_>, caller: &Caller, job: &Job) -> Resu
     }
     jobs::record_resume(tx, job.id, caller.user_id).await?;
     let detail = json!({"paused_at": job.pause.paused_at, "reason": job.pause.reason});
-    let subject = format!("job:{}", job.id);
-    jobcenter_sql::audit::record(tx, Some(caller.user_id), "job.resume", &subject, &detail).await?;
-    Ok(())
+    routes::audit(
+        tx,
+        caller,
+        "job.resume",
+        &format!("job:{}", job.id),
+        &detail,
+    )
+    .await
 }
 
 /// Refuses a worker group the project does not allow (403, naming `worker_group`); 404
@@ -71,25 +73,12 @@ async fn check_worker_group(
     ))
 }
 
-async fn locked_job(
-    tx: &Transaction<'_>,
-    caller: &Caller,
-    id: Uuid,
-    including: Including,
-) -> Result<Job, ApiError> {
-    jobs::lock(tx, id, caller.owner_scope(), including)
-        .await?
-        .ok_or(ApiError::NotFound("job"))
-}
-
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "project id")),
     request_body = CreateJob,
     responses(
         (status = 201, body = JobResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "worker_group is not allowed for the project"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/projects/{id}/jobs")]
@@ -120,10 +109,7 @@ pub async fn create_job(
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "project id"), PageQuery),
-    responses(
-        (status = 200, body = Page<JobResponse>),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = Page<JobResponse>))
 )]
 #[get("/api/v1/projects/{id}/jobs")]
 pub async fn list_jobs(
@@ -134,25 +120,15 @@ pub async fn list_jobs(
 ) -> Result<HttpResponse, ApiError> {
     let request = query.parse()?;
     let client = db(&state).await?;
-    jobcenter_sql::projects::get(&client, *project_id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    project_or_404(&client, &caller, *project_id).await?;
     let rows = jobs::list_by_project(&client, *project_id, request.before, request.limit).await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |j| (j.created_at, j.id),
-        JobResponse::from,
-    )))
+    Ok(request.page(rows, |j| (j.created_at, j.id), JobResponse::from))
 }
 
 /// A job, deleted or not (a deleted one shows `deleted_at`).
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 200, body = JobResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = JobResponse))
 )]
 #[get("/api/v1/jobs/{id}")]
 pub async fn get_job(
@@ -160,14 +136,7 @@ pub async fn get_job(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = jobs::get(
-        &db(&state).await?,
-        *id,
-        caller.owner_scope(),
-        Including::Deleted,
-    )
-    .await?
-    .ok_or(ApiError::NotFound("job"))?;
+    let job = job_or_404(&db(&state).await?, &caller, *id, Including::Deleted).await?;
     Ok(HttpResponse::Ok().json(JobResponse::from(job)))
 }
 
@@ -176,9 +145,7 @@ pub async fn get_job(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateJob,
     responses(
         (status = 200, body = JobResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "worker_group is not allowed for the project"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[patch("/api/v1/jobs/{id}")]
@@ -190,7 +157,7 @@ pub async fn update_job(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let current = locked_job(&tx, &caller, *id, Including::Live).await?;
+    let current = locked_job_or_404(&tx, &caller, *id, Including::Live).await?;
     let children = body.children.clone();
     let fields = job_fields::apply_patch(&current.fields, body, Utc::now())?;
     check_worker_group(&tx, current.project_id, None, &fields.worker_group).await?;
@@ -212,10 +179,7 @@ pub async fn update_job(
 /// Stops the schedule and takes the job's queued runs out of the queue (`cancelled`).
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 200, body = JobResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = JobResponse))
 )]
 #[post("/api/v1/jobs/{id}/disable")]
 pub async fn disable_job(
@@ -229,10 +193,7 @@ pub async fn disable_job(
 /// Resumes the schedule from now (ticks missed while disabled are not fired).
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 200, body = JobResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = JobResponse))
 )]
 #[post("/api/v1/jobs/{id}/enable")]
 pub async fn enable_job(
@@ -251,7 +212,7 @@ async fn set_enabled(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(state).await?;
     let tx = client.transaction().await?;
-    let current = locked_job(&tx, caller, id, Including::Live).await?;
+    let current = locked_job_or_404(&tx, caller, id, Including::Live).await?;
     let mut fields = current.fields.clone();
     fields.enabled = enabled;
     fields.next_fire_at = job_fields::plan_next_fire(&fields, Utc::now())?;
@@ -276,10 +237,7 @@ async fn set_enabled(
 /// logs stay readable and the job restorable until retention purges them.
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 204))
 )]
 #[delete("/api/v1/jobs/{id}")]
 pub async fn delete_job(
@@ -289,7 +247,7 @@ pub async fn delete_job(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    locked_job(&tx, &caller, *id, Including::Live).await?;
+    locked_job_or_404(&tx, &caller, *id, Including::Live).await?;
     jobcenter_sql::runs::cancel_queued_for_job(&tx, *id, "job deleted").await?;
     jobs::soft_delete(&tx, *id).await?;
     audit(&tx, &caller, "job.delete", *id).await?;
@@ -303,7 +261,6 @@ pub async fn delete_job(
     responses(
         (status = 200, body = JobResponse),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "the job's worker_group is no longer allowed for the project"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -315,7 +272,7 @@ pub async fn restore_job(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let job = locked_job(&tx, &caller, *id, Including::Deleted).await?;
+    let job = locked_job_or_404(&tx, &caller, *id, Including::Deleted).await?;
     if job.deleted_at.is_none() {
         return Err(ApiError::Conflict("the job is not deleted".into()));
     }
@@ -323,7 +280,7 @@ pub async fn restore_job(
     let next_fire_at = job_fields::plan_next_fire(&job.fields, Utc::now())?;
     jobs::restore(&tx, *id, next_fire_at).await?;
     audit(&tx, &caller, "job.restore", *id).await?;
-    let job = locked_job(&tx, &caller, *id, Including::Live).await?;
+    let job = locked_job_or_404(&tx, &caller, *id, Including::Live).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(JobResponse::from(job)))
 }

@@ -2,7 +2,7 @@
 //! from any API node until the run ends.
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::routes::db;
 use crate::run_events::RunEvent;
 use crate::state::AppState;
@@ -57,7 +57,6 @@ pub struct LogEvent {
         (status = 200, description = "the logs: text/plain, or text/event-stream with follow=true",
          content((String = "text/plain"), (LogEvent = "text/event-stream")),
          headers(("X-Next-Offset" = u64, description = "offset to resume a plain read from"))),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/runs/{id}/logs")]

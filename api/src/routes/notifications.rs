@@ -3,16 +3,16 @@
 //! scheduler's (`scheduler/src/notify_dispatch.rs`); see docs/notifications.md.
 
 use crate::auth::{random_alphanumeric, Caller};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::routes::db;
+use crate::routes::{audit, db, job_or_404, locked_job_or_404, project_or_404};
 use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use jobcenter_sql::jobs::{self, Including};
+use jobcenter_sql::jobs::Including;
 use jobcenter_sql::notification_channels::{self, Channel, NewChannel};
 use jobcenter_sql::notification_deliveries::{self, Delivery};
-use jobcenter_sql::{audit, projects, GenericClient};
+use jobcenter_sql::GenericClient;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -124,6 +124,17 @@ fn delivery_response(d: Delivery) -> DeliveryResponse {
     }
 }
 
+/// The channel, if the caller may see it; else 404.
+async fn channel_or_404(
+    c: &impl GenericClient,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Channel, ApiError> {
+    notification_channels::get(c, id, caller.owner_scope())
+        .await?
+        .ok_or(ApiError::NotFound("notification"))
+}
+
 /// The checked fields: (url, format, events without duplicates, in request order).
 fn validate(body: &CreateNotification) -> Result<(String, String, Vec<String>), ApiError> {
     let url = body.url.trim();
@@ -195,14 +206,7 @@ async fn create(
     .await?;
     let detail = json!({"project_id": project_id, "job_id": job_id, "url": url, "events": events});
     let subject = format!("notification:{}", channel.id);
-    audit::record(
-        tx,
-        Some(caller.user_id),
-        "notification.create",
-        &subject,
-        &detail,
-    )
-    .await?;
+    audit(tx, caller, "notification.create", &subject, &detail).await?;
     Ok(HttpResponse::Created().json(CreatedNotification {
         notification: response(channel),
         secret,
@@ -213,11 +217,7 @@ async fn create(
     tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "project id")),
     request_body = CreateNotification,
-    responses(
-        (status = 201, body = CreatedNotification),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 201, body = CreatedNotification))
 )]
 #[post("/api/v1/projects/{id}/notifications")]
 pub async fn create_project_notification(
@@ -229,9 +229,7 @@ pub async fn create_project_notification(
     validate(&body.0)?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    projects::get(&tx, *project_id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    project_or_404(&tx, &caller, *project_id).await?;
     let answer = create(&tx, &caller, *project_id, None, &body.0).await?;
     tx.commit().await?;
     Ok(answer)
@@ -240,10 +238,7 @@ pub async fn create_project_notification(
 #[utoipa::path(
     tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "project id")),
-    responses(
-        (status = 200, body = NotificationList),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = NotificationList))
 )]
 #[get("/api/v1/projects/{id}/notifications")]
 pub async fn list_project_notifications(
@@ -252,9 +247,7 @@ pub async fn list_project_notifications(
     project_id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    projects::get(&client, *project_id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    project_or_404(&client, &caller, *project_id).await?;
     let rows = notification_channels::list_by_project(&client, *project_id, MAX_LISTED).await?;
     Ok(HttpResponse::Ok().json(NotificationList {
         items: rows.into_iter().map(response).collect(),
@@ -265,11 +258,7 @@ pub async fn list_project_notifications(
     tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "job id")),
     request_body = CreateNotification,
-    responses(
-        (status = 201, body = CreatedNotification),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 201, body = CreatedNotification))
 )]
 #[post("/api/v1/jobs/{id}/notifications")]
 pub async fn create_job_notification(
@@ -281,9 +270,7 @@ pub async fn create_job_notification(
     validate(&body.0)?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let job = jobs::lock(&tx, *job_id, caller.owner_scope(), Including::Live)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    let job = locked_job_or_404(&tx, &caller, *job_id, Including::Live).await?;
     let answer = create(&tx, &caller, job.project_id, Some(job.id), &body.0).await?;
     tx.commit().await?;
     Ok(answer)
@@ -292,10 +279,7 @@ pub async fn create_job_notification(
 #[utoipa::path(
     tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "job id")),
-    responses(
-        (status = 200, body = NotificationList),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = NotificationList))
 )]
 #[get("/api/v1/jobs/{id}/notifications")]
 pub async fn list_job_notifications(
@@ -304,9 +288,7 @@ pub async fn list_job_notifications(
     job_id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    jobs::get(&client, *job_id, caller.owner_scope(), Including::Deleted)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    job_or_404(&client, &caller, *job_id, Including::Deleted).await?;
     let rows = notification_channels::list_by_job(&client, *job_id, MAX_LISTED).await?;
     Ok(HttpResponse::Ok().json(NotificationList {
         items: rows.into_iter().map(response).collect(),
@@ -316,10 +298,7 @@ pub async fn list_job_notifications(
 #[utoipa::path(
     tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "notification channel id")),
-    responses(
-        (status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 204))
 )]
 #[delete("/api/v1/notifications/{id}")]
 pub async fn delete_notification(
@@ -329,22 +308,13 @@ pub async fn delete_notification(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let channel = notification_channels::get(&tx, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("notification"))?;
+    let channel = channel_or_404(&tx, &caller, *id).await?;
     if !notification_channels::delete(&tx, channel.id).await? {
         return Err(ApiError::NotFound("notification"));
     }
     let detail = json!({"project_id": channel.project_id, "job_id": channel.job_id});
     let subject = format!("notification:{}", channel.id);
-    audit::record(
-        &tx,
-        Some(caller.user_id),
-        "notification.delete",
-        &subject,
-        &detail,
-    )
-    .await?;
+    audit(&tx, &caller, "notification.delete", &subject, &detail).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -352,10 +322,7 @@ pub async fn delete_notification(
 #[utoipa::path(
     tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "notification channel id")),
-    responses(
-        (status = 200, body = DeliveryList),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = DeliveryList))
 )]
 #[get("/api/v1/notifications/{id}/deliveries")]
 pub async fn list_deliveries(
@@ -364,9 +331,7 @@ pub async fn list_deliveries(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    let channel = notification_channels::get(&client, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("notification"))?;
+    let channel = channel_or_404(&client, &caller, *id).await?;
     let rows = notification_deliveries::list_by_channel(&client, channel.id, MAX_LISTED).await?;
     Ok(HttpResponse::Ok().json(DeliveryList {
         items: rows.into_iter().map(delivery_response).collect(),

@@ -5,8 +5,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::models::{CreateProject, Page, PageQuery, ProjectResponse, UpdateProject};
-use crate::pagination::page;
-use crate::routes::db;
+use crate::routes::{audit, db, project_or_404};
 use crate::state::AppState;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use jobcenter_sql::projects::{self, NewProject, ProjectPatch};
@@ -120,8 +119,6 @@ async fn check_owner_change(
     tag = "projects", security(("bearer" = [])), request_body = CreateProject,
     responses(
         (status = 201, body = ProjectResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "owner_id names no user"),
     )
 )]
@@ -147,14 +144,7 @@ pub async fn create_project(
     )
     .await?;
     let subject = format!("project:{}", project.id);
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "project.create",
-        &subject,
-        &json!({}),
-    )
-    .await?;
+    audit(&tx, &caller, "project.create", &subject, &json!({})).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(ProjectResponse::from(project)))
 }
@@ -177,20 +167,12 @@ pub async fn list_projects(
         request.limit,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |p| (p.created_at, p.id),
-        ProjectResponse::from,
-    )))
+    Ok(request.page(rows, |p| (p.created_at, p.id), ProjectResponse::from))
 }
 
 #[utoipa::path(
     tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 200, body = ProjectResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = ProjectResponse))
 )]
 #[get("/api/v1/projects/{id}")]
 pub async fn get_project(
@@ -198,9 +180,7 @@ pub async fn get_project(
     caller: Caller,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let project = projects::get(&db(&state).await?, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    let project = project_or_404(&db(&state).await?, &caller, *id).await?;
     Ok(HttpResponse::Ok().json(ProjectResponse::from(project)))
 }
 
@@ -208,9 +188,7 @@ pub async fn get_project(
     tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateProject,
     responses(
         (status = 200, body = ProjectResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "owner_id or worker_groups set by a developer"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "worker_groups takes away a group that live jobs use"),
     )
 )]
@@ -250,14 +228,7 @@ pub async fn update_project(
     if let Some(groups) = &groups {
         detail["worker_groups"] = json!(groups);
     }
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "project.update",
-        &subject,
-        &detail,
-    )
-    .await?;
+    audit(&tx, &caller, "project.update", &subject, &detail).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(ProjectResponse::from(project)))
 }
@@ -268,7 +239,6 @@ pub async fn update_project(
     tag = "projects", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses(
         (status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -280,9 +250,7 @@ pub async fn delete_project(
 ) -> Result<HttpResponse, ApiError> {
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    projects::get(&tx, *id, caller.owner_scope())
-        .await?
-        .ok_or(ApiError::NotFound("project"))?;
+    project_or_404(&tx, &caller, *id).await?;
     let dependents = projects::dependents(&tx, *id).await?;
     if dependents > 0 {
         return Err(ApiError::Conflict(format!(
@@ -290,12 +258,11 @@ pub async fn delete_project(
         )));
     }
     projects::delete(&tx, *id, caller.owner_scope()).await?;
-    let subject = format!("project:{id}");
-    jobcenter_sql::audit::record(
+    audit(
         &tx,
-        Some(caller.user_id),
+        &caller,
         "project.delete",
-        &subject,
+        &format!("project:{id}"),
         &json!({}),
     )
     .await?;

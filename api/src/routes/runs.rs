@@ -4,8 +4,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBodyOrDefault;
 use crate::models::{ChildRun, Page, PageQuery, RunResponse, TriggerRun};
-use crate::pagination::page;
-use crate::routes::db;
+use crate::routes::{audit, db, job_or_404};
 use crate::run_events::RunEvent;
 use crate::state::AppState;
 use crate::trigger::{idempotency_key, queue_run, queue_run_if_open, QueueRun};
@@ -72,8 +71,6 @@ pub struct RunListQuery {
     responses(
         (status = 200, body = RunResponse, description = "finished within the wait"),
         (status = 202, body = RunResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the job is disabled"),
     )
 )]
@@ -188,10 +185,7 @@ async fn wait_for_end(
 
 #[utoipa::path(
     tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path, description = "job id"), PageQuery),
-    responses(
-        (status = 200, body = Page<RunResponse>),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = Page<RunResponse>))
 )]
 #[get("/api/v1/jobs/{id}/runs")]
 pub async fn list_job_runs(
@@ -202,24 +196,14 @@ pub async fn list_job_runs(
 ) -> Result<HttpResponse, ApiError> {
     let request = query.parse()?;
     let client = db(&state).await?;
-    jobs::get(&client, *job_id, caller.owner_scope(), Including::Deleted)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    job_or_404(&client, &caller, *job_id, Including::Deleted).await?;
     let rows = runs::list_by_job(&client, *job_id, request.before, request.limit).await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |r| (r.queued_at, r.id),
-        RunResponse::from,
-    )))
+    Ok(request.page(rows, |r| (r.queued_at, r.id), RunResponse::from))
 }
 
 #[utoipa::path(
     tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 200, body = RunResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = RunResponse))
 )]
 #[get("/api/v1/runs/{id}")]
 pub async fn get_run(
@@ -244,10 +228,7 @@ pub async fn get_run(
 /// Runs visible to the caller, newest first, filtered.
 #[utoipa::path(
     tag = "runs", security(("bearer" = [])), params(RunListQuery),
-    responses(
-        (status = 200, body = Page<RunResponse>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = Page<RunResponse>))
 )]
 #[get("/api/v1/runs")]
 pub async fn list_runs(
@@ -283,12 +264,7 @@ pub async fn list_runs(
         request.limit,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |r| (r.queued_at, r.id),
-        RunResponse::from,
-    )))
+    Ok(request.page(rows, |r| (r.queued_at, r.id), RunResponse::from))
 }
 
 /// Inserts `run` in `tx` (under `Guard::QueueLock`: an exact skip policy).
@@ -308,7 +284,6 @@ async fn queue(
     tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses(
         (status = 202, body = RunResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the run has already finished"),
     )
 )]
@@ -337,7 +312,6 @@ pub async fn cancel_run(
     tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses(
         (status = 202, body = RunResponse),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the run has not finished, or its job is disabled or deleted"),
     )
 )]
@@ -374,7 +348,7 @@ pub async fn retry_run(
     let run = queue(&tx, &new).await?;
     let detail = json!({"job_id": job.id, "trigger": "retry", "retry_of": original.id});
     let subject = format!("run:{}", run.id);
-    jobcenter_sql::audit::record(&tx, Some(caller.user_id), "run.retry", &subject, &detail).await?;
+    audit(&tx, &caller, "run.retry", &subject, &detail).await?;
     tx.commit().await?;
     Ok(HttpResponse::Accepted().json(RunResponse::from(run)))
 }

@@ -5,17 +5,17 @@
 //! moved the tick (`gap`) or added it (`repeat`).
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::models::ScheduleBody;
-use crate::routes::db;
+use crate::routes::{db, job_or_404};
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use jobcenter_core::firing::{upcoming, Window};
 use jobcenter_core::jitter;
 use jobcenter_core::schedule::{DstShift, ScheduleSpec};
-use jobcenter_sql::jobs::{self, Including};
+use jobcenter_sql::jobs::Including;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -111,11 +111,7 @@ fn preview(
 /// job is disabled: what it would do once enabled).
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), params(("id" = Uuid, Path), CountQuery),
-    responses(
-        (status = 200, body = NextFires),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = NextFires))
 )]
 #[get("/api/v1/jobs/{id}/next-fires")]
 pub async fn next_fires(
@@ -125,14 +121,7 @@ pub async fn next_fires(
     query: web::Query<CountQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let count = count(query.count)?;
-    let job = jobs::get(
-        &db(&state).await?,
-        *id,
-        caller.owner_scope(),
-        Including::Live,
-    )
-    .await?
-    .ok_or(ApiError::NotFound("job"))?;
+    let job = job_or_404(&db(&state).await?, &caller, *id, Including::Live).await?;
     let window = Window {
         starts_at: job.fields.starts_at,
         ends_at: job.fields.ends_at,
@@ -144,10 +133,7 @@ pub async fn next_fires(
 /// The fire times a schedule would have, before saving it.
 #[utoipa::path(
     tag = "jobs", security(("bearer" = [])), request_body = PreviewRequest,
-    responses(
-        (status = 200, body = NextFires),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = NextFires))
 )]
 #[post("/api/v1/schedules/preview")]
 pub async fn preview_schedule(

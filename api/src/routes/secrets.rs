@@ -4,7 +4,7 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
-use crate::routes::{db, visible_project};
+use crate::routes::{audit, db, visible_project};
 use crate::state::AppState;
 use actix_web::{delete, get, put, web, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -72,14 +72,7 @@ pub async fn set_secret(
     let tx = client.transaction().await?;
     project_secrets::put(&tx, project_id, &name, &body.value).await?;
     let subject = format!("project:{project_id}/secret:{name}");
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "secret.set",
-        &subject,
-        &json!({}),
-    )
-    .await?;
+    audit(&tx, &caller, "secret.set", &subject, &json!({})).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -124,14 +117,7 @@ pub async fn delete_secret(
         return Err(ApiError::NotFound("secret"));
     }
     let subject = format!("project:{project_id}/secret:{name}");
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "secret.delete",
-        &subject,
-        &json!({}),
-    )
-    .await?;
+    audit(&tx, &caller, "secret.delete", &subject, &json!({})).await?;
     tx.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,8 +5,8 @@ use crate::auth::{new_api_token, Caller};
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
 use crate::models::{Page, PageQuery};
-use crate::pagination::page;
-use crate::routes::db;
+use crate::routes::users::user_or_404;
+use crate::routes::{audit, db};
 use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
@@ -62,11 +62,7 @@ impl From<ApiToken> for TokenInfo {
 
 #[utoipa::path(
     tag = "tokens", security(("bearer" = [])), request_body = CreateToken,
-    responses(
-        (status = 201, body = CreatedToken),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 201, body = CreatedToken))
 )]
 #[post("/api/v1/tokens")]
 pub async fn create_token(
@@ -101,9 +97,9 @@ pub async fn create_token(
     )
     .await?;
     let subject = format!("token:{}", row.id);
-    jobcenter_sql::audit::record(
+    audit(
         &tx,
-        Some(caller.user_id),
+        &caller,
         "token.create",
         &subject,
         &json!({"name": row.name}),
@@ -119,10 +115,7 @@ pub async fn create_token(
 /// The caller's own tokens, revoked ones included; never the token itself.
 #[utoipa::path(
     tag = "tokens", security(("bearer" = [])), params(PageQuery),
-    responses(
-        (status = 200, body = Page<TokenInfo>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = Page<TokenInfo>))
 )]
 #[get("/api/v1/tokens")]
 pub async fn list_tokens(
@@ -138,12 +131,7 @@ pub async fn list_tokens(
         request.limit,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |t| (t.created_at, t.id),
-        TokenInfo::from,
-    )))
+    Ok(request.page(rows, |t| (t.created_at, t.id), TokenInfo::from))
 }
 
 /// Any user's tokens, revoked ones included (admins only; an unknown user answers 404);
@@ -153,9 +141,7 @@ pub async fn list_tokens(
     params(("id" = Uuid, Path, description = "user id"), PageQuery),
     responses(
         (status = 200, body = Page<TokenInfo>),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/users/{id}/tokens")]
@@ -165,31 +151,18 @@ pub async fn list_user_tokens(
     user_id: web::Path<Uuid>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if caller.role != jobcenter_sql::states::Role::Admin {
-        return Err(ApiError::Forbidden("only admins manage accounts"));
-    }
+    caller.require_admin("only admins manage accounts")?;
     let request = query.parse()?;
     let client = db(&state).await?;
-    jobcenter_sql::users::by_id(&client, *user_id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
+    user_or_404(&client, *user_id).await?;
     let rows = api_tokens::list_by_user(&client, *user_id, request.before, request.limit).await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |t| (t.created_at, t.id),
-        TokenInfo::from,
-    )))
+    Ok(request.page(rows, |t| (t.created_at, t.id), TokenInfo::from))
 }
 
 /// Revokes a token at once. Another user's token answers 404 (admins may revoke any).
 #[utoipa::path(
     tag = "tokens", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses(
-        (status = 204),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 204))
 )]
 #[delete("/api/v1/tokens/{id}")]
 pub async fn revoke_token(
@@ -202,12 +175,11 @@ pub async fn revoke_token(
     if !api_tokens::revoke(&tx, *id, caller.owner_scope()).await? {
         return Err(ApiError::NotFound("token"));
     }
-    let subject = format!("token:{id}");
-    jobcenter_sql::audit::record(
+    audit(
         &tx,
-        Some(caller.user_id),
+        &caller,
         "token.revoke",
-        &subject,
+        &format!("token:{id}"),
         &json!({}),
     )
     .await?;

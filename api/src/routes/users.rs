@@ -8,7 +8,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::extract::AdminJson;
 use crate::models::{Page, PageQuery};
-use crate::pagination::page;
 use crate::routes::auth::hash_password_blocking;
 use crate::routes::db;
 use crate::state::AppState;
@@ -17,6 +16,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use jobcenter_sql::states::Role;
 use jobcenter_sql::users::{self, User, UserPatch};
+use jobcenter_sql::GenericClient;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -65,11 +65,32 @@ impl From<User> for UserResponse {
     }
 }
 
+/// Refuses anyone but an admin (403).
 fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    match caller.role {
-        Role::Admin => Ok(()),
-        Role::Developer => Err(ApiError::Forbidden("only admins manage accounts")),
+    caller.require_admin("only admins manage accounts")
+}
+
+/// The user, or 404.
+pub async fn user_or_404(c: &impl GenericClient, id: Uuid) -> Result<User, ApiError> {
+    users::by_id(c, id).await?.ok_or(ApiError::NotFound("user"))
+}
+
+/// Locks the active admins' rows and reads the user a change is about; refuses the
+/// change (409) if it would leave no active admin. `stays_active_admin` says whether the
+/// user is an active admin after the change.
+async fn target_of_change(
+    tx: &Transaction<'_>,
+    id: Uuid,
+    stays_active_admin: impl FnOnce(&User) -> bool,
+) -> Result<User, ApiError> {
+    let admins = users::lock_active_admins(tx).await?;
+    let target = user_or_404(tx, id).await?;
+    if removes_last_admin(&target, &admins, stays_active_admin(&target)) {
+        return Err(ApiError::Conflict(
+            "this is the last active admin: promote another user first".into(),
+        ));
     }
+    Ok(target)
 }
 
 fn parse_role(role: &str) -> Result<Role, ApiError> {
@@ -99,9 +120,7 @@ async fn audit(
     user_id: Uuid,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let subject = format!("user:{user_id}");
-    jobcenter_sql::audit::record(tx, Some(caller.user_id), action, &subject, &detail).await?;
-    Ok(())
+    crate::routes::audit(tx, caller, action, &format!("user:{user_id}"), &detail).await
 }
 
 #[utoipa::path(
@@ -120,19 +139,13 @@ pub async fn list_users(
     require_admin(&caller)?;
     let request = query.parse()?;
     let rows = users::list(&db(&state).await?, request.before, request.limit).await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        &request,
-        |u| (u.created_at, u.id),
-        UserResponse::from,
-    )))
+    Ok(request.page(rows, |u| (u.created_at, u.id), UserResponse::from))
 }
 
 #[utoipa::path(
     tag = "users", security(("bearer" = [])), request_body = CreateUser,
     responses(
         (status = 201, body = UserResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the username is taken"),
     )
@@ -171,7 +184,6 @@ pub async fn create_user(
     responses(
         (status = 200, body = UserResponse),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/api/v1/users/{id}")]
@@ -181,9 +193,7 @@ pub async fn get_user(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&caller)?;
-    let user = users::by_id(&db(&state).await?, *id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
+    let user = user_or_404(&db(&state).await?, *id).await?;
     Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
@@ -201,9 +211,7 @@ fn removes_last_admin(target: &User, active_admins: &[Uuid], still_active_admin:
     tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = UpdateUser,
     responses(
         (status = 200, body = UserResponse),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "it would leave no active admin"),
     )
 )]
@@ -223,17 +231,10 @@ pub async fn update_user(
     };
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let admins = users::lock_active_admins(&tx).await?;
-    let target = users::by_id(&tx, *id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    let still_active_admin =
-        role.unwrap_or(target.role) == Role::Admin && !body.disabled.unwrap_or(target.disabled);
-    if removes_last_admin(&target, &admins, still_active_admin) {
-        return Err(ApiError::Conflict(
-            "this is the last active admin: promote another user first".into(),
-        ));
-    }
+    target_of_change(&tx, *id, |target| {
+        role.unwrap_or(target.role) == Role::Admin && !body.disabled.unwrap_or(target.disabled)
+    })
+    .await?;
     let patch = UserPatch {
         role,
         disabled: body.disabled,
@@ -268,7 +269,6 @@ pub async fn update_user(
     responses(
         (status = 204),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the last active admin, or the owner of projects"),
     )
 )]
@@ -281,15 +281,7 @@ pub async fn delete_user(
     require_admin(&caller)?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    let admins = users::lock_active_admins(&tx).await?;
-    let target = users::by_id(&tx, *id)
-        .await?
-        .ok_or(ApiError::NotFound("user"))?;
-    if removes_last_admin(&target, &admins, false) {
-        return Err(ApiError::Conflict(
-            "this is the last active admin: promote another user first".into(),
-        ));
-    }
+    let target = target_of_change(&tx, *id, |_| false).await?;
     let owned = users::owned_project_count(&tx, *id).await?;
     if owned > 0 {
         return Err(ApiError::Conflict(format!(

@@ -2,13 +2,13 @@
 //! received by [`crate::routes::hooks`].
 
 use crate::auth::{random_alphanumeric, Caller};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::extract::JsonBodyOrDefault;
-use crate::routes::db;
+use crate::routes::{audit, db, job_or_404, locked_job_or_404};
 use crate::state::AppState;
 use actix_web::{delete, get, post, web, HttpResponse};
 use chrono::{DateTime, Utc};
-use jobcenter_sql::jobs::{self, Including};
+use jobcenter_sql::jobs::Including;
 use jobcenter_sql::webhooks::{self, Webhook};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -111,10 +111,7 @@ fn filter_list(field: &str, values: Vec<String>) -> Result<Vec<String>, ApiError
 #[utoipa::path(
     tag = "webhooks", security(("bearer" = [])), params(("id" = Uuid, Path, description = "job id")),
     request_body = CreateWebhook,
-    responses(
-        (status = 201, body = CreatedWebhook),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 201, body = CreatedWebhook))
 )]
 #[post("/api/v1/jobs/{id}/webhooks")]
 pub async fn create_webhook(
@@ -127,21 +124,13 @@ pub async fn create_webhook(
     let branches = filter_list("branches", body.branches)?;
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    jobs::lock(&tx, *job_id, caller.owner_scope(), Including::Live)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    locked_job_or_404(&tx, &caller, *job_id, Including::Live).await?;
     let secret = random_alphanumeric(SECRET_CHARS);
     let webhook =
         webhooks::insert(&tx, *job_id, &secret, caller.user_id, &events, &branches).await?;
     let subject = format!("webhook:{}", webhook.id);
-    jobcenter_sql::audit::record(
-        &tx,
-        Some(caller.user_id),
-        "webhook.create",
-        &subject,
-        &json!({"job_id": *job_id, "events": &events, "branches": &branches}),
-    )
-    .await?;
+    let detail = json!({"job_id": *job_id, "events": &events, "branches": &branches});
+    audit(&tx, &caller, "webhook.create", &subject, &detail).await?;
     tx.commit().await?;
     Ok(HttpResponse::Created().json(CreatedWebhook {
         webhook: response(&state, webhook),
@@ -151,10 +140,7 @@ pub async fn create_webhook(
 
 #[utoipa::path(
     tag = "webhooks", security(("bearer" = [])), params(("id" = Uuid, Path, description = "job id")),
-    responses(
-        (status = 200, body = WebhookList),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 200, body = WebhookList))
 )]
 #[get("/api/v1/jobs/{id}/webhooks")]
 pub async fn list_webhooks(
@@ -163,9 +149,7 @@ pub async fn list_webhooks(
     job_id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let client = db(&state).await?;
-    jobs::get(&client, *job_id, caller.owner_scope(), Including::Deleted)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    job_or_404(&client, &caller, *job_id, Including::Deleted).await?;
     let rows = webhooks::list_by_job(&client, *job_id, MAX_WEBHOOKS_LISTED).await?;
     Ok(HttpResponse::Ok().json(WebhookList {
         items: rows.into_iter().map(|w| response(&state, w)).collect(),
@@ -175,10 +159,7 @@ pub async fn list_webhooks(
 #[utoipa::path(
     tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "job id"), ("webhook_id" = Uuid, Path)),
-    responses(
-        (status = 204),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-    )
+    responses((status = 204))
 )]
 #[delete("/api/v1/jobs/{id}/webhooks/{webhook_id}")]
 pub async fn delete_webhook(
@@ -189,16 +170,14 @@ pub async fn delete_webhook(
     let (job_id, webhook_id) = path.into_inner();
     let mut client = db(&state).await?;
     let tx = client.transaction().await?;
-    jobs::get(&tx, job_id, caller.owner_scope(), Including::Deleted)
-        .await?
-        .ok_or(ApiError::NotFound("job"))?;
+    job_or_404(&tx, &caller, job_id, Including::Deleted).await?;
     if !webhooks::delete(&tx, webhook_id, job_id).await? {
         return Err(ApiError::NotFound("webhook"));
     }
     let subject = format!("webhook:{webhook_id}");
-    jobcenter_sql::audit::record(
+    audit(
         &tx,
-        Some(caller.user_id),
+        &caller,
         "webhook.delete",
         &subject,
         &json!({"job_id": job_id}),

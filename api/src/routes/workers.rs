@@ -3,10 +3,9 @@
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
 use crate::models::WorkerResponse;
-use crate::routes::db;
+use crate::routes::{audit, db};
 use crate::state::AppState;
 use actix_web::{get, post, web, HttpResponse};
-use jobcenter_sql::states::Role;
 use jobcenter_sql::workers;
 use uuid::Uuid;
 
@@ -35,7 +34,6 @@ pub async fn list_workers(
     responses(
         (status = 204),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/workers/{id}/drain")]
@@ -53,7 +51,6 @@ pub async fn drain_worker(
     responses(
         (status = 204),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/api/v1/workers/{id}/resume")]
@@ -71,9 +68,7 @@ async fn set_drained(
     id: Uuid,
     drained: bool,
 ) -> Result<HttpResponse, ApiError> {
-    if caller.role != Role::Admin {
-        return Err(ApiError::Forbidden("only admins drain and resume workers"));
-    }
+    caller.require_admin("only admins drain and resume workers")?;
     let mut client = db(state).await?;
     let tx = client.transaction().await?;
     if !workers::set_drained(&tx, id, drained).await? {
@@ -84,12 +79,11 @@ async fn set_drained(
     } else {
         "worker.resume"
     };
-    let subject = format!("worker:{id}");
-    jobcenter_sql::audit::record(
+    audit(
         &tx,
-        Some(caller.user_id),
+        caller,
         action,
-        &subject,
+        &format!("worker:{id}"),
         &serde_json::json!({}),
     )
     .await?;
