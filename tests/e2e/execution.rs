@@ -195,8 +195,7 @@ async fn failed_runs_are_retried_with_backoff_as_linked_attempts() {
     api.post(&format!("/api/v1/runs/{running}/retry"), json!({}))
         .await
         .assert_problem(409);
-    api.post(&format!("/api/v1/runs/{running}/cancel"), json!({}))
-        .await;
+    api.cancel_all(long["id"].as_str().unwrap()).await;
     let run = api.wait_finished(&retried).await;
     assert_eq!(run["state"], "failed", "{run}");
 }
