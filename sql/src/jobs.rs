@@ -260,42 +260,28 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 pub async fn insert(c: &impl GenericClient, project_id: Uuid, f: &JobFields) -> Result<Job, Error> {
-    let stmt = c.prepare_cached(INSERT).await?;
-    let row = c
-        .query_one(
-            &stmt,
-            &[
-                &project_id,
-                &f.name,
-                &to_json(&f.target),
-                &to_json(&f.schedule),
-                &f.starts_at,
-                &f.ends_at,
-                &f.concurrency.as_str(),
-                &f.timeout_seconds,
-                &f.max_attempts,
-                &to_json(&f.env),
-                &f.worker_group,
-                &f.enabled,
-                &f.next_fire_at,
-                &f.catch_up.as_str(),
-                &f.jitter_seconds,
-                &f.pause_after_failures,
-                &f.network.as_str(),
-            ],
-        )
-        .await?;
-    from_row(&row)
+    write(c, INSERT, project_id, f).await
 }
 
 /// Replaces every owner-set field of a job (the API merges a PATCH first).
 pub async fn update(c: &impl GenericClient, id: Uuid, f: &JobFields) -> Result<Job, Error> {
-    let stmt = c.prepare_cached(UPDATE).await?;
+    write(c, UPDATE, id, f).await
+}
+
+/// Runs `statement` (INSERT or UPDATE) with `$1` = `key` and the fields as `$2…`, in the
+/// one order both statements take them.
+async fn write(
+    c: &impl GenericClient,
+    statement: &str,
+    key: Uuid,
+    f: &JobFields,
+) -> Result<Job, Error> {
+    let stmt = c.prepare_cached(statement).await?;
     let row = c
         .query_one(
             &stmt,
             &[
-                &id,
+                &key,
                 &f.name,
                 &to_json(&f.target),
                 &to_json(&f.schedule),

@@ -44,6 +44,16 @@ macro_rules! insert_run {
                FROM j, busy, LATERAL (SELECT j.concurrency = 'skip' AND busy.busy AS skip) s
                ON CONFLICT DO NOTHING RETURNING *)",
             $more,
+            announced_runs!()
+        )
+    };
+}
+
+/// The final `SELECT` of a statement whose CTE `r` inserted runs: each run as a row, and
+/// a notification to its worker group.
+macro_rules! announced_runs {
+    () => {
+        concat!(
             "
              SELECT ",
             run_columns!(),
@@ -112,13 +122,8 @@ statements! {
                   exclusive, coalesce(first_run_id, id), id, retry_of, parent_run_id,
                   now() + $2 * interval '1 millisecond' FROM p
            ON CONFLICT (previous_run_id) WHERE previous_run_id IS NOT NULL
-           DO NOTHING RETURNING *)
-         SELECT ",
-        run_columns!(),
-        ", pg_notify('",
-        runs_channel!(),
-        "', r.worker_group)
-         FROM r JOIN jobs j ON j.id = r.job_id"
+           DO NOTHING RETURNING *)",
+        announced_runs!()
     );
 
     /// Backfilled runs of job `$1` in group `$2`, one per tick of `$3` (see
