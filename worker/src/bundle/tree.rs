@@ -200,12 +200,7 @@ impl<'l> Tree<'l> {
         relative: &Path,
         target: &[u8],
     ) -> Result<(), BundleError> {
-        if target.is_empty() {
-            return Err(unsafe_entry(entry, "is a link without a target"));
-        }
-        if target.contains(&0) {
-            return Err(unsafe_entry(entry, "has a NUL byte in its link target"));
-        }
+        check_link_target(entry, target)?;
         let (dir, leaf) = self.parent(entry, relative)?;
         match rustix::fs::symlinkat(OsStr::from_bytes(target), &dir, leaf) {
             Ok(()) => Ok(()),
@@ -220,12 +215,7 @@ impl<'l> Tree<'l> {
         relative: &Path,
         target: &[u8],
     ) -> Result<(), BundleError> {
-        if target.is_empty() {
-            return Err(unsafe_entry(entry, "is a link without a target"));
-        }
-        if target.contains(&0) {
-            return Err(unsafe_entry(entry, "has a NUL byte in its link target"));
-        }
+        check_link_target(entry, target)?;
         let shown = lossy(target);
         let source = safe_relative(Path::new(OsStr::from_bytes(target)))
             .map_err(|_| unsafe_entry(entry, format!("links outside the bundle ({shown:?})")))?;
@@ -256,4 +246,15 @@ impl<'l> Tree<'l> {
         self.files.insert(relative.to_path_buf());
         Ok(())
     }
+}
+
+/// A link's target must name something: not empty, no NUL byte.
+fn check_link_target(entry: &str, target: &[u8]) -> Result<(), BundleError> {
+    if target.is_empty() {
+        return Err(unsafe_entry(entry, "is a link without a target"));
+    }
+    if target.contains(&0) {
+        return Err(unsafe_entry(entry, "has a NUL byte in its link target"));
+    }
+    Ok(())
 }
